@@ -1,0 +1,115 @@
+"""The command line: parse arguments, build the settings, run one command, map errors to exits.
+
+Exit statuses: 0 done; 1 some work failed; 2 usage or settings; 75 another run holds the lock;
+130/143 interrupted by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from sync.database import migrate
+from sync.errors import (
+    DatabaseError,
+    RunLockedError,
+    SchemaBehindError,
+    SettingsError,
+    TaskboxError,
+)
+from sync.runtime import open_engine
+from sync.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (no usage dump) with exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _add_database_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> None:
+        async with open_engine(settings, check=False) as engine:
+            await migrate(engine)
+            print(f"taskbox-sync: schema is at head on {engine.url.render_as_string()}")
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from sync.sandbox import run_cli  # only this command needs the sandbox
+
+    status: int = run_cli(list(args.sandbox_args))
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="taskbox-sync",
+        description="Mirror Douyin taskbox daily video earnings into PostgreSQL.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("migrate", help="create or upgrade the schema (alembic upgrade head)")
+    _add_database_flag(p)
+    p.set_defaults(handler=_cmd_migrate)
+
+    p = sub.add_parser(
+        "sandbox", help="serve the offline simulation of the platform's API", add_help=False
+    )
+    p.add_argument("sandbox_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_cmd_sandbox)
+
+    from sync import commands  # keeps start-up light
+
+    commands.register(sub)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command's flags laid over them."""
+    settings = Settings.from_env()
+    overrides: dict[str, object] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    if getattr(args, "qps", None) is not None:
+        overrides["qps"] = args.qps
+    return settings.replace(**overrides) if overrides else settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings_from(args))
+    except SettingsError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except SchemaBehindError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except DatabaseError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except RunLockedError as exc:
+        return _fail(str(exc), EXIT_LOCKED)
+    except TaskboxError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"taskbox-sync: {message}", file=sys.stderr)
+    return status

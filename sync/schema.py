@@ -1,0 +1,179 @@
+"""The tables, declared once with SQLAlchemy Core: Alembic compares migrations against this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Stable constraint names, so migrations can refer to them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _tz(name: str, *, nullable: bool = True) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+# The columns of the figures, in the order the bulk path copies them.
+FIGURE_COLUMNS = (
+    "active_cnt_1d",
+    "gmv_1d",
+    "refund_gmv_1d",
+    "billing_gmv_1d",
+    "billing_refund_gmv_1d",
+    "ad_share_cost_1d",
+    "feed_ad_share_cost_1d",
+)
+TEXT_COLUMNS = (
+    "douyin_id",
+    "author",
+    "client_name",
+    "micro_app_title",
+    "task_name",
+    "video_title",
+    "video_link",
+)
+
+video_daily_earnings = Table(
+    "video_daily_earnings",
+    metadata,
+    Column("billing_date", Date, primary_key=True),
+    Column("video_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("task_id", BigInteger, primary_key=True, autoincrement=False),
+    *(Column(name, Text) for name in TEXT_COLUMNS),
+    _tz("publish_time"),
+    Column("data_date", Date),
+    *(Column(name, BigInteger) for name in FIGURE_COLUMNS),
+    Column("expected_profit", Numeric),
+    Column("extra", JSONB),
+    _tz("first_synced_at", nullable=False),
+    _tz("last_synced_at", nullable=False),
+    # No foreign key on purpose: an RI trigger per merged row would halve the bulk path's speed.
+    Column("last_run_id", BigInteger),
+    comment="Daily earnings per billing date, video and task, as the platform reports them.",
+)
+Index(
+    "ix_video_daily_earnings_task_id_billing_date",
+    video_daily_earnings.c.task_id,
+    video_daily_earnings.c.billing_date,
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", Text, nullable=False),  # nightly | backfill
+    Column("app_key", Text, nullable=False),  # the client key (not secret) or 'token'
+    Column("params", JSONB, nullable=False),
+    Column("status", Text, nullable=False),  # running|succeeded|partial|failed|interrupted
+    _tz("started_at", nullable=False),
+    _tz("finished_at"),
+    Column("partitions_total", Integer, nullable=False, server_default="0"),
+    Column("partitions_done", Integer, nullable=False, server_default="0"),
+    Column("partitions_failed", Integer, nullable=False, server_default="0"),
+    Column("partitions_skipped", Integer, nullable=False, server_default="0"),
+    Column("rows_fetched", BigInteger, nullable=False, server_default="0"),
+    Column("rows_inserted", BigInteger, nullable=False, server_default="0"),
+    Column("rows_updated", BigInteger, nullable=False, server_default="0"),
+    Column("rows_unchanged", BigInteger, nullable=False, server_default="0"),
+    Column("rows_removed", BigInteger, nullable=False, server_default="0"),
+    Column("rows_rejected", BigInteger, nullable=False, server_default="0"),
+    Column("api_calls", Integer, nullable=False, server_default="0"),
+    Column("throttled", Integer, nullable=False, server_default="0"),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("qps_used", Numeric),
+    Column("error", Text),
+)
+Index("ix_sync_runs_kind_started_at", sync_runs.c.kind, sync_runs.c.started_at)
+
+sync_partitions = Table(
+    "sync_partitions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_id", BigInteger, nullable=False),
+    Column("billing_date", Date, nullable=False),
+    _tz("window_start", nullable=False),
+    _tz("window_end", nullable=False),
+    Column("scope", Text, nullable=False, server_default=""),  # API filters, '' = everything
+    Column("status", Text, nullable=False),  # running | done | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("pages", Integer, nullable=False, server_default="0"),
+    Column("api_calls", Integer, nullable=False, server_default="0"),
+    Column("rows_fetched", BigInteger, nullable=False, server_default="0"),
+    Column("rows_inserted", BigInteger, nullable=False, server_default="0"),
+    Column("rows_updated", BigInteger, nullable=False, server_default="0"),
+    Column("rows_unchanged", BigInteger, nullable=False, server_default="0"),
+    Column("rows_removed", BigInteger, nullable=False, server_default="0"),
+    Column("rows_rejected", BigInteger, nullable=False, server_default="0"),
+    Column("rows_repeated", BigInteger, nullable=False, server_default="0"),
+    Column("texts_sanitized", BigInteger, nullable=False, server_default="0"),
+    Column("last_log_id", Text),
+    Column("err_no", BigInteger),
+    Column("error", Text),
+    _tz("started_at", nullable=False),
+    _tz("finished_at"),
+)
+Index("ix_sync_partitions_run_id", sync_partitions.c.run_id)
+Index(
+    "ix_sync_partitions_billing_date_window_end",
+    sync_partitions.c.billing_date,
+    sync_partitions.c.window_end,
+)
+
+talent_operations = Table(
+    "talent_operations",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("task_id", BigInteger, nullable=False),
+    Column("douyin_id", Text, nullable=False),
+    Column("operation", Text, nullable=False),  # add | cancel
+    Column("ok", Boolean, nullable=False),
+    Column("outcome", Text, nullable=False),  # the platform's update_result, or our reason
+    Column("error_code", BigInteger),
+    Column("log_id", Text),
+    Column("third_appid", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index(
+    "ix_talent_operations_task_id_created_at",
+    talent_operations.c.task_id,
+    talent_operations.c.created_at,
+)
+
+# The order of the values in a mapped record (sync.mapper) and of the bulk path's COPY (sync.store):
+#   billing_date: date, video_id: int, task_id: int, the TEXT_COLUMNS: str | None,
+#   publish_time: datetime (UTC-aware) | None, data_date: date | None,
+#   the FIGURE_COLUMNS: int | None, expected_profit: Decimal | None, extra: str (JSON text) | None
+RECORD_COLUMNS = (
+    "billing_date",
+    "video_id",
+    "task_id",
+    *TEXT_COLUMNS,
+    "publish_time",
+    "data_date",
+    *FIGURE_COLUMNS,
+    "expected_profit",
+    "extra",
+)
+KEY_COLUMNS = ("billing_date", "video_id", "task_id")

@@ -1,0 +1,56 @@
+"""The schema is owned by Alembic, and the models agree with the migrations."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync.database import check_schema, create_engine, downgrade, head_revision, migrate
+from sync.errors import SchemaBehindError
+from sync.schema import metadata
+
+
+def _diff(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_models_match_migrations(engine: AsyncEngine) -> None:
+    """Autogenerate finds no difference between sync.schema and the migrated database."""
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []
+
+
+async def test_downgrade_to_base_then_upgrade(engine: AsyncEngine) -> None:
+    """Every migration can be undone and redone."""
+    await downgrade(engine, "base")
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_tables) <= {"alembic_version"}
+    await migrate(engine)
+    async with engine.connect() as conn:
+        tables = await conn.run_sync(_tables)
+    assert {"video_daily_earnings", "sync_runs", "sync_partitions", "talent_operations"} <= tables
+    await check_schema(engine)
+
+
+async def test_check_schema_refuses_unmigrated_database(empty_database_url: str) -> None:
+    """A database behind head is refused with a message that says to run migrate."""
+    eng = create_engine(empty_database_url)
+    try:
+        with pytest.raises(SchemaBehindError, match="run `taskbox-sync migrate`"):
+            await check_schema(eng)
+        await migrate(eng)
+        await check_schema(eng)
+    finally:
+        await eng.dispose()
+
+
+def test_single_head() -> None:
+    """The migration history has one head."""
+    assert head_revision() == "0001"
