@@ -11,6 +11,7 @@
         ├── TokenError       28001008 / 28001003 / 5501 / 5502: get a new token (token)
         ├── PermanentError   bad parameter, task gone, …: retrying cannot help  (permanent)
         │   └── CapabilityError  28001018: the app lacks the data permission    (fatal)
+        ├── CredentialsError 10013, 40017, …: key or secret refused             (fatal, exit 2)
         └── ContractError    an answer that is not the documented shape         (retryable)
 
 Every ApiError carries `endpoint`, `err_no`, `message` and `log_id` so that failures can be
@@ -123,6 +124,12 @@ class RetryableApiError(ApiError):
 
 class CapabilityError(PermanentError):
     """The app lacks a permission the platform requires; nothing in this run can succeed."""
+
+    error_class = ErrorClass.FATAL
+
+
+class CredentialsError(ApiError):
+    """The platform refused our key/secret or appid/secret: a settings problem (exit 2)."""
 
     error_class = ErrorClass.FATAL
 

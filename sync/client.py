@@ -1,0 +1,187 @@
+"""Calling the platform: the shared request loop (limiter, token, retries, counters) and the
+daily-data endpoint on top of it. Pages come back decoded but not yet mapped."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+from collections.abc import Callable
+from datetime import date
+from typing import Any, TypeVar
+
+import aiohttp
+
+from sync.errors import ApiError, ContractError, ErrorClass, api_error
+from sync.http import decode_json, post
+from sync.limiter import RequestLimiter
+from sync.retry import RetryPolicy
+from sync.tokens import TokenProvider
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DAILY_DATA_PATH = "/api/match/v2/taskbox/query_task_video_daily_data/"
+DAILY_DATA = "query_task_video_daily_data"
+MAX_TOKEN_REFRESHES = 2  # per request: a token refused right after a refresh is not retried forever
+
+
+@dataclasses.dataclass(slots=True)
+class CallStats:
+    """Counters of one run's requests, for the ledger and the summary."""
+
+    api_calls: int = 0
+    throttled: int = 0
+    retries: int = 0
+    token_refreshes: int = 0
+    bytes_received: int = 0
+
+
+class ApiCaller:
+    """Sends a request under the shared limiter and applies the error table's verdict.
+
+    retryable → backoff with jitter; throttled → slow the limiter, wait, retry; token → one
+    shared refresh, retry; permanent and fatal → raised to the caller with their data.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        limiter: RequestLimiter,
+        tokens: TokenProvider,
+        *,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        stats: CallStats | None = None,
+    ) -> None:
+        self.session = session
+        self.limiter = limiter
+        self.tokens = tokens
+        self.policy = policy or RetryPolicy()
+        self.rng = rng or random.Random()
+        self.stats = stats or CallStats()
+
+    async def call(
+        self,
+        endpoint: str,
+        url: str,
+        build: Callable[[str], tuple[bytes, dict[str, str]]],
+        parse: Callable[[bytes], T],
+    ) -> T:
+        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes."""
+        last: ApiError | None = None
+        refreshes = 0
+        for attempt in range(1, self.policy.attempts + 1):
+            token = ""
+            try:
+                token = await self.tokens.get()
+                body, headers = build(token)
+                await self.limiter.acquire()
+                self.stats.api_calls += 1
+                resp = await post(self.session, url, body, endpoint=endpoint, headers=headers)
+                self.stats.bytes_received += len(resp.body)
+                return parse(resp.body)
+            except ApiError as exc:
+                last = exc
+                verdict = exc.error_class
+                if verdict is ErrorClass.THROTTLED:
+                    self.stats.throttled += 1
+                    self.limiter.throttled()
+                    log.warning("throttled by the platform; slowing to %.1f/s", self.limiter.rate)
+                    await asyncio.sleep(self.policy.throttle_wait)
+                elif verdict is ErrorClass.TOKEN and refreshes < MAX_TOKEN_REFRESHES:
+                    refreshes += 1
+                    self.stats.token_refreshes += 1
+                    await self.tokens.invalidate(token)
+                elif verdict is ErrorClass.RETRYABLE and attempt < self.policy.attempts:
+                    self.stats.retries += 1
+                    delay = self.policy.backoff(attempt, self.rng)
+                    log.info("%s; retry %d in %.2fs", exc, attempt, delay)
+                    await asyncio.sleep(delay)
+                else:
+                    raise
+        assert last is not None
+        raise last
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageRequest:
+    billing_date: date
+    start: int  # publish window, inclusive Unix seconds
+    end: int
+    page_num: int
+    page_size: int
+    douyin_id: str | None = None
+    agency_client_key: str | None = None
+
+    def body(self) -> bytes:
+        doc: dict[str, Any] = {
+            "billing_date": self.billing_date.isoformat(),
+            "page_num": self.page_num,
+            "page_size": self.page_size,
+            "video_publish_start_time": self.start,
+            "video_publish_end_time": self.end,
+        }
+        if self.douyin_id:
+            doc["douyin_id"] = self.douyin_id
+        if self.agency_client_key:
+            doc["agency_client_key"] = self.agency_client_key
+        return json.dumps(doc).encode()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    log_id: str | None
+    nbytes: int
+
+    def fingerprint(self) -> bytes:
+        """Identifies a page's content cheaply: its length and its first and last items."""
+        if not self.items:
+            return b""
+        return repr((len(self.items), self.items[0], self.items[-1])).encode()
+
+
+def parse_daily_data(body: bytes) -> Page:
+    """The open-platform envelope {err_no, err_msg, log_id, data: {video_daily_data_list}}."""
+    doc = decode_json(body, endpoint=DAILY_DATA)
+    if not isinstance(doc, dict):
+        raise ContractError("answer is not a JSON object", endpoint=DAILY_DATA)
+    err_no = doc.get("err_no")
+    log_id = doc.get("log_id")
+    log_id = str(log_id) if log_id is not None else None
+    if isinstance(err_no, bool) or not isinstance(err_no, int):
+        raise ContractError("answer has no integer err_no", endpoint=DAILY_DATA, log_id=log_id)
+    if err_no != 0:
+        message = str(doc.get("err_msg") or "error")
+        raise api_error("open", err_no, message, endpoint=DAILY_DATA, log_id=log_id)
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise ContractError("answer has no data object", endpoint=DAILY_DATA, log_id=log_id)
+    items = data.get("video_daily_data_list", [])
+    if items is None:  # an empty list sent as null
+        items = []
+    if not isinstance(items, list):
+        raise ContractError(
+            "data.video_daily_data_list is not a list", endpoint=DAILY_DATA, log_id=log_id
+        )
+    return Page(items, log_id, len(body))
+
+
+class DailyDataClient:
+    """query_task_video_daily_data v2: one page per call."""
+
+    def __init__(self, caller: ApiCaller, base_url: str) -> None:
+        self._caller = caller
+        self._url = base_url + DAILY_DATA_PATH
+
+    async def fetch_page(self, request: PageRequest) -> Page:
+        body = request.body()
+
+        def build(token: str) -> tuple[bytes, dict[str, str]]:
+            return body, {"access-token": token}
+
+        return await self._caller.call(DAILY_DATA, self._url, build, parse_daily_data)

@@ -1,0 +1,100 @@
+"""The HTTP edge: one place that talks aiohttp and turns its failures into our errors.
+
+Everything above this module sees bytes in, `Response` out, or a `TransportError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from sync.errors import ContractError, TransportError
+
+USER_AGENT = "taskbox-sync/0.1"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Request time limits: connecting, and the whole request including the body."""
+
+    connect: float = 10.0
+    total: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+
+
+def new_session(timeouts: Timeouts, *, max_connections: int = 32) -> aiohttp.ClientSession:
+    """The one session of a run: keep-alive pool, compressed answers accepted, time limits."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect),
+        connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+        raise_for_status=False,
+    )
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    *,
+    endpoint: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """POST a JSON body; HTTP 5xx, timeouts, resets and cut-off bodies raise TransportError."""
+    all_headers = {"Content-Type": "application/json"}
+    if headers:
+        all_headers.update(headers)
+    try:
+        async with session.post(url, data=body, headers=all_headers) as resp:
+            data = await resp.read()
+            status = resp.status
+    except TimeoutError:
+        raise TransportError("request timed out", endpoint=endpoint) from None
+    except aiohttp.ClientPayloadError as exc:
+        raise TransportError(f"response body cut off: {exc}", endpoint=endpoint) from None
+    except aiohttp.ClientError as exc:
+        raise TransportError(
+            f"connection failed: {type(exc).__name__}", endpoint=endpoint
+        ) from None
+    except OSError as exc:
+        raise TransportError(
+            f"connection failed: {exc.strerror or exc}", endpoint=endpoint
+        ) from None
+    if status >= 500:
+        raise TransportError(f"HTTP {status}", endpoint=endpoint, http_status=status)
+    if status != 200:
+        # 4xx other than business errors: the platform answers those with 200 and a code.
+        raise ContractError(f"unexpected HTTP {status}", endpoint=endpoint, http_status=status)
+    return Response(status, data)
+
+
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode_json(body: bytes, *, endpoint: str) -> Any:
+    """Decode exactly: integers stay ints (64-bit IDs), floats become Decimal.
+
+    msgspec refuses lone UTF-16 surrogates that the platform may send in titles; the standard
+    library accepts them, so it decodes those rare bodies (the mapper then replaces them).
+    """
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError:
+        pass
+    import json  # the rare slow path
+
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TransportError(
+            f"malformed JSON body ({len(body)} bytes): {str(exc)[:80]}", endpoint=endpoint
+        ) from None

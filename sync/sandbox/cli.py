@@ -1,0 +1,147 @@
+"""`taskbox-sync sandbox`: serve the sandbox until SIGINT/SIGTERM.
+
+The first line of stdout is one JSON object for scripts (base_url, credentials, task ids as
+strings); a human summary with the environment variables follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from dataclasses import replace
+from typing import Any, NoReturn
+
+from sync.sandbox.config import Faults, SandboxConfig, parse_faults_spec, parse_latency
+from sync.sandbox.server import SandboxServer
+
+PROG = "taskbox-sync sandbox"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Serve an offline simulation of the Douyin taskbox APIs.")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    p.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--videos", type=int, default=2000)
+    p.add_argument("--tasks", type=int, default=12)
+    p.add_argument("--creators", type=int, default=200)
+    p.add_argument("--latency", metavar="MIN:MAX", help="added latency in seconds, uniform")
+    p.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="e.g. busy=0.05,network=0.01,5xx=0.01,hang=0.01@30,malformed=0.01,shape=0.01,"
+        "reset=0.01,storm=10,token_lifetime=60,talents=1,seed=7",
+    )
+    p.add_argument("--snake-case", action="store_true", help="row keys in snake_case")
+    p.add_argument("--token-lifetime", type=float, metavar="SECONDS")
+    p.add_argument("--token-grace", type=float, metavar="SECONDS")
+    p.add_argument("--no-capability", action="store_true", help="answer 28001018 to daily data")
+    p.add_argument("--full-width-comma", action="store_true", help='"请求成功，已添加" texts')
+    p.add_argument("--warm", action="store_true", help="render the last 90 billing dates first")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> SandboxConfig:
+    now = time.time()
+    faults = Faults()
+    if args.faults:
+        faults = parse_faults_spec(args.faults, now=now)
+    if args.latency:
+        try:
+            low, high = parse_latency(args.latency)
+        except ValueError:
+            raise ValueError(f"bad --latency {args.latency!r}: expected MIN:MAX seconds") from None
+        faults = replace(faults, latency_min=low, latency_max=high)
+    config = SandboxConfig(
+        seed=args.seed,
+        videos=args.videos,
+        tasks=args.tasks,
+        creators=args.creators,
+        snake_case=args.snake_case,
+        capability=not args.no_capability,
+        talent_comma="，" if args.full_width_comma else ",",
+        faults=faults,
+    )
+    if args.token_lifetime is not None:
+        config = replace(config, token_lifetime=args.token_lifetime)
+    if args.token_grace is not None:
+        config = replace(config, token_grace=args.token_grace)
+    if not 0 <= args.port <= 65535:
+        raise ValueError("port must be within 0..65535")
+    return config
+
+
+def _summary(info: dict[str, Any]) -> str:
+    env = {
+        "DOUYIN_OPEN_BASE_URL": info["base_url"],
+        "DOUYIN_DEVELOPER_BASE_URL": info["base_url"],
+        "DOUYIN_CLIENT_KEY": info["client_key"],
+        "DOUYIN_CLIENT_SECRET": info["client_secret"],
+        "DOUYIN_APP_ID": info["app_id"],
+        "DOUYIN_APP_SECRET": info["app_secret"],
+    }
+    lines = [
+        f"taskbox sandbox serving {info['videos']} videos at {info['base_url']} (Ctrl-C stops)",
+        "Point taskbox-sync at it with:",
+        *(f"  export {name}={value}" for name, value in env.items()),
+        f"Exclusive tasks: {', '.join(map(str, info['exclusive_task_ids']))}"
+        f" (terminated: {', '.join(map(str, info['terminated_task_ids']))})",
+        f"Stats: GET {info['base_url']}/__sandbox/stats",
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(config: SandboxConfig, host: str, port: int, warm: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = SandboxServer(config, host=host, port=port)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"{PROG}: error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if warm:
+            server.warm()
+        info = server.info()
+        sys.stdout.write(json.dumps(info, ensure_ascii=False) + "\n")
+        sys.stdout.write(_summary(info) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await server.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run `taskbox-sync sandbox` with `argv` (default: sys.argv[1:]); returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        config = build_config(args)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    return asyncio.run(_serve(config, args.host, args.port, args.warm))

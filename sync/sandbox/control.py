@@ -1,0 +1,104 @@
+"""/__sandbox/* endpoints: stats, truth, info, mutate, reset, faults. Never subject to faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from sync.sandbox.codes import dumps
+from sync.sandbox.config import Faults
+from sync.sandbox.delivery import json_response
+from sync.sandbox.keys import SANDBOX
+
+
+def _bad(message: str) -> web.Response:
+    return web.Response(status=400, body=dumps({"error": message}), content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any] | None:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_response(dumps(request.app[SANDBOX].stats()))
+
+
+async def info(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    base_url = f"{request.scheme}://{request.host}"
+    return json_response(dumps(sandbox.info(base_url)))
+
+
+async def truth(request: web.Request) -> web.Response:
+    """GET ?billing_date=YYYY-MM-DD[&start_ts=&end_ts=&douyin_id=&agency_client_key=]."""
+    sandbox = request.app[SANDBOX]
+    query = request.query
+    try:
+        start = int(query["start_ts"]) if "start_ts" in query else None
+        end = int(query["end_ts"]) if "end_ts" in query else None
+        rows = sandbox.truth(
+            query.get("billing_date", ""),
+            start,
+            end,
+            douyin_id=query.get("douyin_id"),
+            agency_client_key=query.get("agency_client_key"),
+        )
+    except ValueError as exc:
+        return _bad(str(exc))
+    return json_response(dumps({"rows": rows}))
+
+
+async def mutate(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    body = await _body(request)
+    if body is None:
+        return _bad("body must be a JSON object")
+    dates = body.get("billing_dates")
+    fraction = body.get("change_fraction", 0.1)
+    add, remove, seed = (body.get(k, 0) for k in ("add", "remove", "seed"))
+    if dates is not None and not (
+        isinstance(dates, list) and all(isinstance(d, str) for d in dates)
+    ):
+        return _bad("billing_dates must be a list of YYYY-MM-DD strings")
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        return _bad("change_fraction must be a number")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (add, remove, seed)):
+        return _bad("add, remove and seed must be integers")
+    try:
+        changed = sandbox.mutate(
+            dates, change_fraction=float(fraction), add=add, remove=remove, seed=seed
+        )
+    except ValueError as exc:
+        return _bad(str(exc))
+    return json_response(dumps({"billing_dates": changed}))
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[SANDBOX].reset()
+    return json_response(b'{"ok":true}')
+
+
+async def faults(request: web.Request) -> web.Response:
+    """Replace the fault settings: a JSON object of `Faults` fields, plus `throttle_storm_seconds`,
+    `latency: [min, max]` and `revoke_tokens: true`."""
+    sandbox = request.app[SANDBOX]
+    body = await _body(request)
+    if body is None:
+        return _bad("body must be a JSON object")
+    try:
+        new = Faults.from_mapping(body, now=sandbox.now())
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    sandbox.set_faults(new)
+    if body.get("revoke_tokens") is True:
+        sandbox.revoke_tokens()
+    return json_response(dumps({"faults": new.to_json()}))

@@ -1,0 +1,75 @@
+"""developer.toutiao.com update_orient_talents: older envelope {error, message, log_id, data}.
+
+Order of checks: the body is a JSON object (4001015); access_token present (5501) and valid
+(5502); appid matches the token's app (5503); task_id/op_type/douyin_ids (4001015, 5592);
+the task exists and is exclusive (5442) and not terminated (5591). Per-creator outcomes come
+back with error 0, the verdict in each update_result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import msgspec
+from aiohttp import web
+
+from sync.sandbox.codes import (
+    OK,
+    TALENT_APPID_MISMATCH,
+    TALENT_BAD_PARAM,
+    TALENT_BAD_TOKEN,
+    TALENT_NO_TOKEN,
+    TALENT_UNAVAILABLE,
+    ApiError,
+    Reply,
+    dumps,
+    talent_error,
+)
+from sync.sandbox.days import log_id
+from sync.sandbox.delivery import deliver
+from sync.sandbox.faults import NO_FAULT
+from sync.sandbox.keys import SANDBOX
+from sync.sandbox.rosters import parse_update
+from sync.sandbox.state import Sandbox
+from sync.sandbox.tokens import TokenState
+
+
+def update_talents_reply(sandbox: Sandbox, raw: bytes, logid: str) -> Reply:
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return talent_error(TALENT_BAD_PARAM, logid, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return talent_error(TALENT_BAD_PARAM, logid, "body must be a JSON object")
+    token = body.get("access_token")
+    if token is None or token == "":
+        return talent_error(TALENT_NO_TOKEN, logid)
+    if not isinstance(token, str) or sandbox.app_tokens.check(token) is not TokenState.VALID:
+        return talent_error(TALENT_BAD_TOKEN, logid)
+    appid = body.get("appid")
+    if not isinstance(appid, str) or not appid:
+        return talent_error(TALENT_BAD_PARAM, logid, "appid is required")
+    if appid != sandbox.config.app_id:
+        return talent_error(TALENT_APPID_MISMATCH, logid)
+    request = parse_update(body)
+    if isinstance(request, ApiError):
+        return talent_error(request.code, logid, request.message)
+    problem = sandbox.rosters.check_task(request.task_id)
+    if problem is not None:
+        return talent_error(problem.code, logid, problem.message)
+    results = sandbox.rosters.update(request)
+    data = {"update_info_list": results}
+    return Reply(dumps({"error": 0, "message": "success", "log_id": logid, "data": data}), OK)
+
+
+async def update_orient_talents(request: web.Request) -> web.StreamResponse:
+    sandbox = request.app[SANDBOX]
+    decision = sandbox.faults.decide() if sandbox.faults.faults.apply_to_talents else NO_FAULT
+    logid = log_id(sandbox.now())
+    raw = await request.read()
+    if decision.err_no is not None:  # "Service Unavailable": nothing is applied
+        reply = talent_error(TALENT_UNAVAILABLE, logid)
+        decision = replace(decision, err_no=None)
+    else:
+        reply = update_talents_reply(sandbox, raw, logid)
+    return await deliver(request, sandbox, "update_orient_talents", reply, decision=decision)

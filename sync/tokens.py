@@ -1,0 +1,213 @@
+"""Access tokens: fetched once, cached until shortly before they expire, refreshed single-flight.
+
+A new token invalidates the previous one after a grace period and only the newest two live, so
+tokens are never fetched per request: every caller shares one cached value, and when a request
+reports the token bad, only the first reporter triggers a refresh; the others get its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiohttp
+
+from sync.errors import (
+    ContractError,
+    CredentialsError,
+    ErrorClass,
+    TokenError,
+    api_error,
+    classify,
+)
+from sync.http import decode_json, post
+from sync.settings import Secret
+
+REFRESH_MARGIN = 300.0  # refresh this many seconds before the platform's expiry
+
+
+class TokenProvider(Protocol):
+    async def get(self) -> str: ...
+
+    async def invalidate(self, token: str) -> None:
+        """Report `token` as rejected; the next `get` returns a different one, or raises."""
+
+
+class StaticToken:
+    """A token obtained elsewhere (DOUYIN_ACCESS_TOKEN): used as given, cannot be refreshed."""
+
+    def __init__(self, token: Secret, *, endpoint: str) -> None:
+        self._token = token
+        self._endpoint = endpoint
+
+    async def get(self) -> str:
+        return self._token.reveal()
+
+    async def invalidate(self, token: str) -> None:
+        raise CredentialsError(
+            "DOUYIN_ACCESS_TOKEN was rejected (expired or invalid) and cannot be refreshed: "
+            "set a new token, or unset it and set DOUYIN_CLIENT_KEY/DOUYIN_CLIENT_SECRET",
+            endpoint=self._endpoint,
+        )
+
+
+def _as_int(value: Any, default: int) -> int:
+    """Lenient number parsing: some samples send numbers as strings."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class _CachedToken:
+    """The caching and single-flight part shared by both kinds of token."""
+
+    endpoint = "token"
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def _fetch(self) -> tuple[str, int]:
+        raise NotImplementedError
+
+    def _fresh(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at
+
+    async def get(self) -> str:
+        if self._fresh():
+            assert self._token is not None
+            return self._token
+        async with self._lock:
+            if not self._fresh():  # someone else may have refreshed while we waited
+                token, expires_in = await self._fetch()
+                self.fetches += 1
+                self._token = token
+                margin = min(REFRESH_MARGIN, expires_in / 4)
+                self._expires_at = self._clock() + max(expires_in - margin, 1.0)
+            assert self._token is not None
+            return self._token
+
+    async def invalidate(self, token: str) -> None:
+        if self._token == token:
+            self._token = None
+
+
+class ClientTokenProvider(_CachedToken):
+    """The open-platform client token: POST {base}/oauth/client_token/."""
+
+    endpoint = "oauth/client_token"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        client_key: str,
+        client_secret: Secret,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(clock=clock)
+        self._session = session
+        self._url = base_url + "/oauth/client_token/"
+        self._key = client_key
+        self._secret = client_secret
+
+    async def _fetch(self) -> tuple[str, int]:
+        body = json.dumps(
+            {
+                "client_key": self._key,
+                "client_secret": self._secret.reveal(),
+                "grant_type": "client_credential",
+            }
+        ).encode()
+        resp = await post(self._session, self._url, body, endpoint=self.endpoint)
+        doc = decode_json(resp.body, endpoint=self.endpoint)
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, dict):
+            raise ContractError("token answer has no data object", endpoint=self.endpoint)
+        code = _as_int(data.get("error_code", 0), -1)
+        extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
+        log_id = str(extra.get("logid") or "") or None
+        if code != 0:
+            message = str(data.get("description") or doc.get("message") or "token refused")
+            if classify("oauth", code) is ErrorClass.FATAL:
+                raise CredentialsError(
+                    f"DOUYIN_CLIENT_KEY/DOUYIN_CLIENT_SECRET refused by the platform: {message}",
+                    endpoint=self.endpoint,
+                    err_no=code,
+                    log_id=log_id,
+                )
+            raise api_error("oauth", code, message, endpoint=self.endpoint, log_id=log_id)
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise ContractError("token answer has no access_token", endpoint=self.endpoint)
+        return token, _as_int(data.get("expires_in"), 7200)
+
+
+class AppTokenProvider(_CachedToken):
+    """The mini-app token for the talent commands: POST {base}/api/apps/v2/token."""
+
+    endpoint = "apps/v2/token"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        app_id: str,
+        app_secret: Secret,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(clock=clock)
+        self._session = session
+        self._url = base_url + "/api/apps/v2/token"
+        self._app_id = app_id
+        self._secret = app_secret
+
+    async def _fetch(self) -> tuple[str, int]:
+        body = json.dumps(
+            {
+                "appid": self._app_id,
+                "secret": self._secret.reveal(),
+                "grant_type": "client_credential",
+            }
+        ).encode()
+        resp = await post(self._session, self._url, body, endpoint=self.endpoint)
+        doc = decode_json(resp.body, endpoint=self.endpoint)
+        if not isinstance(doc, dict):
+            raise ContractError("token answer is not an object", endpoint=self.endpoint)
+        code = _as_int(doc.get("err_no", 0), -1)
+        log_id = str(doc.get("log_id") or "") or None
+        if code != 0:
+            message = str(doc.get("err_tips") or "token refused")
+            if classify("apps", code) is ErrorClass.FATAL:
+                raise CredentialsError(
+                    f"DOUYIN_APP_ID/DOUYIN_APP_SECRET refused by the platform: {message}",
+                    endpoint=self.endpoint,
+                    err_no=code,
+                    log_id=log_id,
+                )
+            raise api_error("apps", code, message, endpoint=self.endpoint, log_id=log_id)
+        data = doc.get("data")
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ContractError("token answer has no access_token", endpoint=self.endpoint)
+        assert isinstance(data, dict)
+        return token, _as_int(data.get("expires_in"), 7200)
+
+
+__all__ = [
+    "AppTokenProvider",
+    "ClientTokenProvider",
+    "CredentialsError",
+    "StaticToken",
+    "TokenError",
+    "TokenProvider",
+]

@@ -1,0 +1,186 @@
+"""Fixtures for the sandbox tests: a clock tests can drive, a live sandbox, and an HTTP helper."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from sync.sandbox import SandboxConfig, SandboxServer
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+START = dt.datetime(2026, 3, 15, 12, 0, 0, tzinfo=SHANGHAI).timestamp()
+"""Noon in Shanghai: far from a day boundary, so a test's seconds never cross midnight."""
+DAILY = "/api/match/v2/taskbox/query_task_video_daily_data/"
+TALENTS = "/api/apps/taskbox/update_orient_talents/"
+TASK_INFO = "/api/match/v2/taskbox/query_task_info/"
+DAY = 86400
+
+
+class Clock:
+    """A clock anchored at a fixed date. It flows with real time unless frozen; `advance` jumps."""
+
+    def __init__(self, start: float = START, *, frozen: bool = False) -> None:
+        self.start = start
+        self.frozen = frozen
+        self.offset = 0.0
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        flow = 0.0 if self.frozen else time.monotonic() - self._t0
+        return self.start + self.offset + flow
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Resp:
+    status: int
+    raw: bytes
+    content_type: str
+
+    @property
+    def json(self) -> Any:
+        """The body parsed with exact decimals (ints stay exact ints)."""
+        return json.loads(self.raw, parse_float=Decimal)
+
+
+class Api:
+    """Small HTTP helper bound to one sandbox and one client session."""
+
+    DAILY = DAILY
+    TALENTS = TALENTS
+    TASK_INFO = TASK_INFO
+    DAY = DAY
+
+    def __init__(self, session: aiohttp.ClientSession, server: SandboxServer) -> None:
+        self.session = session
+        self.server = server
+
+    @property
+    def now(self) -> int:
+        return int(self.server.config.clock())
+
+    @property
+    def yesterday(self) -> str:
+        today = dt.datetime.fromtimestamp(self.server.config.clock(), SHANGHAI).date()
+        return (today - dt.timedelta(days=1)).isoformat()
+
+    async def post(
+        self, path: str, body: Any = None, *, raw: bytes | None = None, headers: Any = None
+    ) -> Resp:
+        data = raw if raw is not None else json.dumps(body).encode()
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        async with self.session.post(self.server.base_url + path, data=data, headers=hdrs) as r:
+            return Resp(r.status, await r.read(), r.content_type)
+
+    async def get(self, path: str) -> Resp:
+        async with self.session.get(self.server.base_url + path) as r:
+            return Resp(r.status, await r.read(), r.content_type)
+
+    def credentials(self, **override: Any) -> dict[str, Any]:
+        config = self.server.config
+        body: dict[str, Any] = {
+            "client_key": config.client_key,
+            "client_secret": config.client_secret,
+            "grant_type": "client_credential",
+        }
+        body.update(override)
+        return body
+
+    async def client_token(self, *, stable: bool = False, **override: Any) -> Resp:
+        path = "/oauth/stable_client_token/" if stable else "/oauth/client_token/"
+        return await self.post(path, self.credentials(**override))
+
+    async def token(self) -> str:
+        resp = await self.client_token()
+        token: str = resp.json["data"]["access_token"]
+        return token
+
+    async def app_token(self) -> str:
+        config = self.server.config
+        body = {
+            "appid": config.app_id,
+            "secret": config.app_secret,
+            "grant_type": "client_credential",
+        }
+        resp = await self.post("/api/apps/v2/token", body)
+        token: str = resp.json["data"]["access_token"]
+        return token
+
+    def daily_body(self, **fields: Any) -> dict[str, Any]:
+        now = int(self.server.config.clock())
+        body: dict[str, Any] = {
+            "billing_date": self.yesterday,
+            "page_num": 1,
+            "page_size": 100,
+            "video_publish_start_time": now - 30 * DAY,
+            "video_publish_end_time": now,
+        }
+        body.update(fields)
+        return {k: v for k, v in body.items() if v is not ...}
+
+    async def daily(self, token: str | None, **fields: Any) -> Resp:
+        headers = {} if token is None else {"access-token": token}
+        return await self.post(DAILY, self.daily_body(**fields), headers=headers)
+
+    async def talents(self, token: str, **fields: Any) -> Resp:
+        body: dict[str, Any] = {"access_token": token, "appid": self.server.config.app_id}
+        body.update(fields)
+        return await self.post(TALENTS, {k: v for k, v in body.items() if v is not ...})
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def make_sandbox(
+    clock: Clock,
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start sandboxes with config overrides (clock defaults to the test's `clock`)."""
+    async with AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> SandboxServer:
+            settings: dict[str, Any] = {"seed": 7, "videos": 300, "tasks": 8, "creators": 40}
+            settings["clock"] = clock
+            settings.update(overrides)
+            return await stack.enter_async_context(SandboxServer(SandboxConfig(**settings)))
+
+        yield make
+
+
+@pytest.fixture
+async def sandbox(make_sandbox: Callable[..., Any]) -> SandboxServer:
+    """A live sandbox on 127.0.0.1 (seed 7, 300 videos) whose clock is the `clock` fixture."""
+    server: SandboxServer = await make_sandbox()
+    return server
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def api(session: aiohttp.ClientSession, sandbox: SandboxServer) -> Api:
+    """HTTP helper for the default `sandbox`."""
+    return Api(session, sandbox)
+
+
+@pytest.fixture
+def make_api(session: aiohttp.ClientSession) -> Callable[[SandboxServer], Api]:
+    """HTTP helper for a sandbox made with `make_sandbox`."""
+    return lambda server: Api(session, server)
