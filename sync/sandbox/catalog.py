@@ -21,6 +21,8 @@ SPECIAL_TITLES = (
     "<script>alert('x')</script> & ampersand",
     'Robert\'); -- "quoted" `backtick` ${interp} %s %d {0}',
     "零宽\u200b空格\u200d和\ufeffBOM",
+    "NUL in the middle \x00 of a title",
+    "lone surrogate \ud800 from a broken emoji",
 )
 
 _WORDS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +112,34 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 def dumps(value: Any) -> bytes:
     """JSON with big ints exact and Decimals as bare numbers."""
-    return _encoder.encode(value)
+    try:
+        return _encoder.encode(value)
+    except UnicodeEncodeError:
+        return _dumps_with_surrogates(value)
+
+
+def _dumps_with_surrogates(value: Any) -> bytes:
+    """The rare slow path: strings with lone surrogates go out as \\uXXXX escapes."""
+    escaped: list[bytes] = []
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                escaped.append(json.dumps(v).encode())
+                return f"\x00SURROGATE{len(escaped) - 1}\x00"
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x) for x in v]
+        return v
+
+    out = _encoder.encode(walk(value))
+    for i, text in enumerate(escaped):
+        out = out.replace(_encoder.encode(f"\x00SURROGATE{i}\x00"), text)
+    return out
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Keys keep the docs' names; their order groups the daily figures first (JSON obje
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import msgspec
@@ -65,7 +66,10 @@ STATIC_FIELDS = (2, 5, 7, 10, 11, 13, 14, 15, 16, 17)
 
 
 def _text(value: str) -> bytes:
-    return msgspec.json.encode(value)
+    try:
+        return msgspec.json.encode(value)
+    except UnicodeEncodeError:  # a lone surrogate, as some real titles carry: send it escaped
+        return json.dumps(value).encode()
 
 
 def _key(index: int, snake_case: bool) -> bytes:
