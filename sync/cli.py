@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from sync.database import migrate
 from sync.errors import (
+    CredentialsError,
     DatabaseError,
     RunLockedError,
     SchemaBehindError,
@@ -101,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaBehindError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except DatabaseError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except CredentialsError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except RunLockedError as exc:
         return _fail(str(exc), EXIT_LOCKED)

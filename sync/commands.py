@@ -1,10 +1,138 @@
-"""Subcommands beyond migrate and sandbox; filled in by the engine, talents and bench."""
+"""The job commands: nightly, backfill, status, demo (and the talent commands' registration)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 from typing import Any
+
+from sync import planner
+from sync.engine import RunOptions, RunResult, SyncRun
+from sync.logs import configure_logging
+from sync.runtime import open_engine
+from sync.settings import MAX_QPS, Settings, parse_qps
+from sync.summary import render_result
+
+MAX_CONCURRENCY = 64
+
+
+def _int_in(lo: int, hi: int, what: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected {what} from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _qps(text: str) -> float:
+    try:
+        return parse_qps(text, "--qps")
+    except Exception as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--qps: ")) from None
+
+
+def _add_sync_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--douyin-id", help="only this creator's videos (API filter)")
+    p.add_argument("--agency-client-key", help="only this agency's videos (API filter)")
+    p.add_argument("--qps", type=_qps, help=f"requests per second, at most {MAX_QPS:g}")
+    p.add_argument("--page-size", type=_int_in(1, 10_000, "a page size"), default=10_000)
+    p.add_argument(
+        "--concurrency",
+        type=_int_in(1, MAX_CONCURRENCY, "a number of partitions in flight"),
+        default=20,
+        help="partitions fetched at once (each holds one database connection)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan; call and write nothing")
+    p.add_argument("--restart", action="store_true", help="do not resume an unfinished run")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the job commands to the CLI's subparsers."""
+    p = sub.add_parser("nightly", help="re-sync the last N billing dates (for cron)")
+    p.add_argument("--lookback-days", type=_int_in(1, 89, "a number of days"), default=7)
+    p.add_argument("--today", help="the day to count back from, YYYY-MM-DD (default: today)")
+    _add_sync_flags(p)
+    p.set_defaults(handler=cmd_nightly)
+
+    p = sub.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
+    p.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")
+    _add_sync_flags(p)
+    p.set_defaults(handler=cmd_backfill)
+
+    from sync import demo, status_cmd, talents_cmd  # each command registers its own flags
+
+    status_cmd.register(sub)
+    demo.register(sub)
+    talents_cmd.register(sub)
+
+
+def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
+    now = time.time()
+    today = planner.parse_date(args.today, "--today") if args.today else planner.shanghai_today(now)
+    first, last = planner.nightly_dates(today, args.lookback_days)
+    dates = planner.check_billing_dates(
+        first, last, now, first_flag="--today/--lookback-days", last_flag="--today"
+    )
+    return _sync("nightly", args, settings, dates, now)
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    now = time.time()
+    first = planner.parse_date(args.date_from, "--from")
+    last = planner.parse_date(args.date_to, "--to")
+    dates = planner.check_billing_dates(first, last, now)
+    return _sync("backfill", args, settings, dates, now)
+
+
+def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        kind=kind,
+        page_size=args.page_size,
+        concurrency=args.concurrency,
+        douyin_id=args.douyin_id or None,
+        agency_client_key=args.agency_client_key or None,
+        restart=args.restart,
+    )
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value, for the log scrubber."""
+    values = [settings.client_secret, settings.access_token, settings.app_secret]
+    out = [v.reveal() for v in values if v]
+    if settings.database_url is not None:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(settings.database_url.reveal()).password
+        if password:
+            out.append(str(password))
+    return out
+
+
+def _sync(
+    kind: str, args: argparse.Namespace, settings: Settings, dates: list[Any], now: float
+) -> int:
+    configure_logging(args.log_format, secrets=secrets_of(settings))
+    plan = planner.plan(dates, now)
+    options = options_from(kind, args)
+    if args.dry_run:
+        for line in planner.describe(plan, settings.qps):
+            print(line)
+        return 0
+    settings.require_daily_data_credentials()
+    result = asyncio.run(run_sync(settings, options, plan))
+    print(render_result(result))
+    return result.exit_status
+
+
+async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:
+    async with open_engine(settings, pool_size=options.concurrency + 2) as db:
+        return await SyncRun(db, settings, options, plan).execute()

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -98,3 +98,20 @@ async def check_schema(engine: AsyncEngine) -> None:
             f"database schema is at {have}, this version needs {head}: "
             "run `taskbox-sync migrate` first"
         )
+
+
+async def ensure_database(url: str, name: str) -> str:
+    """Create database `name` on the server of `url` if it is missing; return its URL."""
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            exists = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except _CONNECT_ERRORS as exc:
+        raise DatabaseError(describe_connect_error(url, exc)) from None
+    finally:
+        await admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)

@@ -32,6 +32,5 @@ def start_embedded(data_dir: Path) -> str:
     except Exception as exc:  # pgserver raises plain Exceptions with the server's log
         raise DatabaseError(f"embedded PostgreSQL failed to start in {pgdata}: {exc}") from exc
     _RUNNING.append(server)  # pgserver stops its server when the object goes away
-    log.info("embedded PostgreSQL: data in %s", pgdata)
     # The socket lives in the data directory; asyncpg takes it as host=.
     return f"postgresql+asyncpg://postgres@/postgres?host={pgdata}"

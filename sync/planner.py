@@ -24,7 +24,9 @@ SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 DAY = 86400
 MAX_WINDOW_SPAN = 30 * DAY  # the API refuses end - start above this
 MAX_LOOKBACK = 90 * DAY  # the API refuses a start older than this
-DEFAULT_MARGIN = 3600  # seconds kept clear of the 90-day edge (clock skew, a long run)
+DEFAULT_MARGIN = (
+    600  # seconds of safety on the 90-day reach: clock skew between us and the platform
+)
 MAX_NIGHTLY_LOOKBACK = 89  # days: today - 89 is the oldest date a nightly run can always serve
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

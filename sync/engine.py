@@ -1,0 +1,460 @@
+"""The sync engine: walks the plan's partitions with concurrent workers, pages through each
+window under the shared limiter, and commits each partition's rows with its ledger entry.
+
+    plan ──► partition queue ──► N workers (one DB connection each)
+                                   │ fetch page k+1 ─┐   (pipelined: while page k is written)
+                                   │ map + COPY page k ◄┘
+                                   └ merge + mirror delete + ledger "done"  ── one transaction
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import date
+from typing import Any
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sync import ledger
+from sync.client import ApiCaller, CallStats, DailyDataClient, Page, PageRequest
+from sync.errors import (
+    ApiError,
+    ErrorClass,
+    RunLockedError,
+    TaskboxError,
+)
+from sync.http import Timeouts, new_session
+from sync.limiter import RequestLimiter
+from sync.mapper import map_page
+from sync.paging import PageCursor
+from sync.planner import Partition, Plan
+from sync.progress import Counters, Progress
+from sync.settings import Settings
+from sync.store import PartitionWriter
+from sync.tokens import ClientTokenProvider, StaticToken, TokenProvider
+
+log = logging.getLogger(__name__)
+
+PAGE_QUEUE_DEPTH = 2  # pages fetched ahead of the writer, per partition: bounds memory
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What one invocation syncs and how hard it pushes."""
+
+    kind: str  # nightly | backfill
+    page_size: int = 10_000
+    concurrency: int = 20
+    douyin_id: str | None = None
+    agency_client_key: str | None = None
+    restart: bool = False
+    max_pages: int = 10_000
+    partition_attempts: int = 3
+    timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+
+    @property
+    def scope(self) -> str:
+        """The API filters, as stored in the ledger ('' = everything)."""
+        parts = []
+        if self.douyin_id:
+            parts.append(f"douyin_id={self.douyin_id}")
+        if self.agency_client_key:
+            parts.append(f"agency_client_key={self.agency_client_key}")
+        return ";".join(parts)
+
+    def params(self, dates: Sequence[date]) -> dict[str, Any]:
+        """What identifies a run for resuming: same kind, dates and scope."""
+        return {
+            "dates": [dates[0].isoformat(), dates[-1].isoformat()] if dates else [],
+            "scope": self.scope,
+            "page_size": self.page_size,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailedPartition:
+    billing_date: date
+    window_start: int
+    window_end: int
+    err_no: int | None
+    error: str
+    log_id: str | None
+
+
+@dataclasses.dataclass(slots=True)
+class RunResult:
+    run_id: int
+    status: str  # succeeded | partial | failed | interrupted
+    counts: ledger.RunCounts
+    failed: list[FailedPartition]
+    elapsed: float
+    error: str | None = None
+    signal_number: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        if self.status == "interrupted":
+            return 128 + (self.signal_number or signal.SIGINT)
+        return 0 if self.status == "succeeded" else 1
+
+
+def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenProvider:
+    """DOUYIN_ACCESS_TOKEN as given, else client tokens fetched from key and secret."""
+    if settings.access_token:
+        return StaticToken(settings.access_token, endpoint="query_task_video_daily_data")
+    settings.require_daily_data_credentials()
+    assert settings.client_key is not None and settings.client_secret is not None
+    return ClientTokenProvider(
+        session, settings.open_base_url, settings.client_key, settings.client_secret
+    )
+
+
+class SyncRun:
+    """One nightly or backfill invocation."""
+
+    def __init__(
+        self,
+        db: AsyncEngine,
+        settings: Settings,
+        options: RunOptions,
+        plan: Plan,
+        *,
+        progress_interval: float | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.options = options
+        self.plan = plan
+        self.counts = ledger.RunCounts()
+        self.live = Counters(partitions_total=len(plan.partitions))
+        self.calls = CallStats()
+        self.failed: list[FailedPartition] = []
+        self.run_id = 0
+        self._stopping: int | None = None  # the signal that asked us to stop
+        self._fatal: ApiError | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._progress_interval = progress_interval
+
+    @property
+    def app_key(self) -> str:
+        return self.settings.client_key or "access-token"
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        started = time.monotonic()
+        lock_conn = await self.db.connect()
+        locked = False
+        try:
+            locked = await ledger.acquire_run_lock(lock_conn, self.app_key)
+            if not locked:
+                raise RunLockedError(
+                    f"another taskbox-sync run for app {self.app_key} is in progress; "
+                    "try again when it has finished"
+                )
+            await ledger.mark_stale_runs(lock_conn, self.app_key)
+            params = self.options.params(self.plan.billing_dates)
+            todo = await self._resume_filter(lock_conn, params)
+            self.run_id = await ledger.start_run(lock_conn, self.options.kind, self.app_key, params)
+            self.counts.partitions_total = len(self.plan.partitions)
+            self.counts.partitions_skipped = self.live.partitions_skipped
+            await lock_conn.commit()
+            status, error = await self._work(todo)
+            self.counts.api_calls = self.calls.api_calls
+            self.counts.throttled = self.calls.throttled
+            self.counts.retries = self.calls.retries
+            elapsed = time.monotonic() - started
+            self.counts.qps_used = round(self.calls.api_calls / elapsed, 3) if elapsed else None
+            await ledger.finish_run(lock_conn, self.run_id, status, self.counts, error)
+            await lock_conn.commit()
+        finally:
+            await self._close_lock_connection(lock_conn, locked)
+        return RunResult(
+            self.run_id, status, self.counts, self.failed, elapsed, error, self._stopping
+        )
+
+    async def _close_lock_connection(self, conn: AsyncConnection, locked: bool) -> None:
+        """Give the lock back; a connection in doubt is discarded so the lock dies with it."""
+        try:
+            if locked:
+                await conn.rollback()
+                await ledger.release_run_lock(conn, self.app_key)
+                await conn.commit()
+        except Exception:  # the database went away: closing the session frees the lock anyway
+            await conn.invalidate()
+        finally:
+            await conn.close()
+
+    async def _resume_filter(
+        self, conn: AsyncConnection, params: dict[str, Any]
+    ) -> list[Partition]:
+        """The planned partitions minus those an unfinished identical run already completed."""
+        if self.options.restart:
+            return list(self.plan.partitions)
+        previous = await ledger.find_resumable_run(
+            conn, self.options.kind, params, app_key=self.app_key
+        )
+        if previous is None:
+            return list(self.plan.partitions)
+        done = await ledger.done_windows(conn, previous)
+        todo = []
+        for p in self.plan.partitions:
+            done_start = done.get((p.billing_date, p.window.end))
+            # A done window that started no later covered at least as much publish time.
+            if done_start is not None and done_start <= p.window.start:
+                self.live.partitions_skipped += 1
+            else:
+                todo.append(p)
+        if self.live.partitions_skipped:
+            log.info(
+                "resuming run %d: %d partitions already done, %d to go",
+                previous,
+                self.live.partitions_skipped,
+                len(todo),
+            )
+        return todo
+
+    async def _work(self, todo: list[Partition]) -> tuple[str, str | None]:
+        queue: asyncio.Queue[Partition] = asyncio.Queue()
+        for p in todo:
+            queue.put_nowait(p)
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests): no signal handling
+        session = new_session(self.options.timeouts, max_connections=self.options.concurrency + 4)
+        progress = Progress(
+            self.live, lambda: self.calls.api_calls, interval=self._progress_interval
+        )
+        try:
+            tokens = token_provider(self.settings, session)
+            caller = ApiCaller(session, RequestLimiter(self.settings.qps), tokens, stats=self.calls)
+            client = DailyDataClient(caller, self.settings.open_base_url)
+            progress.start()
+            workers = min(self.options.concurrency, max(len(todo), 1))
+            self._workers = [
+                asyncio.create_task(self._worker(queue, client)) for _ in range(workers)
+            ]
+            results = await asyncio.gather(*self._workers, return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                    raise r
+        finally:
+            await progress.stop()
+            await session.close()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+        if self._fatal is not None:
+            return "failed", str(self._fatal)
+        if self._stopping is not None:
+            return "interrupted", f"stopped by signal {signal.Signals(self._stopping).name}"
+        if self.failed:
+            return "partial", f"{len(self.failed)} partitions failed"
+        return "succeeded", None
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stopping is None:
+            log.warning("signal %d: finishing partitions in flight, taking no new ones", signum)
+            self._stopping = signum
+        else:  # a second signal: stop now, rolling back what is in flight
+            log.warning("second signal: rolling back partitions in flight")
+            for task in self._workers:
+                task.cancel()
+
+    def _stop_all(self, exc: ApiError) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            log.error("stopping the run: %s", exc)
+            current = asyncio.current_task()
+            for task in self._workers:
+                if task is not current:
+                    task.cancel()
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def _worker(self, queue: asyncio.Queue[Partition], client: DailyDataClient) -> None:
+        async with self.db.connect() as conn:
+            while self._stopping is None and self._fatal is None:
+                try:
+                    partition = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await self._partition(conn, client, partition)
+
+    async def _partition(
+        self, conn: AsyncConnection, client: DailyDataClient, p: Partition
+    ) -> None:
+        w = p.window
+        async with conn.begin():
+            pid = await ledger.start_partition(
+                conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
+            )
+        stats = ledger.PartitionStats()
+        error: ApiError | None = None
+        for attempt in range(1, self.options.partition_attempts + 1):
+            stats = ledger.PartitionStats()
+            if attempt > 1:
+                async with conn.begin():
+                    await ledger.partition_retry(conn, pid)
+            try:
+                async with conn.begin():
+                    await self._sync_partition(conn, client, p, pid, stats, attempt)
+            except ApiError as exc:
+                error = exc
+                if exc.error_class is ErrorClass.FATAL:
+                    self._stop_all(exc)
+                    raise asyncio.CancelledError from exc
+                if exc.error_class is ErrorClass.PERMANENT:
+                    break
+                if attempt < self.options.partition_attempts:
+                    log.warning("%s: %s; partition attempt %d", _label(p), exc, attempt + 1)
+            else:
+                self._count_done(stats)
+                return
+        assert error is not None
+        async with conn.begin():
+            await ledger.partition_failed(
+                conn, pid, stats, error.err_no, str(error), error.log_id or stats.last_log_id
+            )
+        failed = FailedPartition(
+            p.billing_date, w.start, w.end, error.err_no, str(error), error.log_id
+        )
+        self.failed.append(failed)
+        self.counts.partitions_failed += 1
+        self.live.partitions_failed += 1
+        log.error("%s failed: %s", _label(p), error)
+
+    async def _sync_partition(
+        self,
+        conn: AsyncConnection,
+        client: DailyDataClient,
+        p: Partition,
+        pid: int,
+        stats: ledger.PartitionStats,
+        attempt: int,
+    ) -> None:
+        """Fetch, stage and merge one partition inside the caller's transaction.
+
+        A key repeated across pages means the data moved while we paged (offset paging can
+        then skip rows too): unless this is the last attempt, raise so the partition rolls
+        back and is read again.
+        """
+        writer = await PartitionWriter.open(conn)
+        async for page in self._pages(client, p, stats):
+            mapped = map_page(page.items, p.billing_date)
+            stats.rows_fetched += len(page.items)
+            stats.rejected += mapped.rejected
+            stats.sanitized += mapped.sanitized
+            if mapped.rejected or mapped.anomalies:
+                log.warning(
+                    "%s page log_id=%s: %d rows rejected; %s",
+                    _label(p),
+                    page.log_id,
+                    mapped.rejected,
+                    "; ".join(mapped.anomalies[:3]),
+                )
+            await writer.add_page(mapped.records)
+            self.live.rows += len(page.items)
+        # Rows we could not read must not be deleted as if the platform had dropped them.
+        mirror = stats.rejected == 0 and not self.options.agency_client_key
+        counts = await writer.merge(
+            p.billing_date,
+            p.window.start,
+            p.window.end,
+            run_id=self.run_id,
+            douyin_id=self.options.douyin_id,
+            mirror=mirror,
+        )
+        if counts.repeated and attempt < self.options.partition_attempts:
+            log.warning(
+                "%s: %d keys repeated across pages (data changed while paging); re-reading",
+                _label(p),
+                counts.repeated,
+            )
+            raise _TornRead
+        stats.inserted, stats.updated = counts.inserted, counts.updated
+        stats.unchanged, stats.removed = counts.unchanged, counts.removed
+        stats.repeated = counts.repeated
+        await ledger.partition_done(conn, pid, stats)
+
+    async def _pages(
+        self, client: DailyDataClient, p: Partition, stats: ledger.PartitionStats
+    ) -> AsyncIterator[Page]:
+        """The window's pages, fetched one ahead of the consumer (page k+1 only after a full
+        page k)."""
+        queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(PAGE_QUEUE_DEPTH)
+        opts = self.options
+
+        async def fetch() -> None:
+            cursor = PageCursor(opts.page_size, opts.max_pages)
+            try:
+                while not cursor.done:
+                    request = PageRequest(
+                        p.billing_date,
+                        p.window.start,
+                        p.window.end,
+                        cursor.next_page,
+                        opts.page_size,
+                        opts.douyin_id,
+                        opts.agency_client_key,
+                    )
+                    before = self.calls.api_calls
+                    page = await client.fetch_page(request)
+                    stats.api_calls += self.calls.api_calls - before
+                    stats.pages += 1
+                    stats.last_log_id = page.log_id
+                    self.live.pages += 1
+                    cursor.advance(len(page.items), page.fingerprint())
+                    await queue.put(page)
+                await queue.put(None)
+            except (ApiError, TaskboxError) as exc:
+                await queue.put(exc)
+
+        task = asyncio.create_task(fetch())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _count_done(self, stats: ledger.PartitionStats) -> None:
+        c = self.counts
+        c.partitions_done += 1
+        c.rows_fetched += stats.rows_fetched
+        c.rows_inserted += stats.inserted
+        c.rows_updated += stats.updated
+        c.rows_unchanged += stats.unchanged
+        c.rows_removed += stats.removed
+        c.rows_rejected += stats.rejected
+        self.live.partitions_done += 1
+
+
+class _TornRead(ApiError):
+    """Internal: roll the partition back and read it again."""
+
+    error_class = ErrorClass.RETRYABLE
+
+    def __init__(self) -> None:
+        super().__init__("keys repeated across pages", endpoint="query_task_video_daily_data")
+
+
+def _label(p: Partition) -> str:
+    return f"partition {p.billing_date} [{p.window.start}..{p.window.end}]"

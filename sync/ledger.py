@@ -1,0 +1,373 @@
+"""The ledger: one sync_runs row per run, one sync_partitions row per partition attempt.
+
+Nothing here commits: every function runs in the caller's transaction, so that a partition's
+`partition_done` commits together with its rows (sync.store) or not at all.
+
+A run's life:
+
+    acquire_run_lock(conn, app_key)   session-level advisory lock: one run per app at a time
+    mark_stale_runs(conn)             'running' runs whose process died become 'interrupted'
+    find_resumable_run / done_windows what an unfinished identical run already did
+    start_run -> start_partition -> partition_done | partition_failed ... -> finish_run
+    release_run_lock(conn, app_key)
+
+The lock belongs to the database session, not to a transaction: it is released by
+`release_run_lock` or when the session ends. A pooled connection does not end its session when
+it is returned to the pool, so release the lock on every path (or invalidate the connection).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import cast
+
+from sync.schema import sync_partitions, sync_runs
+
+RUN_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
+FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "interrupted")
+INTERRUPTED = "interrupted"
+_LOCK_NAMESPACE = "taskbox-sync:"
+
+
+@dataclass(slots=True)
+class RunCounts:
+    """The counters of a run, as stored in sync_runs; the engine adds to them as it goes."""
+
+    partitions_total: int = 0
+    partitions_done: int = 0
+    partitions_failed: int = 0
+    partitions_skipped: int = 0
+    rows_fetched: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_removed: int = 0
+    rows_rejected: int = 0
+    api_calls: int = 0
+    throttled: int = 0
+    retries: int = 0
+    qps_used: float | None = None
+
+
+@dataclass(slots=True)
+class PartitionStats:
+    """What one partition attempt did, as stored in sync_partitions."""
+
+    pages: int = 0
+    api_calls: int = 0
+    rows_fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    rejected: int = 0
+    repeated: int = 0
+    sanitized: int = 0
+    last_log_id: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The sync_partitions columns these stats fill."""
+        return {
+            "pages": self.pages,
+            "api_calls": self.api_calls,
+            "rows_fetched": self.rows_fetched,
+            "rows_inserted": self.inserted,
+            "rows_updated": self.updated,
+            "rows_unchanged": self.unchanged,
+            "rows_removed": self.removed,
+            "rows_rejected": self.rejected,
+            "rows_repeated": self.repeated,
+            "texts_sanitized": self.sanitized,
+            "last_log_id": self.last_log_id,
+        }
+
+
+def from_unix(seconds: int) -> dt.datetime:
+    """Unix seconds as an aware UTC datetime (how windows are stored)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def to_unix(moment: dt.datetime) -> int:
+    """An aware datetime as whole Unix seconds."""
+    return int(moment.timestamp())
+
+
+# -- the run lock ---------------------------------------------------------------------------
+
+
+def run_lock_key(app_key: str) -> int:
+    """The advisory lock key of an app: the first 8 bytes of BLAKE2b, as a signed int64.
+
+    Stable across processes and versions (unlike hash()), so two processes agree on it.
+    """
+    digest = hashlib.blake2b((_LOCK_NAMESPACE + app_key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def acquire_run_lock(conn: AsyncConnection, app_key: str) -> bool:
+    """Take the app's run lock for this session without waiting; False if another holds it."""
+    got = await conn.scalar(select(func.pg_try_advisory_lock(run_lock_key(app_key))))
+    return bool(got)
+
+
+async def release_run_lock(conn: AsyncConnection, app_key: str) -> bool:
+    """Release the app's run lock held by this session; False if it did not hold it."""
+    released = await conn.scalar(select(func.pg_advisory_unlock(run_lock_key(app_key))))
+    return bool(released)
+
+
+async def _locks_held_elsewhere(conn: AsyncConnection) -> set[int]:
+    """Keys of the advisory locks (int64 form) other sessions hold in this database."""
+    # A bigint key shows as two 32-bit halves (classid high, objid low; objsubid 1). Shifting
+    # in bigint wraps, which gives back the signed key.
+    result = await conn.execute(
+        text(
+            "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+            " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND pid <> pg_backend_pid()"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )
+    return set(result.scalars())
+
+
+async def lock_held_elsewhere(conn: AsyncConnection, app_key: str) -> bool:
+    """Whether another session holds the app's run lock: a run of that app is in progress."""
+    return run_lock_key(app_key) in await _locks_held_elsewhere(conn)
+
+
+async def mark_stale_runs(
+    conn: AsyncConnection, app_key: str | None = None, *, keep: int | None = None
+) -> list[int]:
+    """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids.
+
+    A run is stale when no other session holds its app's run lock: a live run keeps its lock
+    until it finishes. Call it while holding the lock, before `start_run` (or pass the current
+    run as `keep`). Their 'running' partitions become 'failed' with error 'interrupted'.
+    With `app_key`, only that app's runs are considered.
+    """
+    query = select(sync_runs.c.id, sync_runs.c.app_key).where(sync_runs.c.status == "running")
+    if app_key is not None:
+        query = query.where(sync_runs.c.app_key == app_key)
+    if keep is not None:
+        query = query.where(sync_runs.c.id != keep)
+    running = (await conn.execute(query)).all()
+    if not running:
+        return []
+    held = await _locks_held_elsewhere(conn)
+    stale = [r.id for r in running if run_lock_key(r.app_key) not in held]
+    if not stale:
+        return []
+    now = func.clock_timestamp()
+    await conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.id.in_(stale), sync_runs.c.status == "running")
+        .values(
+            status=INTERRUPTED,
+            finished_at=now,
+            error=func.coalesce(sync_runs.c.error, "interrupted: the process ended mid-run"),
+        )
+    )
+    await conn.execute(
+        update(sync_partitions)
+        .where(sync_partitions.c.run_id.in_(stale), sync_partitions.c.status == "running")
+        .values(status="failed", finished_at=now, error=INTERRUPTED)
+    )
+    return stale
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+async def start_run(
+    conn: AsyncConnection, kind: str, app_key: str, params: Mapping[str, Any]
+) -> int:
+    """Record a new run as 'running'; `params` (JSON-serialisable) identify it for resuming."""
+    run_id = await conn.scalar(
+        insert(sync_runs)
+        .values(
+            kind=kind,
+            app_key=app_key,
+            params=dict(params),
+            status="running",
+            started_at=func.clock_timestamp(),
+        )
+        .returning(sync_runs.c.id)
+    )
+    assert run_id is not None
+    return int(run_id)
+
+
+async def finish_run(
+    conn: AsyncConnection, run_id: int, status: str, counts: RunCounts, error: str | None
+) -> None:
+    """Record a run's end: its final status, counters and error (None when there was none)."""
+    if status not in FINAL_RUN_STATUSES:
+        raise ValueError(f"a run ends as one of {', '.join(FINAL_RUN_STATUSES)}, not {status!r}")
+    await conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.id == run_id)
+        .values(status=status, finished_at=func.clock_timestamp(), error=error, **asdict(counts))
+    )
+
+
+def _same_run_kind(kind: str, params: Mapping[str, Any], app_key: str | None) -> Any:
+    cond = and_(sync_runs.c.kind == kind, sync_runs.c.params == cast(dict(params), JSONB))
+    if app_key is not None:
+        cond = and_(cond, sync_runs.c.app_key == app_key)
+    return cond
+
+
+async def find_resumable_run(
+    conn: AsyncConnection, kind: str, params: Mapping[str, Any], *, app_key: str | None = None
+) -> int | None:
+    """The latest run of this kind with equal params (as JSON values), unless it succeeded.
+
+    A succeeded run means there is nothing to resume; otherwise its done partitions (see
+    `done_windows`) need not be fetched again. Pass `app_key` so that another app's run, whose
+    rows are another app's, is never taken for this one.
+    """
+    latest = (
+        await conn.execute(
+            select(sync_runs.c.id, sync_runs.c.status)
+            .where(_same_run_kind(kind, params, app_key))
+            .order_by(sync_runs.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is None or latest.status == "succeeded":
+        return None
+    return int(latest.id)
+
+
+async def done_windows(
+    conn: AsyncConnection, run_id: int, *, scope: str | None = None
+) -> dict[tuple[dt.date, int], int]:
+    """The done partitions of `run_id` and of the unfinished runs it continues, as
+    {(billing_date, window_end): window_start} (the earliest start when several are done).
+
+    A run that resumed an interrupted run and was interrupted in turn still carries the first
+    one's work: runs of the same kind, app and params since the last succeeded one count.
+    """
+    run, chain_run, prior = (
+        sync_runs.alias("run"),
+        sync_runs.alias("chain"),
+        sync_runs.alias("prior"),
+    )
+
+    def same_as_run(other: Any) -> Any:
+        return and_(
+            other.c.kind == run.c.kind,
+            other.c.app_key == run.c.app_key,
+            other.c.params == run.c.params,
+        )
+
+    last_success = (
+        select(func.coalesce(func.max(prior.c.id), 0))
+        .where(same_as_run(prior), prior.c.status == "succeeded", prior.c.id < run.c.id)
+        .correlate(run)
+        .scalar_subquery()
+    )
+    chain = (
+        select(chain_run.c.id)
+        .select_from(run.join(chain_run, same_as_run(chain_run)))
+        .where(run.c.id == run_id, chain_run.c.id <= run_id, chain_run.c.id > last_success)
+    )
+    p = sync_partitions
+    query = (
+        select(p.c.billing_date, p.c.window_end, func.min(p.c.window_start))
+        .where(p.c.run_id.in_(chain), p.c.status == "done")
+        .group_by(p.c.billing_date, p.c.window_end)
+    )
+    if scope is not None:
+        query = query.where(p.c.scope == scope)
+    result = await conn.execute(query)
+    return {(d, to_unix(end)): to_unix(start) for d, end, start in result}
+
+
+# -- partitions -----------------------------------------------------------------------------
+
+
+async def start_partition(
+    conn: AsyncConnection,
+    run_id: int,
+    billing_date: dt.date,
+    window_start: int,
+    window_end: int,
+    scope: str,
+) -> int:
+    """Record a partition attempt as 'running' (attempts 1); the window is in Unix seconds."""
+    if window_start > window_end:
+        raise ValueError(f"window_start {window_start} is after window_end {window_end}")
+    partition_id = await conn.scalar(
+        insert(sync_partitions)
+        .values(
+            run_id=run_id,
+            billing_date=billing_date,
+            window_start=from_unix(window_start),
+            window_end=from_unix(window_end),
+            scope=scope,
+            status="running",
+            attempts=1,
+            started_at=func.clock_timestamp(),
+        )
+        .returning(sync_partitions.c.id)
+    )
+    assert partition_id is not None
+    return int(partition_id)
+
+
+async def partition_retry(conn: AsyncConnection, partition_id: int) -> None:
+    """Count one more attempt of a partition and mark it 'running' again."""
+    await conn.execute(
+        update(sync_partitions)
+        .where(sync_partitions.c.id == partition_id)
+        .values(
+            attempts=sync_partitions.c.attempts + 1,
+            status="running",
+            err_no=None,
+            error=None,
+            finished_at=None,
+        )
+    )
+
+
+async def partition_done(conn: AsyncConnection, partition_id: int, stats: PartitionStats) -> None:
+    """Mark a partition done, in the caller's transaction (the one that merged its rows)."""
+    await conn.execute(
+        update(sync_partitions)
+        .where(sync_partitions.c.id == partition_id)
+        .values(status="done", finished_at=func.clock_timestamp(), **stats.columns())
+    )
+
+
+async def partition_failed(
+    conn: AsyncConnection,
+    partition_id: int,
+    stats: PartitionStats,
+    err_no: int | None,
+    error: str,
+    log_id: str | None,
+) -> None:
+    """Mark a partition failed with the platform's code, message and log id (if any)."""
+    values = stats.columns()
+    values["last_log_id"] = log_id or stats.last_log_id
+    await conn.execute(
+        update(sync_partitions)
+        .where(sync_partitions.c.id == partition_id)
+        .values(
+            status="failed",
+            finished_at=func.clock_timestamp(),
+            err_no=err_no,
+            error=error,
+            **values,
+        )
+    )

@@ -1,0 +1,79 @@
+"""What a run shows while it works: one live line on a terminal, periodic log lines otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+log = logging.getLogger("sync.progress")
+
+
+@dataclasses.dataclass(slots=True)
+class Counters:
+    """Live totals of a run, updated by the engine as pages and partitions finish."""
+
+    partitions_total: int = 0
+    partitions_done: int = 0
+    partitions_failed: int = 0
+    partitions_skipped: int = 0
+    pages: int = 0
+    rows: int = 0
+
+
+class Progress:
+    """Reports `Counters` every `interval` seconds until stopped."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        api_calls: Callable[[], int],
+        *,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+    ) -> None:
+        self.counters = counters
+        self.api_calls = api_calls
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
+        self._started = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    def line(self) -> str:
+        c = self.counters
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return (
+            f"partitions {c.partitions_done + c.partitions_failed + c.partitions_skipped}"
+            f"/{c.partitions_total} (failed {c.partitions_failed}) · pages {c.pages} · "
+            f"rows {c.rows:,} · {self.api_calls() / elapsed:.1f} req/s · "
+            f"{c.rows / elapsed:,.0f} rows/s"
+        )
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if self.live:
+                self.stream.write("\r\x1b[K" + self.line())
+                self.stream.flush()
+            else:
+                log.info("progress: %s", self.line())
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.live:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -1,0 +1,291 @@
+"""The bulk path: stage one partition's pages with binary COPY, then merge them into
+video_daily_earnings inside the caller's transaction. The only module that imports asyncpg.
+
+How a partition flows (every step on one connection, in one transaction the caller owns):
+
+    writer = await PartitionWriter.open(conn)      # empty staging table, bigger work_mem
+    await writer.add_page(records)                 # dedupe in Python, COPY (binary)
+    ...
+    counts = await writer.merge(day, start, end, run_id=run_id)
+    # the caller records the partition in the ledger, then commits both together
+
+Choices, each measured (see `MergeCounts` for what is counted):
+
+* Staging is one TEMP table per session, created on first use and kept `ON COMMIT DELETE ROWS`:
+  no catalog churn per partition (a table per partition writes ~30 catalog rows each time), and
+  the rows vanish at commit (cheap in-place truncation) or rollback (MVCC). If the transaction
+  that created the table rolls back, the table goes with it and the next `open` creates it again.
+* Repeats are removed in Python before COPY, so the staging table always holds unique keys and
+  the merge needs no DISTINCT ON sort: within a page the last occurrence is kept; a key already
+  staged by an earlier page is deleted from staging before the page's COPY (rare: offset paging
+  shifted). The set operations run in C and cost ~2 % of the COPY.
+* The merge is one statement (see `_merge_sql`): a FULL JOIN of the staging table with the
+  partition's stored rows classifies each key as new, changed, gone or unchanged, and keeps only
+  the first three for the UPDATE, INSERT and DELETE that follow. A FULL JOIN can only be a hash
+  or merge join, so no stale estimate can turn it into a nested loop: the first version (three
+  statements with NOT EXISTS) chose a nested loop over a never-analysed table and took minutes.
+  Unchanged rows are never touched: INSERT … ON CONFLICT DO UPDATE WHERE … would still *lock*
+  them (writing xmax, dirtying and WAL-logging the page); the full-join form re-syncs an
+  unchanged 100k-row partition in ~0.25 s where the three statements took ~0.8-1.0 s.
+* Measured on this project's 2-core box (PostgreSQL 15, 100k rows = 10 pages of 10,000, all
+  columns filled, medians of 6 partitions, COPY + merge + commit): into an empty date ~45-50k
+  rows/s; unchanged ~90-110k rows/s; 10 % changed ~90-110k rows/s. COPY is bound by the client:
+  asyncpg's encoding takes ~5-6 us a row, a quarter of it for the aware datetime and another
+  quarter for the Decimal. New rows are bound by the server: heap + two indexes + WAL
+  (~550 bytes of WAL a row) cost ~8-9 us a row, as much as a plain INSERT … SELECT.
+* synchronous_commit stays on: this is a money mirror, a lost commit would be a silent hole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sync.errors import DatabaseError
+from sync.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
+
+Record = Sequence[Any]
+"""One mapped row: values in sync.schema.RECORD_COLUMNS order."""
+Key = tuple[dt.date, int, int]
+
+STAGE_TABLE = "taskbox_stage"
+# Hash joins of a 100k-row partition fit in memory at 64 MB instead of spilling in batches.
+WORK_MEM = "64MB"
+
+_TARGET = video_daily_earnings.name
+_DATA_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in KEY_COLUMNS)
+_key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in KEY_COLUMNS))
+
+
+def _cols(prefix: str, names: Sequence[str]) -> str:
+    return ", ".join(f"{prefix}{n}" for n in names)
+
+
+_IDS = tuple(c for c in KEY_COLUMNS if c != "billing_date")  # the date is the partition's
+
+
+def _ids_equal(a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{c} = {b}.{c}" for c in _IDS)
+
+
+def _data_differ(a: str, b: str) -> str:
+    return f"({_cols(a + '.', _DATA_COLUMNS)}) IS DISTINCT FROM ({_cols(b + '.', _DATA_COLUMNS)})"
+
+
+def _set_data(source: str) -> str:
+    return ", ".join(f"{c} = {source}.{c}" for c in _DATA_COLUMNS)
+
+
+# The record columns with the target's own types (no constraints: Python already made keys unique).
+_CREATE_STAGE = f"""
+CREATE TEMP TABLE {STAGE_TABLE} ON COMMIT DELETE ROWS
+AS SELECT {_cols("", RECORD_COLUMNS)} FROM {_TARGET} WITH NO DATA
+"""
+
+# Rows staged by an earlier page whose key comes again: the later occurrence wins.
+_DROP_STAGED = f"""
+DELETE FROM {STAGE_TABLE} s
+USING unnest($1::bigint[], $2::bigint[]) AS r({_cols("", _IDS)})
+WHERE {_ids_equal("s", "r")}
+"""
+
+
+@functools.cache
+def _merge_sql(*, creator: bool, mirror: bool) -> str:
+    """The whole merge as one statement. $1 billing date, $2 run id, $3/$4 window, $5 creator.
+
+    `work` compares the staging table with the partition's rows in one FULL JOIN (a hash or merge
+    join by necessity, so no estimate can turn it into a nested loop) and keeps only the rows that
+    need a write: new, changed, or gone. The three writes then touch disjoint rows. Staged rows
+    whose stored copy lies outside the scope (its publish time moved, say) show as new and go
+    through ON CONFLICT, where (xmax = 0) still tells an insert from an update.
+    """
+    scope = "v.billing_date = $1 AND v.publish_time BETWEEN $3 AND $4"
+    if creator:
+        scope += " AND v.douyin_id = $5"
+    ids = ", ".join(f"coalesce(s.{c}, v.{c}) AS {c}" for c in _IDS)
+    gone = "WHEN s.video_id IS NULL THEN 'gone' " if mirror else ""
+    return f"""
+WITH work AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT CASE WHEN v.video_id IS NULL THEN 'new' {gone}
+                    WHEN s.video_id IS NOT NULL AND {_data_differ("v", "s")} THEN 'changed'
+               END AS kind,
+               {ids}, {_cols("s.", _DATA_COLUMNS)}
+        FROM {STAGE_TABLE} s
+        FULL JOIN (SELECT * FROM {_TARGET} v WHERE {scope}) v ON {_ids_equal("v", "s")}
+    ) c
+    WHERE kind IS NOT NULL
+), updated AS (
+    UPDATE {_TARGET} t SET {_set_data("w")}, last_synced_at = now(), last_run_id = $2
+    FROM work w
+    WHERE w.kind = 'changed' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
+      AND {_data_differ("t", "w")}
+    RETURNING 1
+), inserted AS (
+    INSERT INTO {_TARGET} AS t ({_cols("", RECORD_COLUMNS)},
+                                first_synced_at, last_synced_at, last_run_id)
+    SELECT $1, {_cols("w.", RECORD_COLUMNS[1:])}, now(), now(), $2
+    FROM work w WHERE w.kind = 'new'
+    ORDER BY {_cols("w.", _IDS)}
+    ON CONFLICT ({_cols("", KEY_COLUMNS)}) DO UPDATE
+    SET {_set_data("EXCLUDED")}, last_synced_at = now(), last_run_id = $2
+    WHERE {_data_differ("t", "EXCLUDED")}
+    RETURNING (t.xmax = 0) AS fresh
+), removed AS (
+    DELETE FROM {_TARGET} t USING work w
+    WHERE w.kind = 'gone' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted WHERE fresh) AS inserted,
+       (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted WHERE NOT fresh) AS updated,
+       (SELECT count(*) FROM removed) AS removed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeCounts:
+    """What one partition's merge did.
+
+    staged: records handed to add_page; repeated: of those, how many a later record with the same
+    key replaced (so staged - repeated distinct rows were merged, and
+    inserted + updated + unchanged == staged - repeated); removed: rows deleted by the mirror.
+    """
+
+    staged: int
+    repeated: int
+    inserted: int
+    updated: int
+    unchanged: int
+    removed: int
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """asyncpg's and SQLAlchemy's errors become DatabaseError here, once."""
+    try:
+        yield
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, DBAPIError) as exc:
+        inner = getattr(exc, "orig", None) or exc
+        first = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+        raise DatabaseError(f"{action}: {first}") from exc
+
+
+def _row_count(status: str) -> int:
+    """The count at the end of a command tag such as 'DELETE 12'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _utc(seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+class PartitionWriter:
+    """Stages one partition's records and merges them; lives inside one transaction."""
+
+    def __init__(self, apg: Any) -> None:
+        self._apg = apg
+        self._seen: set[Key] = set()
+        self._dates: set[dt.date] = set()
+        self._staged = 0
+        self._repeated = 0
+        self._merged = False
+
+    @classmethod
+    async def open(cls, conn: AsyncConnection) -> PartitionWriter:
+        """A writer on `conn`, whose transaction must be open (the caller commits or rolls back)."""
+        with _translated("cannot prepare the staging table"):
+            # Through SQLAlchemy first: its asyncpg adapter sends BEGIN lazily, on the first
+            # statement, and COPY on the raw connection must not run outside the transaction.
+            exists = await conn.scalar(text(f"SELECT to_regclass('pg_temp.{STAGE_TABLE}')"))
+            raw = await conn.get_raw_connection()
+            apg = raw.driver_connection
+            if apg is None or not apg.is_in_transaction():
+                raise DatabaseError("PartitionWriter needs a connection inside a transaction")
+            if exists is None:
+                await apg.execute(_CREATE_STAGE)
+            else:
+                # Already empty unless an earlier writer used it in this same transaction: a
+                # DELETE of nothing is free, where TRUNCATE would rewrite catalog rows each time.
+                await apg.execute(f"DELETE FROM {STAGE_TABLE}")
+            await apg.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        return cls(apg)
+
+    @property
+    def staged(self) -> int:
+        """Records received so far."""
+        return self._staged
+
+    async def add_page(self, records: Sequence[Record]) -> None:
+        """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key."""
+        if self._merged:
+            raise RuntimeError("this partition was already merged")
+        if not records:
+            return
+        keys: list[Key] = list(map(_key_of, records))
+        page_keys = set(keys)
+        self._staged += len(records)
+        rows: Sequence[Record] = records
+        if len(page_keys) != len(keys):
+            last = {k: i for i, k in enumerate(keys)}
+            self._repeated += len(keys) - len(last)
+            rows = [records[i] for i in sorted(last.values())]
+        earlier = page_keys & self._seen
+        with _translated("cannot stage a page"):
+            if earlier:
+                self._repeated += len(earlier)
+                _, videos, tasks = zip(*earlier, strict=True)
+                await self._apg.execute(_DROP_STAGED, list(videos), list(tasks))
+            await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=RECORD_COLUMNS)
+        self._seen |= page_keys
+        self._dates.update(k[0] for k in page_keys)
+
+    async def merge(
+        self,
+        billing_date: dt.date,
+        window_start: int,
+        window_end: int,
+        *,
+        run_id: int,
+        douyin_id: str | None = None,
+        mirror: bool = True,
+    ) -> MergeCounts:
+        """Upsert the staged rows; with `mirror`, delete the partition's rows no longer listed.
+
+        The window is [window_start, window_end] in Unix seconds, inclusive. With `douyin_id`
+        (the partition was fetched with a creator filter) only that creator's rows can be deleted.
+        """
+        if self._merged:
+            raise RuntimeError("this partition was already merged")
+        if window_start > window_end:
+            raise ValueError(f"window_start {window_start} is after window_end {window_end}")
+        strays = self._dates - {billing_date}
+        if strays:
+            raise ValueError(f"records of {sorted(strays)} staged in a partition of {billing_date}")
+        self._merged = True
+        args: list[object] = [billing_date, run_id, _utc(window_start), _utc(window_end)]
+        if douyin_id is not None:
+            args.append(douyin_id)
+        sql = _merge_sql(creator=douyin_id is not None, mirror=mirror)
+        with _translated(f"cannot merge billing date {billing_date}"):
+            row = await self._apg.fetchrow(sql, *args)
+        inserted, updated, removed = int(row[0]), int(row[1]), int(row[2])
+        distinct = self._staged - self._repeated
+        return MergeCounts(
+            staged=self._staged,
+            repeated=self._repeated,
+            inserted=inserted,
+            updated=updated,
+            unchanged=distinct - inserted - updated,
+            removed=removed,
+        )

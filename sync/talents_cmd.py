@@ -1,0 +1,323 @@
+"""`taskbox-sync talents add|cancel|list`: the command line, the calls and the audit rows.
+
+The decisions are in sync.talents and the wire formats in sync.talents_api; this module reads
+the input, runs the requests in batches, writes one talent_operations row per creator outcome
+(pre-check refusals and unsent ids included) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import unicodedata
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from aiohttp import ClientSession
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync.client import ApiCaller, CallStats
+from sync.errors import ApiError, CredentialsError, SettingsError
+from sync.http import Timeouts, new_session
+from sync.limiter import RequestLimiter
+from sync.logs import configure_logging
+from sync.retry import RetryPolicy
+from sync.runtime import open_engine
+from sync.schema import talent_operations
+from sync.settings import Secret, Settings, parse_qps
+from sync.talents import (
+    Operation,
+    Roster,
+    batches,
+    expected_change,
+    parse_ids,
+    parse_task_id,
+    precheck,
+    results_by_id,
+    state_label,
+)
+from sync.talents_api import TalentsApi
+from sync.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
+
+log = logging.getLogger(__name__)
+
+APPID_MISMATCH = 5503
+RETRY_POLICY = RetryPolicy()  # the engine's default; tests shorten it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one creator: one printed line and one talent_operations row."""
+
+    douyin_id: str
+    ok: bool
+    status: str  # ok | failed | refused | not sent
+    reason: str
+    error_code: int | None = None
+    log_id: str | None = None
+
+
+def _qps(value: str) -> float:
+    try:
+        return parse_qps(value, "--qps")
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task-id", required=True, help="the exclusive task's id (64-bit integer)")
+    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    p.add_argument("--qps", type=_qps, help="requests per second (default: $TASKBOX_QPS, 10)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `talents add|cancel|list` to the CLI's subparsers."""
+    p = sub.add_parser("talents", help="add, cancel or list the creators of an exclusive task")
+    tsub = p.add_subparsers(dest="talents_command", required=True)
+    for op, verb in (("add", "invite"), ("cancel", "cancel the cooperation of")):
+        q = tsub.add_parser(op, help=f"{verb} creators (update_orient_talents)")
+        _common(q)
+        q.add_argument("douyin_ids", nargs="*", metavar="DOUYIN_ID")
+        q.add_argument("--from-file", metavar="FILE", help="one id per line, # comments")
+        q.add_argument("--dry-run", action="store_true", help="show the batches, change nothing")
+        q.add_argument("--third-appid", help="the mini-app a service provider acts for")
+        q.set_defaults(handler=cmd_update)
+    q = tsub.add_parser("list", help="the task's roster beside our audit log")
+    _common(q)
+    q.set_defaults(handler=cmd_list)
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = (settings.app_secret, settings.client_secret, settings.access_token)
+    return [s.reveal() for s in values if s]
+
+
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"--from-file: cannot read {path}: {exc}") from None
+
+
+def _client_tokens(settings: Settings, session: ClientSession) -> TokenProvider | None:
+    if settings.access_token:
+        return StaticToken(settings.access_token, endpoint="query_task_info")
+    if settings.client_key and settings.client_secret:
+        return ClientTokenProvider(
+            session, settings.open_base_url, settings.client_key, settings.client_secret
+        )
+    return None
+
+
+@asynccontextmanager
+async def open_api(settings: Settings) -> AsyncIterator[TalentsApi]:
+    """The two callers on one session and one limiter at settings.qps; tokens fetched lazily."""
+    async with new_session(Timeouts()) as session:
+        limiter = RequestLimiter(settings.qps)
+        stats = CallStats()
+        app_tokens = AppTokenProvider(
+            session,
+            settings.developer_base_url,
+            settings.app_id or "",
+            settings.app_secret or Secret(""),
+        )
+        client_tokens = _client_tokens(settings, session)
+        app = ApiCaller(session, limiter, app_tokens, policy=RETRY_POLICY, stats=stats)
+        client = (
+            ApiCaller(session, limiter, client_tokens, policy=RETRY_POLICY, stats=stats)
+            if client_tokens
+            else None
+        )
+        yield TalentsApi(app, client, settings)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns aligned for terminals, wide (CJK) characters counted as two."""
+    widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in [list(headers), *(list(r) for r in rows)]:
+        cells = [c + " " * (w - _width(c)) for c, w in zip(line[:-1], widths, strict=False)]
+        print("  ".join([*cells, line[-1]]).rstrip())
+
+
+async def _roster(api: TalentsApi, task_id: int) -> tuple[Roster | None, int | None]:
+    """The roster and task type for the pre-check; None (with a warning) where unknowable."""
+    if not api.can_query:
+        log.warning(
+            "pre-check skipped: DOUYIN_CLIENT_KEY/DOUYIN_CLIENT_SECRET (or DOUYIN_ACCESS_TOKEN) "
+            "not set, so the roster cannot be read"
+        )
+        return None, None
+    task = await api.query_task(task_id)
+    if task.task_type is None:
+        log.warning("pre-check skipped: query_task_info does not list task %d", task_id)
+        return None, None
+    return dict(task.roster), task.task_type
+
+
+def _refusals(
+    op: Operation, ids: list[str], roster: Roster | None, task_type: int | None
+) -> tuple[list[str], list[Outcome]]:
+    allowed, refused = precheck(op, ids, roster, task_type=task_type)
+    return allowed, [Outcome(i, False, "refused", reason) for i, reason in refused]
+
+
+async def _record(
+    engine: AsyncEngine, task_id: int, op: Operation, third: str | None, rows: list[Outcome]
+) -> None:
+    if not rows:
+        return
+    values = [
+        {
+            "task_id": task_id,
+            "douyin_id": o.douyin_id,
+            "operation": op,
+            "ok": o.ok,
+            "outcome": o.reason,
+            "error_code": o.error_code,
+            "log_id": o.log_id,
+            "third_appid": third,
+        }
+        for o in rows
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(insert(talent_operations), values)
+
+
+async def _send(
+    api: TalentsApi,
+    engine: AsyncEngine,
+    task_id: int,
+    op: Operation,
+    allowed: list[str],
+    third: str | None,
+) -> tuple[list[Outcome], ApiError | None]:
+    """Every batch in turn, each recorded as it returns; a whole-call error stops the rest."""
+    outcomes: list[Outcome] = []
+    parts = batches(allowed)
+    for n, batch in enumerate(parts, 1):
+        try:
+            answer = await api.update(task_id, op, batch, third)
+        except ApiError as exc:
+            rows = [Outcome(i, False, "failed", exc.message, exc.err_no, exc.log_id) for i in batch]
+            rest = [i for later in parts[n:] for i in later]
+            note = f"not sent: an earlier request failed ({exc.err_no or exc.message})"
+            rows += [Outcome(i, False, "not sent", note) for i in rest]
+            await _record(engine, task_id, op, third, rows)
+            return outcomes + rows, exc
+        rows = [
+            Outcome(i, ok, "ok" if ok else "failed", reason, None, answer.log_id)
+            for i, ok, reason in results_by_id(op, batch, answer.results)
+        ]
+        await _record(engine, task_id, op, third, rows)
+        outcomes += rows
+        log.info("batch %d/%d: %d ids sent, log_id=%s", n, len(parts), len(batch), answer.log_id)
+    return outcomes, None
+
+
+async def _update(args: argparse.Namespace, settings: Settings, op: Operation) -> int:
+    task_id = parse_task_id(args.task_id)
+    text = _read_file(args.from_file) if args.from_file else None
+    ids, notes = parse_ids(args.douyin_ids, text)
+    for note in notes:
+        log.warning("%s", note)
+    third: str | None = (args.third_appid or "").strip() or None
+    if args.dry_run:
+        return await _dry_run(settings, task_id, op, ids)
+    settings.require_app_credentials()
+    async with open_engine(settings) as engine, open_api(settings) as api:
+        roster, task_type = await _roster(api, task_id)
+        allowed, refused = _refusals(op, ids, roster, task_type)
+        await _record(engine, task_id, op, third, refused)
+        sent, error = (
+            await _send(api, engine, task_id, op, allowed, third) if allowed else ([], None)
+        )
+    by_id = {o.douyin_id: o for o in [*refused, *sent]}
+    outcomes = [by_id[i] for i in ids]
+    print_table(
+        ["creator", "outcome", "reason"],
+        [(o.douyin_id, o.status, o.reason.removeprefix(f"{o.status}: ")) for o in outcomes],
+    )
+    if error is not None:
+        if error.err_no == APPID_MISMATCH:
+            raise SettingsError(str(error))
+        raise error
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[str]) -> int:
+    async with open_api(settings) as api:
+        roster, task_type = await _roster(api, task_id)
+    allowed, refused = _refusals(op, ids, roster, task_type)
+    rows = [(o.douyin_id, "-", "refused", o.reason.removeprefix("refused: ")) for o in refused]
+    parts = batches(allowed)
+    for n, batch in enumerate(parts, 1):
+        rows += [(i, f"{n}/{len(parts)}", op, expected_change(op, i, roster)) for i in batch]
+    print(f"dry run: task {task_id}, {len(ids)} ids, {len(parts)} request(s); nothing changed")
+    print_table(["creator", "batch", "operation", "expected"], rows)
+    return 1 if refused else 0
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        return asyncio.run(coro)
+    except CredentialsError as exc:  # a settings problem: the platform refused our secrets
+        raise SettingsError(str(exc)) from None
+
+
+def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
+    """`talents add|cancel`: 0 every creator succeeded, 1 some failed, 2 bad input."""
+    configure_logging(args.log_format, secrets=_secrets(settings))
+    op = cast(Operation, args.talents_command)
+    return _run(_update(args, settings, op))
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    task_id = parse_task_id(args.task_id)
+    settings.require_daily_data_credentials()
+    async with open_engine(settings) as engine, open_api(settings) as api:
+        task = await api.query_task(task_id)
+        async with engine.connect() as conn:
+            query = (
+                select(talent_operations)
+                .where(talent_operations.c.task_id == task_id)
+                .order_by(talent_operations.c.created_at, talent_operations.c.id)
+            )
+            audit = (await conn.execute(query)).mappings().all()
+    if task.task_type is None:
+        print(f"task {task_id}: not listed by query_task_info (log_id {task.log_id})")
+    else:
+        kind = "exclusive" if task.exclusive else f"not exclusive (task_type {task.task_type})"
+        print(f"task {task_id}: {kind}, {len(task.roster)} creators on the platform's roster")
+        print_table(["creator", "state"], [(i, state_label(s)) for i, s in task.roster])
+    print(f"\naudit log: {len(audit)} operations recorded by taskbox-sync")
+    print_table(
+        ["time", "creator", "operation", "ok", "log_id", "outcome"],
+        [
+            (
+                r["created_at"].isoformat(timespec="seconds"),
+                r["douyin_id"],
+                r["operation"],
+                "yes" if r["ok"] else "no",
+                r["log_id"] or "-",
+                r["outcome"],
+            )
+            for r in audit
+        ],
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`talents list`: the platform's roster beside talent_operations for the task."""
+    configure_logging(args.log_format, secrets=_secrets(settings))
+    return _run(_list(args, settings))

@@ -1,0 +1,322 @@
+"""The bulk path against a real PostgreSQL: exact rows, exact counts, no needless row versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync.errors import DatabaseError
+from sync.schema import RECORD_COLUMNS
+from sync.store import MergeCounts, PartitionWriter
+
+DAY = dt.date(2024, 5, 1)
+START = 1_714_000_000  # the partition's publish window, inclusive
+END = START + 86_400
+VIDEO = 7270855478333246754  # above 2**53: a float would round it
+TASK = 7_100_000_000_000_000_001
+
+
+def at(seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def rec(video_id: int, task_id: int = TASK, **values: Any) -> tuple[Any, ...]:
+    """A record in RECORD_COLUMNS order, with plausible defaults."""
+    row: dict[str, Any] = {
+        "billing_date": DAY,
+        "video_id": video_id,
+        "task_id": task_id,
+        "douyin_id": "creator-a",
+        "author": "作者",
+        "client_name": "client",
+        "micro_app_title": "mini app",
+        "task_name": "task",
+        "video_title": f"video {video_id}",
+        "video_link": f"https://www.douyin.com/video/{video_id}",
+        "publish_time": at(START + 100),
+        "data_date": DAY,
+        "active_cnt_1d": 3,
+        "gmv_1d": 1000,
+        "refund_gmv_1d": 0,
+        "billing_gmv_1d": 1000,
+        "billing_refund_gmv_1d": 0,
+        "ad_share_cost_1d": 10,
+        "feed_ad_share_cost_1d": 5,
+        "expected_profit": Decimal("1.3"),
+        "extra": None,
+    }
+    unknown = set(values) - set(row)
+    assert not unknown, unknown
+    row.update(values)
+    return tuple(row[c] for c in RECORD_COLUMNS)
+
+
+async def merge(
+    engine: AsyncEngine,
+    *pages: Sequence[tuple[Any, ...]],
+    run_id: int = 1,
+    billing_date: dt.date = DAY,
+    start: int = START,
+    end: int = END,
+    douyin_id: str | None = None,
+    mirror: bool = True,
+) -> MergeCounts:
+    async with engine.connect() as conn, conn.begin():
+        writer = await PartitionWriter.open(conn)
+        for page in pages:
+            await writer.add_page(page)
+        return await writer.merge(
+            billing_date, start, end, run_id=run_id, douyin_id=douyin_id, mirror=mirror
+        )
+
+
+async def rows(engine: AsyncEngine) -> dict[int, dict[str, Any]]:
+    """Every stored row by video id, with its xmin (changes only with a new row version)."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            text("SELECT *, xmin::text AS xmin FROM video_daily_earnings ORDER BY video_id")
+        )
+        return {r.video_id: dict(r._mapping) for r in result}
+
+
+def counts(**kw: int) -> MergeCounts:
+    base = dict(staged=0, repeated=0, inserted=0, updated=0, unchanged=0, removed=0)
+    return MergeCounts(**(base | kw))
+
+
+async def test_insert_into_empty_table(engine: AsyncEngine) -> None:
+    """New records are inserted with every value exact and both sync stamps set."""
+    records = [rec(VIDEO), rec(VIDEO + 1, gmv_1d=None, expected_profit=None)]
+    assert await merge(engine, records, run_id=7) == counts(staged=2, inserted=2)
+    stored = await rows(engine)
+    assert [tuple(stored[v][c] for c in RECORD_COLUMNS) for v in (VIDEO, VIDEO + 1)] == records
+    for row in stored.values():
+        assert row["last_run_id"] == 7
+        assert row["first_synced_at"] == row["last_synced_at"]
+
+
+async def test_unchanged_resync_writes_no_row_version(engine: AsyncEngine) -> None:
+    """Merging identical data again counts it unchanged and leaves every row version alone."""
+    records = [rec(VIDEO + i) for i in range(5)]
+    await merge(engine, records, run_id=1)
+    before = await rows(engine)
+    assert await merge(engine, records, run_id=2) == counts(staged=5, unchanged=5)
+    assert await rows(engine) == before  # same xmin, last_synced_at and last_run_id
+
+
+async def test_changed_figure_updates_only_that_row(engine: AsyncEngine) -> None:
+    """One changed figure updates one row: only its xmin, last_synced_at and last_run_id move."""
+    await merge(engine, [rec(VIDEO), rec(VIDEO + 1)], run_id=1)
+    before = await rows(engine)
+    changed = [rec(VIDEO), rec(VIDEO + 1, billing_gmv_1d=999)]
+    assert await merge(engine, changed, run_id=2) == counts(staged=2, updated=1, unchanged=1)
+    after = await rows(engine)
+    assert after[VIDEO] == before[VIDEO]
+    moved = after[VIDEO + 1]
+    assert moved["billing_gmv_1d"] == 999
+    assert moved["xmin"] != before[VIDEO + 1]["xmin"]
+    assert moved["last_run_id"] == 2
+    assert moved["first_synced_at"] == before[VIDEO + 1]["first_synced_at"]
+    assert moved["last_synced_at"] > before[VIDEO + 1]["last_synced_at"]
+
+
+async def test_mirror_deletes_only_missing_rows_of_the_window(engine: AsyncEngine) -> None:
+    """A row missing from the pages is deleted only if it has this date and a publish time
+    inside the window; older videos, other dates and unknown publish times are kept."""
+    other_day = DAY - dt.timedelta(days=1)
+    await merge(
+        engine,
+        [
+            rec(VIDEO),
+            rec(VIDEO + 1, publish_time=at(START)),  # missing later, on the window's first second
+            rec(VIDEO + 2, publish_time=at(END)),  # missing later, on its last second
+            rec(VIDEO + 3, publish_time=at(START - 1)),  # before the window: invisible, not gone
+            rec(VIDEO + 4, publish_time=None),
+        ],
+    )
+    await merge(engine, [rec(VIDEO + 5, billing_date=other_day)], billing_date=other_day)
+    result = await merge(engine, [rec(VIDEO)], run_id=2)
+    assert result == counts(staged=1, unchanged=1, removed=2)
+    assert sorted(await rows(engine)) == [VIDEO, VIDEO + 3, VIDEO + 4, VIDEO + 5]
+
+
+async def test_creator_filter_limits_deletion_to_that_creator(engine: AsyncEngine) -> None:
+    """With a douyin_id filter only that creator's rows can be deleted."""
+    await merge(
+        engine,
+        [rec(VIDEO, douyin_id="x"), rec(VIDEO + 1, douyin_id="x"), rec(VIDEO + 2, douyin_id="y")],
+    )
+    result = await merge(engine, [rec(VIDEO, douyin_id="x")], douyin_id="x", run_id=2)
+    assert result == counts(staged=1, unchanged=1, removed=1)
+    assert sorted(await rows(engine)) == [VIDEO, VIDEO + 2]
+
+
+async def test_without_mirror_nothing_is_deleted(engine: AsyncEngine) -> None:
+    """mirror=False upserts and deletes nothing."""
+    await merge(engine, [rec(VIDEO), rec(VIDEO + 1)])
+    assert await merge(engine, [rec(VIDEO)], mirror=False) == counts(staged=1, unchanged=1)
+    assert sorted(await rows(engine)) == [VIDEO, VIDEO + 1]
+
+
+async def test_empty_partition_with_mirror_empties_the_window(engine: AsyncEngine) -> None:
+    """No records at all means the platform lists nothing in the window: its rows go."""
+    await merge(engine, [rec(VIDEO), rec(VIDEO + 1, publish_time=at(END + 1))])
+    assert await merge(engine) == counts(removed=1)
+    assert sorted(await rows(engine)) == [VIDEO + 1]
+
+
+async def test_repeated_key_last_occurrence_wins(engine: AsyncEngine) -> None:
+    """A key repeated within a page or across pages is merged once, from its last record."""
+    first = [rec(VIDEO, gmv_1d=1), rec(VIDEO + 1, gmv_1d=1), rec(VIDEO, gmv_1d=2)]
+    second = [rec(VIDEO + 1, gmv_1d=3), rec(VIDEO + 2), rec(VIDEO + 1, gmv_1d=4)]
+    result = await merge(engine, first, second)
+    assert result == counts(staged=6, repeated=3, inserted=3)
+    stored = await rows(engine)
+    assert {v: r["gmv_1d"] for v, r in stored.items()} == {VIDEO: 2, VIDEO + 1: 4, VIDEO + 2: 1000}
+
+
+async def test_same_video_under_two_tasks_is_two_rows(engine: AsyncEngine) -> None:
+    """The key is (billing date, video, task): one video in two tasks is not a repeat."""
+    result = await merge(engine, [rec(VIDEO, task_id=1), rec(VIDEO, task_id=2)])
+    assert result == counts(staged=2, inserted=2)
+
+
+async def test_ids_above_2_53_are_exact(engine: AsyncEngine) -> None:
+    """19-digit ids, up to the int64 maximum, survive to the last digit."""
+    big = 2**63 - 1
+    await merge(engine, [rec(VIDEO, task_id=big), rec(2**53 + 1, task_id=big)])
+    async with engine.connect() as conn:
+        ids = (
+            await conn.execute(
+                text(
+                    "SELECT video_id::text, task_id::text"
+                    " FROM video_daily_earnings v ORDER BY v.video_id"
+                )
+            )
+        ).all()
+    assert ids == [(str(2**53 + 1), str(big)), (str(VIDEO), str(big))]
+
+
+async def test_text_is_stored_verbatim(engine: AsyncEngine) -> None:
+    """Quotes, SQL, backslashes, tabs, newlines and emoji are data, stored as given."""
+    title = "'); DROP TABLE video_daily_earnings;--"
+    author = 'tab\there\nnew line \\N "quoted" 😀 中文'
+    await merge(engine, [rec(VIDEO, video_title=title, author=author, task_name="")])
+    row = (await rows(engine))[VIDEO]
+    assert (row["video_title"], row["author"], row["task_name"]) == (title, author, "")
+
+
+async def test_decimal_profit_is_exact(engine: AsyncEngine) -> None:
+    """expected_profit keeps its decimal digits: 1.3 is 1.3, not 1.3000000000000000444."""
+    big = Decimal("12345678901234567890.123456789")
+    await merge(engine, [rec(VIDEO), rec(VIDEO + 1, expected_profit=big)])
+    async with engine.connect() as conn:
+        got = (
+            await conn.execute(
+                text("SELECT expected_profit::text FROM video_daily_earnings ORDER BY video_id")
+            )
+        ).scalars()
+        assert list(got) == ["1.3", str(big)]
+
+
+async def test_extra_is_jsonb_and_compared_by_value(engine: AsyncEngine) -> None:
+    """extra arrives as JSON text, is stored as jsonb, and reformatted JSON is unchanged."""
+    await merge(engine, [rec(VIDEO, extra='{"b": 1, "a": [1, 2], "s": "中"}')])
+    async with engine.connect() as conn:
+        kind, a = (
+            await conn.execute(
+                text("SELECT jsonb_typeof(extra), extra->'a' FROM video_daily_earnings")
+            )
+        ).one()
+    assert (kind, json.loads(a) if isinstance(a, str) else a) == ("object", [1, 2])
+    same = json.dumps({"s": "中", "a": [1, 2], "b": 1}, ensure_ascii=True)
+    assert await merge(engine, [rec(VIDEO, extra=same)]) == counts(staged=1, unchanged=1)
+
+
+async def test_invalid_json_is_a_database_error(engine: AsyncEngine) -> None:
+    """A record whose extra is not JSON fails the partition with DatabaseError, nothing stored."""
+    with pytest.raises(DatabaseError, match="cannot stage a page"):
+        await merge(engine, [rec(VIDEO, extra="{not json")])
+    assert await rows(engine) == {}
+
+
+async def test_nul_in_text_is_a_database_error(engine: AsyncEngine) -> None:
+    """PostgreSQL text cannot hold NUL: the mapper must remove it; here it fails loudly."""
+    with pytest.raises(DatabaseError, match="cannot stage a page"):
+        await merge(engine, [rec(VIDEO, video_title="a\x00b")])
+    assert await rows(engine) == {}
+
+
+async def test_row_outside_the_scope_is_updated_not_inserted(engine: AsyncEngine) -> None:
+    """A staged key whose stored copy lies outside the window (its publish time was unknown or
+    moved) is matched by key: updated when it differs, unchanged when it does not."""
+    await merge(engine, [rec(VIDEO, publish_time=None), rec(VIDEO + 1, publish_time=None)])
+    result = await merge(engine, [rec(VIDEO), rec(VIDEO + 1, publish_time=None)], run_id=2)
+    assert result == counts(staged=2, updated=1, unchanged=1)
+    assert (await rows(engine))[VIDEO]["publish_time"] == at(START + 100)
+
+
+async def test_rollback_leaves_nothing_and_the_writer_recovers(engine: AsyncEngine) -> None:
+    """A rolled-back partition leaves no rows (and no staging table); the next one works."""
+    async with engine.connect() as conn:
+        with pytest.raises(RuntimeError, match="abort"):
+            async with conn.begin():
+                writer = await PartitionWriter.open(conn)
+                await writer.add_page([rec(VIDEO)])
+                await writer.merge(DAY, START, END, run_id=1)
+                raise RuntimeError("abort")
+        assert await rows(engine) == {}
+        async with conn.begin():
+            writer = await PartitionWriter.open(conn)
+            await writer.add_page([rec(VIDEO + 1)])
+            assert await writer.merge(DAY, START, END, run_id=2) == counts(staged=1, inserted=1)
+    assert sorted(await rows(engine)) == [VIDEO + 1]
+
+
+async def test_staging_is_empty_in_every_new_transaction(engine: AsyncEngine) -> None:
+    """Partitions on one connection never see each other's staged rows, even in one
+    transaction."""
+    async with engine.connect() as conn:
+        async with conn.begin():
+            writer = await PartitionWriter.open(conn)
+            await writer.add_page([rec(VIDEO), rec(VIDEO + 1)])
+            await writer.merge(DAY, START, END, run_id=1)
+        async with conn.begin():
+            writer = await PartitionWriter.open(conn)
+            await writer.add_page([rec(VIDEO)])
+            assert await writer.merge(DAY, START, END, run_id=2) == counts(
+                staged=1, unchanged=1, removed=1
+            )
+            writer = await PartitionWriter.open(conn)
+            await writer.add_page([rec(VIDEO + 2)])
+            assert await writer.merge(DAY, START, END, run_id=2, mirror=False) == counts(
+                staged=1, inserted=1
+            )
+    assert sorted(await rows(engine)) == [VIDEO, VIDEO + 2]
+
+
+async def test_records_of_another_billing_date_are_refused(engine: AsyncEngine) -> None:
+    """Merging records of another billing date into a partition is a programming error."""
+    async with engine.connect() as conn, conn.begin():
+        writer = await PartitionWriter.open(conn)
+        await writer.add_page([rec(VIDEO, billing_date=DAY - dt.timedelta(days=1))])
+        with pytest.raises(ValueError, match="staged in a partition of 2024-05-01"):
+            await writer.merge(DAY, START, END, run_id=1)
+
+
+async def test_a_writer_merges_once(engine: AsyncEngine) -> None:
+    """add_page or merge after merge is refused."""
+    async with engine.connect() as conn, conn.begin():
+        writer = await PartitionWriter.open(conn)
+        await writer.merge(DAY, START, END, run_id=1)
+        with pytest.raises(RuntimeError):
+            await writer.add_page([rec(VIDEO)])
+        with pytest.raises(RuntimeError):
+            await writer.merge(DAY, START, END, run_id=1)
