@@ -50,13 +50,6 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    from sync.sandbox import run_cli  # only this command needs the sandbox
-
-    status: int = run_cli(list(args.sandbox_args))
-    return status
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="taskbox-sync",
@@ -68,11 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database_flag(p)
     p.set_defaults(handler=_cmd_migrate)
 
-    p = sub.add_parser(
-        "sandbox", help="serve the offline simulation of the platform's API", add_help=False
-    )
-    p.add_argument("sandbox_args", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=_cmd_sandbox)
+    # Listed for --help; main() hands `sandbox …` to the sandbox's own parser.
+    sub.add_parser("sandbox", help="serve the offline simulation of the platform's API")
 
     from sync import commands  # keeps start-up light
 
@@ -92,8 +82,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sandbox"]:  # the sandbox parses its own flags
+        from sync.sandbox import run_cli
+
+        return int(run_cli(args_list[1:]))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     handler: Handler = args.handler
     try:
         return handler(args, settings_from(args))
