@@ -20,12 +20,14 @@ from datetime import date
 from typing import Any
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import ledger
 from sync.client import ApiCaller, CallStats, DailyDataClient, Page, PageRequest
 from sync.errors import (
     ApiError,
+    DatabaseError,
     ErrorClass,
     RunLockedError,
     TaskboxError,
@@ -172,13 +174,22 @@ class SyncRun:
             self.counts.retries = self.calls.retries
             elapsed = time.monotonic() - started
             self.counts.qps_used = round(self.calls.api_calls / elapsed, 3) if elapsed else None
-            await ledger.finish_run(lock_conn, self.run_id, status, self.counts, error)
-            await lock_conn.commit()
+            await self._finish(lock_conn, status, error)
         finally:
             await self._close_lock_connection(lock_conn, locked)
         return RunResult(
             self.run_id, status, self.counts, self.failed, elapsed, error, self._stopping
         )
+
+    async def _finish(self, lock_conn: AsyncConnection, status: str, error: str | None) -> None:
+        """Record the run's outcome; if the lock's connection died, through a fresh one."""
+        try:
+            await ledger.finish_run(lock_conn, self.run_id, status, self.counts, error)
+            await lock_conn.commit()
+        except _DATABASE_ERRORS:
+            await lock_conn.invalidate()
+            async with self.db.connect() as conn, conn.begin():
+                await ledger.finish_run(conn, self.run_id, status, self.counts, error)
 
     async def _close_lock_connection(self, conn: AsyncConnection, locked: bool) -> None:
         """Give the lock back; a connection in doubt is discarded so the lock dies with it."""
@@ -284,32 +295,38 @@ class SyncRun:
     # -- workers --------------------------------------------------------------------------
 
     async def _worker(self, queue: asyncio.Queue[Partition], client: DailyDataClient) -> None:
-        async with self.db.connect() as conn:
-            while self._stopping is None and self._fatal is None:
-                try:
-                    partition = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                await self._partition(conn, client, partition)
+        while self._stopping is None and self._fatal is None:
+            try:
+                partition = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await self._partition(client, partition)
 
-    async def _partition(
-        self, conn: AsyncConnection, client: DailyDataClient, p: Partition
-    ) -> None:
+    async def _partition(self, client: DailyDataClient, p: Partition) -> None:
+        """Sync one partition, with a fresh attempt (and connection) after a passing failure."""
         w = p.window
-        async with conn.begin():
-            pid = await ledger.start_partition(
-                conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
-            )
+        pid: int | None = None
         stats = ledger.PartitionStats()
-        error: ApiError | None = None
+        error: TaskboxError | None = None
         for attempt in range(1, self.options.partition_attempts + 1):
             stats = ledger.PartitionStats()
-            if attempt > 1:
-                async with conn.begin():
-                    await ledger.partition_retry(conn, pid)
             try:
-                async with conn.begin():
-                    await self._sync_partition(conn, client, p, pid, stats, attempt)
+                # A connection per attempt from the pool: one the database dropped is replaced.
+                async with self.db.connect() as conn:
+                    async with conn.begin():
+                        if pid is None:
+                            pid = await ledger.start_partition(
+                                conn,
+                                self.run_id,
+                                p.billing_date,
+                                w.start,
+                                w.end,
+                                self.options.scope,
+                            )
+                        elif attempt > 1:
+                            await ledger.partition_retry(conn, pid)
+                    async with conn.begin():
+                        await self._sync_partition(conn, client, p, pid, stats, attempt)
             except ApiError as exc:
                 error = exc
                 if exc.error_class is ErrorClass.FATAL:
@@ -317,20 +334,36 @@ class SyncRun:
                     raise asyncio.CancelledError from exc
                 if exc.error_class is ErrorClass.PERMANENT:
                     break
-                if attempt < self.options.partition_attempts:
-                    log.warning("%s: %s; partition attempt %d", _label(p), exc, attempt + 1)
+            except _DATABASE_ERRORS as exc:
+                error = exc if isinstance(exc, TaskboxError) else DatabaseError(_first_line(exc))
+                await asyncio.sleep(min(2.0**attempt, 10.0))
             else:
                 self._count_done(stats)
                 return
+            if attempt < self.options.partition_attempts:
+                log.warning(
+                    "%s: %s; attempt %d of %d",
+                    _label(p),
+                    error,
+                    attempt + 1,
+                    self.options.partition_attempts,
+                )
         assert error is not None
-        async with conn.begin():
-            await ledger.partition_failed(
-                conn, pid, stats, error.err_no, str(error), error.log_id or stats.last_log_id
-            )
-        failed = FailedPartition(
-            p.billing_date, w.start, w.end, error.err_no, str(error), error.log_id
+        err_no, log_id = getattr(error, "err_no", None), getattr(error, "log_id", None)
+        try:
+            async with self.db.connect() as conn, conn.begin():
+                if pid is None:
+                    pid = await ledger.start_partition(
+                        conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
+                    )
+                await ledger.partition_failed(
+                    conn, pid, stats, err_no, str(error), log_id or stats.last_log_id
+                )
+        except _DATABASE_ERRORS as exc:  # the next run marks the partition failed instead
+            log.error("%s: cannot record the failure: %s", _label(p), _first_line(exc))
+        self.failed.append(
+            FailedPartition(p.billing_date, w.start, w.end, err_no, str(error), log_id)
         )
-        self.failed.append(failed)
         self.counts.partitions_failed += 1
         self.live.partitions_failed += 1
         log.error("%s failed: %s", _label(p), error)
@@ -445,6 +478,14 @@ class SyncRun:
         c.rows_removed += stats.removed
         c.rows_rejected += stats.rejected
         self.live.partitions_done += 1
+
+
+_DATABASE_ERRORS = (DatabaseError, SQLAlchemyError, OSError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _TornRead(ApiError):
