@@ -70,10 +70,14 @@ class ApiCaller:
         url: str,
         build: Callable[[str], tuple[bytes, dict[str, str]]],
         parse: Callable[[bytes], T],
-    ) -> T:
-        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes."""
+    ) -> tuple[T, int]:
+        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes.
+
+        Returns the parsed answer and the number of requests it took.
+        """
         last: ApiError | None = None
         refreshes = 0
+        sent = 0
         for attempt in range(1, self.policy.attempts + 1):
             token = ""
             try:
@@ -81,9 +85,10 @@ class ApiCaller:
                 body, headers = build(token)
                 await self.limiter.acquire()
                 self.stats.api_calls += 1
+                sent += 1
                 resp = await post(self.session, url, body, endpoint=endpoint, headers=headers)
                 self.stats.bytes_received += len(resp.body)
-                return parse(resp.body)
+                return parse(resp.body), sent
             except ApiError as exc:
                 last = exc
                 verdict = exc.error_class
@@ -178,7 +183,8 @@ class DailyDataClient:
         self._caller = caller
         self._url = base_url + DAILY_DATA_PATH
 
-    async def fetch_page(self, request: PageRequest) -> Page:
+    async def fetch_page(self, request: PageRequest) -> tuple[Page, int]:
+        """One page, and the number of requests it took (retries included)."""
         body = request.body()
 
         def build(token: str) -> tuple[bytes, dict[str, str]]:

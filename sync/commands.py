@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from sync import planner
-from sync.engine import RunOptions, RunResult, SyncRun
+from sync.engine import SyncRun
 from sync.logs import configure_logging
+from sync.runs import RunOptions, RunResult
 from sync.runtime import open_engine
 from sync.settings import MAX_QPS, Settings, parse_qps
 from sync.summary import render_result

@@ -17,8 +17,9 @@ from sqlalchemy import func, select
 
 from sync import planner
 from sync.database import create_engine, ensure_database, migrate
-from sync.engine import RunOptions, SyncRun
+from sync.engine import SyncRun
 from sync.logs import configure_logging
+from sync.runs import RunOptions
 from sync.runtime import resolve_database_url
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.schema import video_daily_earnings

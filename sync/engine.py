@@ -10,21 +10,17 @@ window under the shared limiter, and commits each partition's rows with its ledg
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import ledger
-from sync.client import ApiCaller, CallStats, DailyDataClient, Page, PageRequest
+from sync.client import ApiCaller, CallStats, DailyDataClient, Page
 from sync.errors import (
     ApiError,
     DatabaseError,
@@ -32,90 +28,18 @@ from sync.errors import (
     RunLockedError,
     TaskboxError,
 )
-from sync.http import Timeouts, new_session
+from sync.fetcher import PageQuery, partition_pages
+from sync.http import new_session
 from sync.limiter import RequestLimiter
 from sync.mapper import map_page
-from sync.paging import PageCursor
 from sync.planner import Partition, Plan
 from sync.progress import Counters, Progress
+from sync.runs import FailedPartition, RunOptions, RunResult
 from sync.settings import Settings
 from sync.store import PartitionWriter
-from sync.tokens import ClientTokenProvider, StaticToken, TokenProvider
+from sync.tokens import token_provider
 
 log = logging.getLogger(__name__)
-
-PAGE_QUEUE_DEPTH = 2  # pages fetched ahead of the writer, per partition: bounds memory
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunOptions:
-    """What one invocation syncs and how hard it pushes."""
-
-    kind: str  # nightly | backfill
-    page_size: int = 10_000
-    concurrency: int = 20
-    douyin_id: str | None = None
-    agency_client_key: str | None = None
-    restart: bool = False
-    max_pages: int = 10_000
-    partition_attempts: int = 3
-    timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
-
-    @property
-    def scope(self) -> str:
-        """The API filters, as stored in the ledger ('' = everything)."""
-        parts = []
-        if self.douyin_id:
-            parts.append(f"douyin_id={self.douyin_id}")
-        if self.agency_client_key:
-            parts.append(f"agency_client_key={self.agency_client_key}")
-        return ";".join(parts)
-
-    def params(self, dates: Sequence[date]) -> dict[str, Any]:
-        """What identifies a run for resuming: same kind, dates and scope."""
-        return {
-            "dates": [dates[0].isoformat(), dates[-1].isoformat()] if dates else [],
-            "scope": self.scope,
-            "page_size": self.page_size,
-        }
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FailedPartition:
-    billing_date: date
-    window_start: int
-    window_end: int
-    err_no: int | None
-    error: str
-    log_id: str | None
-
-
-@dataclasses.dataclass(slots=True)
-class RunResult:
-    run_id: int
-    status: str  # succeeded | partial | failed | interrupted
-    counts: ledger.RunCounts
-    failed: list[FailedPartition]
-    elapsed: float
-    error: str | None = None
-    signal_number: int | None = None
-
-    @property
-    def exit_status(self) -> int:
-        if self.status == "interrupted":
-            return 128 + (self.signal_number or signal.SIGINT)
-        return 0 if self.status == "succeeded" else 1
-
-
-def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenProvider:
-    """DOUYIN_ACCESS_TOKEN as given, else client tokens fetched from key and secret."""
-    if settings.access_token:
-        return StaticToken(settings.access_token, endpoint="query_task_video_daily_data")
-    settings.require_daily_data_credentials()
-    assert settings.client_key is not None and settings.client_secret is not None
-    return ClientTokenProvider(
-        session, settings.open_base_url, settings.client_key, settings.client_secret
-    )
 
 
 class SyncRun:
@@ -143,6 +67,9 @@ class SyncRun:
         self._fatal: ApiError | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._progress_interval = progress_interval
+        self._query = PageQuery(
+            options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
+        )
 
     @property
     def app_key(self) -> str:
@@ -384,7 +311,7 @@ class SyncRun:
         back and is read again.
         """
         writer = await PartitionWriter.open(conn)
-        async for page in self._pages(client, p, stats):
+        async for page in partition_pages(client, p, self._query, self._on_page(stats)):
             mapped = map_page(page.items, p.billing_date)
             stats.rows_fetched += len(page.items)
             stats.rejected += mapped.rejected
@@ -421,52 +348,14 @@ class SyncRun:
         stats.repeated = counts.repeated
         await ledger.partition_done(conn, pid, stats)
 
-    async def _pages(
-        self, client: DailyDataClient, p: Partition, stats: ledger.PartitionStats
-    ) -> AsyncIterator[Page]:
-        """The window's pages, fetched one ahead of the consumer (page k+1 only after a full
-        page k)."""
-        queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(PAGE_QUEUE_DEPTH)
-        opts = self.options
+    def _on_page(self, stats: ledger.PartitionStats) -> Callable[[Page, int], None]:
+        def seen(page: Page, sent: int) -> None:
+            stats.api_calls += sent
+            stats.pages += 1
+            stats.last_log_id = page.log_id
+            self.live.pages += 1
 
-        async def fetch() -> None:
-            cursor = PageCursor(opts.page_size, opts.max_pages)
-            try:
-                while not cursor.done:
-                    request = PageRequest(
-                        p.billing_date,
-                        p.window.start,
-                        p.window.end,
-                        cursor.next_page,
-                        opts.page_size,
-                        opts.douyin_id,
-                        opts.agency_client_key,
-                    )
-                    before = self.calls.api_calls
-                    page = await client.fetch_page(request)
-                    stats.api_calls += self.calls.api_calls - before
-                    stats.pages += 1
-                    stats.last_log_id = page.log_id
-                    self.live.pages += 1
-                    cursor.advance(len(page.items), page.fingerprint())
-                    await queue.put(page)
-                await queue.put(None)
-            except (ApiError, TaskboxError) as exc:
-                await queue.put(exc)
-
-        task = asyncio.create_task(fetch())
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return seen
 
     def _count_done(self, stats: ledger.PartitionStats) -> None:
         c = self.counts

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sync.engine import RunResult
 from sync.planner import SHANGHAI
+from sync.runs import RunResult
 
 
 def _when(ts: int) -> str:

@@ -179,7 +179,8 @@ class TalentsApi:
         def build(token: str) -> tuple[bytes, dict[str, str]]:
             return update_body(token, self._app_id, task_id, op, ids, third_appid), {}
 
-        return await self._app.call(UPDATE, self._update_url, build, parse_update)
+        result, _ = await self._app.call(UPDATE, self._update_url, build, parse_update)
+        return result
 
     async def query_task(self, task_id: int) -> Task:
         if self._client is None:
@@ -196,4 +197,6 @@ class TalentsApi:
         def build(token: str) -> tuple[bytes, dict[str, str]]:
             return body, {"access-token": token}
 
-        return await self._client.call(TASK_INFO, self._task_url, build, parse_task_info(task_id))
+        parse = parse_task_info(task_id)
+        task, _ = await self._client.call(TASK_INFO, self._task_url, build, parse)
+        return task

@@ -24,7 +24,7 @@ from sync.errors import (
     classify,
 )
 from sync.http import decode_json, post
-from sync.settings import Secret
+from sync.settings import Secret, Settings
 
 REFRESH_MARGIN = 300.0  # refresh this many seconds before the platform's expiry
 
@@ -203,6 +203,17 @@ class AppTokenProvider(_CachedToken):
         return token, _as_int(data.get("expires_in"), 7200)
 
 
+def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenProvider:
+    """DOUYIN_ACCESS_TOKEN as given, else client tokens fetched from key and secret."""
+    if settings.access_token:
+        return StaticToken(settings.access_token, endpoint="query_task_video_daily_data")
+    settings.require_daily_data_credentials()
+    assert settings.client_key is not None and settings.client_secret is not None
+    return ClientTokenProvider(
+        session, settings.open_base_url, settings.client_key, settings.client_secret
+    )
+
+
 __all__ = [
     "AppTokenProvider",
     "ClientTokenProvider",
@@ -210,4 +221,5 @@ __all__ = [
     "StaticToken",
     "TokenError",
     "TokenProvider",
+    "token_provider",
 ]

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import planner
 from sync.database import create_engine
-from sync.engine import RunOptions, RunResult, SyncRun
+from sync.engine import SyncRun
+from sync.runs import RunOptions, RunResult
 from sync.sandbox import SandboxServer
 from sync.schema import video_daily_earnings
 from sync.settings import Secret, Settings

@@ -1,0 +1,72 @@
+"""What a run is asked to do (`RunOptions`) and what it did (`RunResult`): plain values."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sync.http import Timeouts
+from sync.ledger import RunCounts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What one invocation syncs and how hard it pushes."""
+
+    kind: str  # nightly | backfill
+    page_size: int = 10_000
+    concurrency: int = 20
+    douyin_id: str | None = None
+    agency_client_key: str | None = None
+    restart: bool = False
+    max_pages: int = 10_000
+    partition_attempts: int = 3
+    timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+
+    @property
+    def scope(self) -> str:
+        """The API filters, as stored in the ledger ('' = everything)."""
+        parts = []
+        if self.douyin_id:
+            parts.append(f"douyin_id={self.douyin_id}")
+        if self.agency_client_key:
+            parts.append(f"agency_client_key={self.agency_client_key}")
+        return ";".join(parts)
+
+    def params(self, dates: Sequence[date]) -> dict[str, Any]:
+        """What identifies a run for resuming: same kind, dates and scope."""
+        return {
+            "dates": [dates[0].isoformat(), dates[-1].isoformat()] if dates else [],
+            "scope": self.scope,
+            "page_size": self.page_size,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailedPartition:
+    billing_date: date
+    window_start: int
+    window_end: int
+    err_no: int | None
+    error: str
+    log_id: str | None
+
+
+@dataclasses.dataclass(slots=True)
+class RunResult:
+    run_id: int
+    status: str  # succeeded | partial | failed | interrupted
+    counts: RunCounts
+    failed: list[FailedPartition]
+    elapsed: float
+    error: str | None = None
+    signal_number: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        if self.status == "interrupted":
+            return 128 + (self.signal_number or signal.SIGINT)
+        return 0 if self.status == "succeeded" else 1
