@@ -57,49 +57,39 @@ def template_db(admin_url: str) -> Iterator[str]:
     name = f"taskbox_tpl_{os.getpid()}"
     asyncio.run(_create_template(admin_url, name))
     yield name
+    asyncio.run(_admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(_plain(admin_url))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
-    asyncio.run(drop())
+async def _admin_execute(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(_plain(admin_url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _scratch_database(
+    admin_url: str, prefix: str, template: str | None
+) -> AsyncIterator[str]:
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    clone = f' TEMPLATE "{template}"' if template else ""
+    await _admin_execute(admin_url, f'CREATE DATABASE "{name}"{clone}')
+    yield _with_database(admin_url, name)
+    await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def database_url(admin_url: str, template_db: str) -> AsyncIterator[str]:
     """The asyncpg URL of a fresh, migrated database that only this test uses."""
-    name = f"taskbox_t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(_plain(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await conn.close()
-    yield _with_database(admin_url, name)
-    conn = await asyncpg.connect(_plain(admin_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async for url in _scratch_database(admin_url, "taskbox_t_", template_db):
+        yield url
 
 
 @pytest.fixture
 async def empty_database_url(admin_url: str) -> AsyncIterator[str]:
     """A fresh database with no schema at all (for migration tests)."""
-    name = f"taskbox_e_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(_plain(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield _with_database(admin_url, name)
-    conn = await asyncpg.connect(_plain(admin_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async for url in _scratch_database(admin_url, "taskbox_e_", None):
+        yield url
 
 
 @pytest.fixture
