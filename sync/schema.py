@@ -79,6 +79,21 @@ Index(
     video_daily_earnings.c.billing_date,
 )
 
+ROW_COUNTERS = (
+    "rows_fetched",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_removed",
+    "rows_rejected",
+)
+
+
+def _counters(kind: type[Integer] | type[BigInteger], *names: str) -> list[Column[int]]:
+    """Counters of runs and partitions: not null, zero until set."""
+    return [Column(n, kind, nullable=False, server_default="0") for n in names]
+
+
 sync_runs = Table(
     "sync_runs",
     metadata,
@@ -89,19 +104,11 @@ sync_runs = Table(
     Column("status", Text, nullable=False),  # running|succeeded|partial|failed|interrupted
     _tz("started_at", nullable=False),
     _tz("finished_at"),
-    Column("partitions_total", Integer, nullable=False, server_default="0"),
-    Column("partitions_done", Integer, nullable=False, server_default="0"),
-    Column("partitions_failed", Integer, nullable=False, server_default="0"),
-    Column("partitions_skipped", Integer, nullable=False, server_default="0"),
-    Column("rows_fetched", BigInteger, nullable=False, server_default="0"),
-    Column("rows_inserted", BigInteger, nullable=False, server_default="0"),
-    Column("rows_updated", BigInteger, nullable=False, server_default="0"),
-    Column("rows_unchanged", BigInteger, nullable=False, server_default="0"),
-    Column("rows_removed", BigInteger, nullable=False, server_default="0"),
-    Column("rows_rejected", BigInteger, nullable=False, server_default="0"),
-    Column("api_calls", Integer, nullable=False, server_default="0"),
-    Column("throttled", Integer, nullable=False, server_default="0"),
-    Column("retries", Integer, nullable=False, server_default="0"),
+    *_counters(
+        Integer, "partitions_total", "partitions_done", "partitions_failed", "partitions_skipped"
+    ),
+    *_counters(BigInteger, *ROW_COUNTERS),
+    *_counters(Integer, "api_calls", "throttled", "retries"),
     Column("qps_used", Numeric),
     Column("error", Text),
 )
@@ -117,17 +124,9 @@ sync_partitions = Table(
     _tz("window_end", nullable=False),
     Column("scope", Text, nullable=False, server_default=""),  # API filters, '' = everything
     Column("status", Text, nullable=False),  # running | done | failed
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("pages", Integer, nullable=False, server_default="0"),
-    Column("api_calls", Integer, nullable=False, server_default="0"),
-    Column("rows_fetched", BigInteger, nullable=False, server_default="0"),
-    Column("rows_inserted", BigInteger, nullable=False, server_default="0"),
-    Column("rows_updated", BigInteger, nullable=False, server_default="0"),
-    Column("rows_unchanged", BigInteger, nullable=False, server_default="0"),
-    Column("rows_removed", BigInteger, nullable=False, server_default="0"),
-    Column("rows_rejected", BigInteger, nullable=False, server_default="0"),
-    Column("rows_repeated", BigInteger, nullable=False, server_default="0"),
-    Column("texts_sanitized", BigInteger, nullable=False, server_default="0"),
+    *_counters(Integer, "attempts", "pages", "api_calls"),
+    *_counters(BigInteger, *ROW_COUNTERS),
+    *_counters(BigInteger, "rows_repeated", "texts_sanitized"),
     Column("last_log_id", Text),
     Column("err_no", BigInteger),
     Column("error", Text),
