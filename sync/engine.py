@@ -80,6 +80,7 @@ class SyncRun:
     async def execute(self) -> RunResult:
         started = time.monotonic()
         lock_conn = await self.db.connect()
+        session = new_session(self.options.timeouts, max_connections=self.options.concurrency + 4)
         locked = False
         try:
             locked = await ledger.acquire_run_lock(lock_conn, self.app_key)
@@ -88,6 +89,10 @@ class SyncRun:
                     f"another taskbox-sync run for app {self.app_key} is in progress; "
                     "try again when it has finished"
                 )
+            tokens = token_provider(self.settings, session)
+            await tokens.get()  # refused credentials end here, before any run is recorded
+            caller = ApiCaller(session, RequestLimiter(self.settings.qps), tokens, stats=self.calls)
+            client = DailyDataClient(caller, self.settings.open_base_url)
             await ledger.mark_stale_runs(lock_conn, self.app_key)
             params = self.options.params(self.plan.billing_dates)
             todo = await self._resume_filter(lock_conn, params)
@@ -95,7 +100,7 @@ class SyncRun:
             self.counts.partitions_total = len(self.plan.partitions)
             self.counts.partitions_skipped = self.live.partitions_skipped
             await lock_conn.commit()
-            status, error = await self._work(todo)
+            status, error = await self._work(todo, client)
             self.counts.api_calls = self.calls.api_calls
             self.counts.throttled = self.calls.throttled
             self.counts.retries = self.calls.retries
@@ -104,6 +109,7 @@ class SyncRun:
             await self._finish(lock_conn, status, error)
         finally:
             await self._close_lock_connection(lock_conn, locked)
+            await session.close()
         return RunResult(
             self.run_id, status, self.counts, self.failed, elapsed, error, self._stopping
         )
@@ -159,7 +165,7 @@ class SyncRun:
             )
         return todo
 
-    async def _work(self, todo: list[Partition]) -> tuple[str, str | None]:
+    async def _work(self, todo: list[Partition], client: DailyDataClient) -> tuple[str, str | None]:
         queue: asyncio.Queue[Partition] = asyncio.Queue()
         for p in todo:
             queue.put_nowait(p)
@@ -171,14 +177,10 @@ class SyncRun:
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): no signal handling
-        session = new_session(self.options.timeouts, max_connections=self.options.concurrency + 4)
         progress = Progress(
             self.live, lambda: self.calls.api_calls, interval=self._progress_interval
         )
         try:
-            tokens = token_provider(self.settings, session)
-            caller = ApiCaller(session, RequestLimiter(self.settings.qps), tokens, stats=self.calls)
-            client = DailyDataClient(caller, self.settings.open_base_url)
             progress.start()
             workers = min(self.options.concurrency, max(len(todo), 1))
             self._workers = [
@@ -190,7 +192,6 @@ class SyncRun:
                     raise r
         finally:
             await progress.stop()
-            await session.close()
             for signum in installed:
                 loop.remove_signal_handler(signum)
         if self._fatal is not None:
