@@ -166,7 +166,9 @@ def parse_daily_data(body: bytes) -> Page:
     data = doc.get("data")
     if not isinstance(data, dict):
         raise ContractError("answer has no data object", endpoint=DAILY_DATA, log_id=log_id)
-    items = data.get("video_daily_data_list", [])
+    if "video_daily_data_list" not in data:  # not an empty page: an answer we cannot read
+        raise ContractError("data has no video_daily_data_list", endpoint=DAILY_DATA, log_id=log_id)
+    items = data["video_daily_data_list"]
     if items is None:  # an empty list sent as null
         items = []
     if not isinstance(items, list):

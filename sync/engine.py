@@ -23,6 +23,7 @@ from sync import ledger
 from sync.client import ApiCaller, CallStats, DailyDataClient, Page
 from sync.errors import (
     ApiError,
+    ContractError,
     DatabaseError,
     ErrorClass,
     RunLockedError,
@@ -277,16 +278,15 @@ class SyncRun:
                     self.options.partition_attempts,
                 )
         assert error is not None
-        err_no, log_id = getattr(error, "err_no", None), getattr(error, "log_id", None)
+        err_no = getattr(error, "err_no", None)
+        log_id = getattr(error, "log_id", None) or stats.last_log_id
         try:
             async with self.db.connect() as conn, conn.begin():
                 if pid is None:
                     pid = await ledger.start_partition(
                         conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
                     )
-                await ledger.partition_failed(
-                    conn, pid, stats, err_no, str(error), log_id or stats.last_log_id
-                )
+                await ledger.partition_failed(conn, pid, stats, err_no, str(error), log_id)
         except _DATABASE_ERRORS as exc:  # the next run marks the partition failed instead
             log.error("%s: cannot record the failure: %s", _label(p), _first_line(exc))
         self.failed.append(
@@ -313,7 +313,11 @@ class SyncRun:
         """
         writer = await PartitionWriter.open(conn)
         async for page in partition_pages(client, p, self._query, self._on_page(stats)):
-            mapped = map_page(page.items, p.billing_date)
+            try:
+                mapped = map_page(page.items, p.billing_date)
+            except ContractError as exc:
+                exc.log_id = exc.log_id or page.log_id
+                raise
             stats.rows_fetched += len(page.items)
             stats.rejected += mapped.rejected
             stats.sanitized += mapped.sanitized
@@ -327,8 +331,18 @@ class SyncRun:
                 )
             await writer.add_page(mapped.records)
             self.live.rows += len(page.items)
-        # Rows we could not read must not be deleted as if the platform had dropped them.
-        mirror = stats.rejected == 0 and not self.options.agency_client_key
+        if writer.repeated:
+            log.warning(
+                "%s: %d keys repeated across pages (data changed while paging)%s",
+                _label(p),
+                writer.repeated,
+                "; re-reading" if attempt < self.options.partition_attempts else "",
+            )
+            if attempt < self.options.partition_attempts:
+                raise _TornRead
+        # Never delete on the strength of an answer we could not fully read: rows rejected,
+        # a torn read (offset paging may have skipped rows), or a filter we cannot scope.
+        mirror = not (stats.rejected or writer.repeated or self.options.agency_client_key)
         counts = await writer.merge(
             p.billing_date,
             p.window.start,
@@ -337,13 +351,6 @@ class SyncRun:
             douyin_id=self.options.douyin_id,
             mirror=mirror,
         )
-        if counts.repeated and attempt < self.options.partition_attempts:
-            log.warning(
-                "%s: %d keys repeated across pages (data changed while paging); re-reading",
-                _label(p),
-                counts.repeated,
-            )
-            raise _TornRead
         stats.inserted, stats.updated = counts.inserted, counts.updated
         stats.unchanged, stats.removed = counts.unchanged, counts.removed
         stats.repeated = counts.repeated

@@ -226,6 +226,11 @@ class PartitionWriter:
         """Records received so far."""
         return self._staged
 
+    @property
+    def repeated(self) -> int:
+        """Records replaced so far by a later record with the same key."""
+        return self._repeated
+
     async def add_page(self, records: Sequence[Record]) -> None:
         """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key."""
         if self._merged:
