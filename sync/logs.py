@@ -11,16 +11,19 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from urllib.parse import quote
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 class SecretScrubber(logging.Filter):
-    """Replaces every occurrence of the given secret values in a record's text."""
+    """Replaces every occurrence of the given secret values in a record: its message and
+    arguments, its exception's traceback and its `extra` fields, as is or percent-encoded."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        forms = {f for s in secrets if len(s) >= 4 for f in (s, quote(s, safe=""), quote(s))}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -29,10 +32,22 @@ class SecretScrubber(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            record.msg = self.scrub(record.getMessage())
-            record.args = None
+        if not self._secrets:
+            return True
+        record.msg = self.scrub(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.scrub(_TRACEBACKS.formatException(record.exc_info))
+            record.exc_info = None
+        for key, value in list(vars(record).items()):
+            if key not in _RESERVED and not key.startswith("_"):
+                text = value if isinstance(value, str) else repr(value)
+                if self.scrub(text) != text:
+                    setattr(record, key, self.scrub(text))
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,6 +66,8 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info and record.exc_info[1] is not None:
             doc["error"] = repr(record.exc_info[1])
+        elif record.exc_text:
+            doc["error"] = record.exc_text
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
