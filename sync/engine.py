@@ -92,7 +92,10 @@ class SyncRun:
                 )
             tokens = token_provider(self.settings, session)
             await tokens.get()  # refused credentials end here, before any run is recorded
-            caller = ApiCaller(session, RequestLimiter(self.settings.qps), tokens, stats=self.calls)
+            limiter = RequestLimiter(self.settings.qps)
+            caller = ApiCaller(
+                session, limiter, tokens, policy=self.options.retry, stats=self.calls
+            )
             client = DailyDataClient(caller, self.settings.open_base_url)
             await ledger.mark_stale_runs(lock_conn, self.app_key)
             params = self.options.params(self.plan.billing_dates)

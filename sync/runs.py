@@ -10,6 +10,7 @@ from typing import Any
 
 from sync.http import Timeouts
 from sync.ledger import RunCounts
+from sync.retry import RetryPolicy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class RunOptions:
     max_pages: int = 10_000
     partition_attempts: int = 3
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
 
     @property
     def scope(self) -> str:
