@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -21,6 +22,7 @@ from sync.errors import (
     SettingsError,
     TaskboxError,
 )
+from sync.logs import json_configured
 from sync.runtime import open_engine
 from sync.settings import Settings
 
@@ -109,5 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"taskbox-sync: {message}", file=sys.stderr)
+    if json_configured():  # --log-format json: every stderr line stays a JSON object
+        logging.getLogger("sync.cli").error(message)
+    else:
+        print(f"taskbox-sync: {message}", file=sys.stderr)
     return status

@@ -24,6 +24,7 @@ from sync.client import ApiCaller, CallStats, DailyDataClient, Page
 from sync.errors import (
     ApiError,
     ContractError,
+    CredentialsError,
     DatabaseError,
     ErrorClass,
     RunLockedError,
@@ -91,7 +92,12 @@ class SyncRun:
                     "try again when it has finished"
                 )
             tokens = token_provider(self.settings, session)
-            await tokens.get()  # refused credentials end here, before any run is recorded
+            try:
+                await tokens.get()  # refused credentials end here, before any run is recorded
+            except CredentialsError:
+                raise
+            except ApiError as exc:  # passing (5xx, timeout): the data calls retry it
+                log.warning("first token request failed (%s); continuing with retries", exc)
             limiter = RequestLimiter(self.settings.qps)
             caller = ApiCaller(
                 session, limiter, tokens, policy=self.options.retry, stats=self.calls
@@ -120,12 +126,16 @@ class SyncRun:
 
     async def _finish(self, lock_conn: AsyncConnection, status: str, error: str | None) -> None:
         """Record the run's outcome; if the lock's connection died, through a fresh one."""
+        # Workers stopped by a fatal error or a second signal leave their partition 'running'.
+        reason = error or "stopped"
         try:
+            await ledger.abandon_partitions(lock_conn, self.run_id, reason)
             await ledger.finish_run(lock_conn, self.run_id, status, self.counts, error)
             await lock_conn.commit()
         except _DATABASE_ERRORS:
             await lock_conn.invalidate()
             async with self.db.connect() as conn, conn.begin():
+                await ledger.abandon_partitions(conn, self.run_id, reason)
                 await ledger.finish_run(conn, self.run_id, status, self.counts, error)
 
     async def _close_lock_connection(self, conn: AsyncConnection, locked: bool) -> None:

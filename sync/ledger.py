@@ -349,6 +349,17 @@ async def partition_done(conn: AsyncConnection, partition_id: int, stats: Partit
     )
 
 
+async def abandon_partitions(conn: AsyncConnection, run_id: int, reason: str) -> int:
+    """Mark the run's partitions still 'running' as 'failed' (the run stopped before they
+    ended and rolled their rows back); returns how many. Call after every worker has ended."""
+    result = await conn.execute(
+        update(sync_partitions)
+        .where(sync_partitions.c.run_id == run_id, sync_partitions.c.status == "running")
+        .values(status="failed", finished_at=func.clock_timestamp(), error=reason)
+    )
+    return int(result.rowcount or 0)
+
+
 async def partition_failed(
     conn: AsyncConnection,
     partition_id: int,

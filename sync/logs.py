@@ -71,6 +71,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+def json_configured() -> bool:
+    """Whether configure_logging set up JSON lines (then error messages go out as JSON too)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def configure_logging(
     fmt: str = "text", *, level: int = logging.INFO, secrets: Iterable[str] = ()
 ) -> None:
