@@ -1,0 +1,39 @@
+"""The README documents every command and every setting the code reads."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from sync.cli import build_parser
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(actions[0].choices) if actions else []
+
+
+def test_every_command_is_documented() -> None:
+    """Each `taskbox-sync` subcommand (and each talents subcommand) appears in the README."""
+    parser = build_parser()
+    commands = _subcommands(parser)
+    assert {"migrate", "nightly", "backfill", "status", "demo", "sandbox", "talents"} <= set(
+        commands
+    )
+    for name in commands:
+        assert f"taskbox-sync {name}" in README, name
+    talents = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in _subcommands(talents.choices["talents"]):
+        assert re.search(rf"talents [a-z|\\\\]*\b{name}\b", README), name
+
+
+def test_every_setting_is_documented() -> None:
+    """Each environment variable the settings read is in the README's settings table."""
+    source = (Path(__file__).resolve().parent.parent / "sync" / "settings.py").read_text()
+    names = set(re.findall(r'"((?:DOUYIN|TASKBOX|DATABASE)_[A-Z_]+)"', source))
+    assert "DATABASE_URL" in names and "TASKBOX_QPS" in names
+    for name in names:
+        assert f"`{name}`" in README, name
