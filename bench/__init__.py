@@ -1,0 +1,6 @@
+"""The benchmark of taskbox-sync: `python -m bench` (full) or `python -m bench --quick` (CI).
+
+Modules: `cli` (the command), `run` (the orchestration), `profiles` (scenarios and data sizes),
+`scenario` (one scenario in its own process), `instrument` (probes), `measure`, `pg`,
+`sandbox`, `sandbox_server`, `baseline` (the plain way) and `report` (table, checks, targets).
+"""

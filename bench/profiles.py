@@ -1,0 +1,109 @@
+"""The scenarios and the data they run on: the full benchmark and the quick CI check.
+
+Data shape of the full run (measured; `python -m bench` prints rows per partition): the sandbox
+spreads videos evenly over 120 days, and a billing date's 90-day publish range is cut into three
+30-day windows. At 157,000 videos a window holds about 39,300 rows, just under four full pages, so
+4 calls fetch it and ~95 % of the pages the run asks for are full: the 9 newest dates give ~1.0 M
+rows in ~106 calls. The latency sandbox is small (8,000 videos: one page of ~1,800 rows per
+partition) but has 120 partitions, so that 20 workers always have one to work on while answers
+take 0.5-3 s, and the CPU is not what limits the requests in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bench.sandbox import SandboxSpec
+
+MAIN, SLOW = "main", "slow"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    what: str  # one line for the table's legend
+    sandbox: str = MAIN
+    days: int = 9  # the most recent N billing dates
+    fresh: bool = False  # empty the table first
+    engine: str = "sync"  # sync | baseline
+    kind: str = "backfill"
+    change_fraction: float = 0.0  # late settlement first: this fraction of rows changed ...
+    change_days: int = 0  # ... on the N oldest of the scenario's dates (0: all)
+    new_days: int = 0  # delete the newest N dates from the table first: they arrive as new
+    sample_partitions: int = 0  # baseline: run only the plan's first N partitions
+    page_size: int = 10_000
+    versions: str | None = None  # "none": must write no row version; "changed": <= rows changed
+    timeout: float = 300.0  # seconds before the scenario's process is killed (and reported)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    sandboxes: dict[str, SandboxSpec]
+    scenarios: tuple[Scenario, ...]
+    check_targets: bool  # the speed targets (the quick run checks only exactness and manners)
+
+
+FULL = Profile(
+    "full",
+    {
+        MAIN: SandboxSpec(videos=157_000, seed=1, warm_days=19),
+        SLOW: SandboxSpec(videos=8_000, seed=2, warm_days=45, latency="0.5:3"),
+    },
+    (
+        Scenario(
+            "baseline",
+            "plain way: sequential pages, json, SQLAlchemy executemany upsert (sample)",
+            engine="baseline",
+            fresh=True,
+            sample_partitions=3,
+        ),
+        Scenario("ceiling", "backfill, full pages, empty table", fresh=True),
+        Scenario("resync", "the same again, nothing changed", versions="none"),
+        Scenario(
+            "late", "the same with 10 % of rows changed", change_fraction=0.1, versions="changed"
+        ),
+        Scenario(
+            "nightly",
+            "kind=nightly, 7 dates: newest is new, 5 % changed on the rest",
+            days=7,
+            kind="nightly",
+            change_fraction=0.05,
+            change_days=6,
+            new_days=1,
+            timeout=180.0,
+        ),
+        Scenario(
+            "latency",
+            "answers take 0.5-3 s; 45 dates, one small page per partition (CPU no limit)",
+            sandbox=SLOW,
+            days=45,
+            fresh=True,
+        ),
+        Scenario("rss-200k", "backfill of 2 dates (RSS scaling)", days=2, fresh=True),
+        Scenario("rss-2m", "backfill of 19 dates (RSS scaling)", days=19, fresh=True),
+    ),
+    check_targets=True,
+)
+
+QUICK = Profile(
+    "quick",
+    {MAIN: SandboxSpec(videos=3_000, seed=1, warm_days=2)},
+    (
+        Scenario(
+            "backfill", "2 dates, 500-row pages, empty table", days=2, fresh=True, page_size=500
+        ),
+        Scenario(
+            "resync", "the same again, nothing changed", days=2, page_size=500, versions="none"
+        ),
+        Scenario(
+            "late",
+            "the same with 10 % of rows changed",
+            days=2,
+            page_size=500,
+            change_fraction=0.1,
+            versions="changed",
+        ),
+    ),
+    check_targets=False,
+)

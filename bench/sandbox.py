@@ -1,0 +1,115 @@
+"""The sandbox processes seen from the benchmark: start, control over HTTP, stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """What a sandbox process serves."""
+
+    videos: int
+    seed: int = 1
+    warm_days: int = 0
+    latency: str | None = None  # "MIN:MAX" seconds
+
+
+class SandboxProcess:
+    """A running `python -m bench.sandbox_server`; its first stdout line is its info."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        args = [
+            sys.executable,
+            "-m",
+            "bench.sandbox_server",
+            f"--videos={spec.videos}",
+            f"--seed={spec.seed}",
+            f"--warm-days={spec.warm_days}",
+        ]
+        if spec.latency:
+            args.append(f"--latency={spec.latency}")
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.info: dict[str, Any] = {}
+
+    def wait_ready(self) -> None:
+        """Block until the sandbox has warmed up and printed its info line."""
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            raise RuntimeError(f"the sandbox process exited with {code} before serving")
+        self.info = json.loads(line)
+        self._proc.stdout.close()  # the human summary that follows is not needed
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def base_url(self) -> str:
+        return str(self.info["base_url"])
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            headers={"Content-Type": "application/json"},
+            method="GET" if body is None else "POST",
+        )
+        with urllib.request.urlopen(request, timeout=600) as resp:
+            return json.loads(resp.read())  # stdlib: titles hold lone surrogates
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("/__sandbox/stats")
+        return result
+
+    def mutate(self, dates: list[dt.date], change_fraction: float, seed: int = 0) -> int:
+        """Late settlement on `dates`; re-renders them now; returns how many rows changed."""
+        body = {
+            "billing_dates": [d.isoformat() for d in dates],
+            "change_fraction": change_fraction,
+            "seed": seed,
+        }
+        report = self._call("/__sandbox/mutate", body)["billing_dates"]
+        for day in dates:  # render the edited dates now rather than during the next run
+            self.publish_times(day, 0, 0)
+        return sum(len(r["changed"]) for r in report.values())
+
+    def publish_times(self, day: dt.date, start: int, end: int) -> list[int]:
+        """The publish times of the rows the platform reports for `day` over [start, end]."""
+        query = urllib.parse.urlencode(
+            {"billing_date": day.isoformat(), "start_ts": start, "end_ts": end}
+        )
+        rows = self._call(f"/__sandbox/truth?{query}")["rows"]
+        return sorted(int(r["publish_time"]) for r in rows)
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def rejected_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Rejections by reason between two stats snapshots."""
+    old = before.get("rejected", {})
+    new = after.get("rejected", {})
+    delta = {k: int(v) - int(old.get(k, 0)) for k, v in new.items()}
+    return {k: v for k, v in delta.items() if v}
+
+
+def daily_calls(stats: dict[str, Any]) -> int:
+    return int(stats.get("endpoints", {}).get("daily_data", {}).get("calls", 0))

@@ -1,0 +1,111 @@
+"""`python -m bench.scenario SPEC`: one scenario in a fresh process, so that its peak RSS and
+CPU are its own. SPEC is a `ScenarioSpec` as JSON; the last stdout line is the measurements."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench import experiments
+from bench.instrument import Probe, install
+from bench.measure import ScenarioSpec, Snapshot, timeline
+from sync.database import create_engine
+from sync.engine import SyncRun
+from sync.runs import RunOptions
+
+
+async def _partitions(url: str, run_id: int) -> list[dict[str, int]]:
+    """Rows, pages and calls of each partition the run finished, from the ledger."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT rows_fetched, pages, api_calls FROM sync_partitions "
+                    "WHERE run_id = :run AND status = 'done' ORDER BY id"
+                ),
+                {"run": run_id},
+            )
+            return [{"rows": r, "pages": p, "calls": c} for r, p, c in result]
+    finally:
+        await engine.dispose()
+
+
+async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
+    """The engine as `taskbox-sync sync` runs it, with the probes installed."""
+    experiments.install(spec.patches)
+    probe = Probe()
+    install(probe)
+    db = create_engine(spec.database_url, pool_size=spec.concurrency + 2)
+    options = RunOptions(
+        kind=spec.kind, page_size=spec.page_size, concurrency=spec.concurrency, restart=True
+    )
+    run = SyncRun(db, spec.settings(), options, spec.plan(), progress_interval=3600.0)
+    try:
+        before = Snapshot.take(spec)
+        result = await run.execute()
+        after = Snapshot.take(spec)  # before dispose: the server's backends are still alive
+    finally:
+        await db.dispose()
+    c = result.counts
+    return {
+        "status": result.status,
+        "error": result.error,
+        "wall": after.wall - before.wall,
+        "rows": c.rows_fetched,
+        "inserted": c.rows_inserted,
+        "updated": c.rows_updated,
+        "unchanged": c.rows_unchanged,
+        "requests": c.api_calls,
+        "throttled": c.throttled,
+        "retries": c.retries,
+        "partitions": await _partitions(spec.database_url, result.run_id),
+        "cpu": after.cpu_since(before),
+        "stages": probe.cpu,
+        **timeline(probe, spec.qps, before.wall, after.wall),
+    }
+
+
+async def measure(spec: ScenarioSpec) -> dict[str, Any]:
+    if spec.engine == "baseline":
+        from bench.baseline import run_baseline
+
+        result = await run_baseline(spec)
+    else:
+        result = await run_engine(spec)
+    result["name"] = spec.name
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: on Linux that
+    keeps the parent's peak across fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m bench.scenario SPEC_JSON", file=sys.stderr)
+        return 2
+    spec = ScenarioSpec(**json.loads(args[0]))
+    result = asyncio.run(measure(spec))
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
