@@ -58,7 +58,11 @@ def _machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    dirty = "+dirty" if _git("status", "--porcelain") not in ("", "unknown") else ""
+    dirty = (
+        "+dirty"
+        if _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown")
+        else ""
+    )
     return {
         "host": platform.node(),
         "cpu": model,
