@@ -27,6 +27,7 @@ from sync.logs import SecretScrubber, configure_logging
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret, Settings
 from sync.tokens import ClientTokenProvider
+from tests.cli_helpers import _CLEARED
 from tests.conftest import plain_url
 from tests.engine_helpers import recent_dates
 
@@ -37,18 +38,6 @@ WRONG_SECRET = f"cs-Wr0ng{_TAG}-secret"
 APP_SECRET = f"as-Kp3{_TAG}-secret"
 PASSWORD = f"pw@Zt9{_TAG}/%x"  # '@', '/' and '%' must be percent-encoded in a URL
 ROLE = f"taskbox_secret_test_{_TAG}"
-_CLEARED = (
-    "DATABASE_URL",
-    "DOUYIN_CLIENT_KEY",
-    "DOUYIN_CLIENT_SECRET",
-    "DOUYIN_ACCESS_TOKEN",
-    "DOUYIN_OPEN_BASE_URL",
-    "DOUYIN_DEVELOPER_BASE_URL",
-    "DOUYIN_APP_ID",
-    "DOUYIN_APP_SECRET",
-    "TASKBOX_QPS",
-    "TASKBOX_ALLOW_INSECURE_HTTP",
-)
 
 
 def forms(secret: str) -> list[str]:
