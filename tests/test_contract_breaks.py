@@ -15,7 +15,6 @@ What the engine must do with each:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import json
 import logging
@@ -30,7 +29,7 @@ from aiohttp import web
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import client, planner
+from sync import client, engine, planner
 from sync.retry import RetryPolicy
 from sync.runs import RunResult
 from sync.sandbox import SandboxConfig, SandboxServer
@@ -179,13 +178,20 @@ def part() -> OneWindow:
     return OneWindow()
 
 
+FAST = RetryPolicy(attempts=3, base=0.01, cap=0.02)
+
+
+class _FastCaller(client.ApiCaller):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["policy"] = FAST
+        super().__init__(*args, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Answers that are wrong every time would take the default policy ~1 min to give up on:
-    the engine offers no way to pass a shorter one, so the tests swap the default."""
-    monkeypatch.setattr(
-        client, "RetryPolicy", functools.partial(RetryPolicy, attempts=3, base=0.01, cap=0.02)
-    )
+    the tests give the engine's request loop a short policy."""
+    monkeypatch.setattr(engine, "ApiCaller", _FastCaller)
     yield
 
 
