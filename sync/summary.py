@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sync.planner import SHANGHAI
 from sync.runs import RunResult
+from sync.status import table as status_table
 
 
 def _when(ts: int) -> str:
@@ -14,11 +15,8 @@ def _when(ts: int) -> str:
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    """The first row as headers over the rest, in the status screen's table layout."""
+    return status_table(rows[0], rows[1:])
 
 
 def render_result(result: RunResult) -> str:
