@@ -20,6 +20,7 @@ from bench import pg, report
 from bench.experiments import PATCHES
 from bench.profiles import FULL, QUICK, Profile
 from bench.run import Context, run_scenario, start
+from sync.runs import DEFAULT_CONCURRENCY
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -33,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAMES",
         help=f"engine changes to try, comma-separated: {', '.join(PATCHES)} (bench.experiments)",
     )
-    p.add_argument("--concurrency", type=int, default=20, help="the engine's (default 20)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"the engine's (default {DEFAULT_CONCURRENCY})",
+    )
     p.add_argument("--database-url", help="server to use (default: DATABASE_URL, else embedded)")
     p.add_argument("--database-name", default=pg.DEFAULT_NAME, help="dropped and created again")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")

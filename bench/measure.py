@@ -11,6 +11,7 @@ from typing import Any
 from bench import pg
 from bench.instrument import Probe
 from sync import planner
+from sync.runs import DEFAULT_CONCURRENCY
 from sync.settings import Secret, Settings
 
 
@@ -27,7 +28,7 @@ class ScenarioSpec:
     now: float  # the plan's clock, shared with the parent's truth counts
     kind: str = "backfill"
     engine: str = "sync"  # sync | baseline
-    concurrency: int = 20
+    concurrency: int = DEFAULT_CONCURRENCY
     page_size: int = 10_000
     qps: float = 10.0
     sample_partitions: int = 0  # how many of the plan's partitions to run (0: all)

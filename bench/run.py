@@ -16,6 +16,7 @@ from bench.measure import ScenarioSpec
 from bench.profiles import Profile, Scenario
 from bench.sandbox import SandboxProcess, daily_calls, rejected_delta
 from sync import planner
+from sync.runs import DEFAULT_CONCURRENCY
 
 TRUTH_SLACK = 3600  # seconds of publish time fetched before the first run's range
 
@@ -54,7 +55,7 @@ class Context:
     sandboxes: dict[str, SandboxProcess]
     truth: Truth
     patches: tuple[str, ...] = ()
-    concurrency: int = 20
+    concurrency: int = DEFAULT_CONCURRENCY
     mutations: int = 0
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from bench import experiments
 from bench.instrument import Probe, install
 from bench.measure import ScenarioSpec, Snapshot, timeline
+from sync import runs
 from sync.database import create_engine
 from sync.engine import SyncRun
 from sync.runs import RunOptions
@@ -44,7 +45,11 @@ async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
     install(probe)
     db = create_engine(spec.database_url, pool_size=spec.concurrency + 2)
     options = RunOptions(
-        kind=spec.kind, page_size=spec.page_size, concurrency=spec.concurrency, restart=True
+        kind=spec.kind,
+        page_size=spec.page_size,
+        concurrency=spec.concurrency,
+        buffer_rows=runs.DEFAULT_BUFFER_ROWS,  # read now: a --patch may have changed it
+        restart=True,
     )
     run = SyncRun(db, spec.settings(), options, spec.plan(), progress_interval=3600.0)
     try:

@@ -19,6 +19,7 @@ from sync.http import decode_json, post
 from sync.limiter import RequestLimiter
 from sync.retry import RetryPolicy
 from sync.tokens import TokenProvider
+from sync.wire import decode_page
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,14 @@ class Page:
 
 
 def parse_daily_data(body: bytes) -> Page:
-    """The open-platform envelope {err_no, err_msg, log_id, data: {video_daily_data_list}}."""
+    """The open-platform envelope {err_no, err_msg, log_id, data: {video_daily_data_list}}.
+
+    Ordinary pages decode straight into typed rows (sync.wire); any other answer, error codes
+    included, is decoded exactly into dicts and read here.
+    """
+    typed = decode_page(body)
+    if typed is not None:
+        return Page(typed[0], typed[1], len(body))
     doc = decode_json(body, endpoint=DAILY_DATA)
     if not isinstance(doc, dict):
         raise ContractError("answer is not a JSON object", endpoint=DAILY_DATA)

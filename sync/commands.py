@@ -10,7 +10,7 @@ from typing import Any
 from sync import planner
 from sync.engine import SyncRun
 from sync.logs import configure_logging
-from sync.runs import RunOptions, RunResult
+from sync.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.runtime import open_engine
 from sync.settings import MAX_QPS, Settings, parse_qps
 from sync.summary import render_result
@@ -46,8 +46,14 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency",
         type=_int_in(1, MAX_CONCURRENCY, "a number of partitions in flight"),
-        default=20,
+        default=DEFAULT_CONCURRENCY,
         help="partitions fetched at once (each holds one database connection)",
+    )
+    p.add_argument(
+        "--buffer-rows",
+        type=_int_in(1_000, 10_000_000, "a number of rows"),
+        default=DEFAULT_BUFFER_ROWS,
+        help="rows held in memory at once, fetched but not yet written (~1.5 KB each)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan; call and write nothing")
     p.add_argument("--restart", action="store_true", help="do not resume an unfinished run")
@@ -99,6 +105,7 @@ def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
         kind=kind,
         page_size=args.page_size,
         concurrency=args.concurrency,
+        buffer_rows=args.buffer_rows,
         douyin_id=args.douyin_id or None,
         agency_client_key=args.agency_client_key or None,
         restart=args.restart,

@@ -67,10 +67,11 @@ async def run_demo(settings: Settings, *, videos: int, seed: int) -> int:
             f"{len(plan.partitions)} partitions, at least {plan.min_calls} calls, "
             f"~{plan.min_seconds(demo_settings.qps):.0f}s at {demo_settings.qps:g} QPS"
         )
-        db = create_engine(url, pool_size=22)
+        options = RunOptions(kind="backfill")
+        db = create_engine(url, pool_size=options.concurrency + 2)
         try:
             await migrate(db)
-            result = await SyncRun(db, demo_settings, RunOptions(kind="backfill"), plan).execute()
+            result = await SyncRun(db, demo_settings, options, plan).execute()
             print(render_result(result))
             mismatches = await _verify(db, sandbox, plan, now)
             stats = sandbox.stats()

@@ -5,21 +5,26 @@ window under the shared limiter, and commits each partition's rows with its ledg
                                    │ fetch page k+1 ─┐   (pipelined: while page k is written)
                                    │ map + COPY page k ◄┘
                                    └ merge + mirror delete + ledger "done"  ── one transaction
+
+Many workers keep enough requests in flight when answers are slow; the run's row budget
+(sync.budget) keeps memory flat when they are fast, and serves older partitions first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import ledger
+from sync.budget import FirstPageGuess, RowBudget
 from sync.client import ApiCaller, CallStats, DailyDataClient, Page
 from sync.errors import (
     ApiError,
@@ -30,7 +35,7 @@ from sync.errors import (
     RunLockedError,
     TaskboxError,
 )
-from sync.fetcher import PageQuery, partition_pages
+from sync.fetcher import PageFlow, PageQuery, partition_pages
 from sync.http import new_session
 from sync.limiter import RequestLimiter
 from sync.mapper import map_page
@@ -71,6 +76,10 @@ class SyncRun:
         self._progress_interval = progress_interval
         self._query = PageQuery(
             options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
+        )
+        self._flow = PageFlow(
+            RowBudget(max(options.buffer_rows, options.page_size)),
+            FirstPageGuess(options.page_size),
         )
 
     @property
@@ -180,9 +189,9 @@ class SyncRun:
         return todo
 
     async def _work(self, todo: list[Partition], client: DailyDataClient) -> tuple[str, str | None]:
-        queue: asyncio.Queue[Partition] = asyncio.Queue()
-        for p in todo:
-            queue.put_nowait(p)
+        queue: asyncio.Queue[tuple[int, Partition]] = asyncio.Queue()
+        for item in enumerate(todo):
+            queue.put_nowait(item)
         loop = asyncio.get_running_loop()
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -236,15 +245,17 @@ class SyncRun:
 
     # -- workers --------------------------------------------------------------------------
 
-    async def _worker(self, queue: asyncio.Queue[Partition], client: DailyDataClient) -> None:
+    async def _worker(
+        self, queue: asyncio.Queue[tuple[int, Partition]], client: DailyDataClient
+    ) -> None:
         while self._stopping is None and self._fatal is None:
             try:
-                partition = queue.get_nowait()
+                place, partition = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await self._partition(client, partition)
+            await self._partition(client, partition, place)
 
-    async def _partition(self, client: DailyDataClient, p: Partition) -> None:
+    async def _partition(self, client: DailyDataClient, p: Partition, place: int) -> None:
         """Sync one partition, with a fresh attempt (and connection) after a passing failure."""
         w = p.window
         pid: int | None = None
@@ -268,7 +279,7 @@ class SyncRun:
                         elif attempt > 1:
                             await ledger.partition_retry(conn, pid)
                     async with conn.begin():
-                        await self._sync_partition(conn, client, p, pid, stats, attempt)
+                        await self._sync_partition(conn, client, p, place, pid, stats, attempt)
             except ApiError as exc:
                 error = exc
                 if exc.error_class is ErrorClass.FATAL:
@@ -314,6 +325,7 @@ class SyncRun:
         conn: AsyncConnection,
         client: DailyDataClient,
         p: Partition,
+        place: int,
         pid: int,
         stats: ledger.PartitionStats,
         attempt: int,
@@ -325,25 +337,11 @@ class SyncRun:
         back and is read again.
         """
         writer = await PartitionWriter.open(conn)
-        async for page in partition_pages(client, p, self._query, self._on_page(stats)):
-            try:
-                mapped = map_page(page.items, p.billing_date)
-            except ContractError as exc:
-                exc.log_id = exc.log_id or page.log_id
-                raise
-            stats.rows_fetched += len(page.items)
-            stats.rejected += mapped.rejected
-            stats.sanitized += mapped.sanitized
-            if mapped.rejected or mapped.anomalies:
-                log.warning(
-                    "%s page log_id=%s: %d rows rejected; %s",
-                    _label(p),
-                    page.log_id,
-                    mapped.rejected,
-                    "; ".join(mapped.anomalies[:3]),
-                )
-            await writer.add_page(mapped.records)
-            self.live.rows += len(page.items)
+        pages = partition_pages(
+            client, p, self._query, self._flow, self._on_page(stats), priority=place
+        )
+        async with contextlib.aclosing(pages):  # closed now, not when collected: leases go back
+            await self._stage_pages(pages, writer, p, stats)
         if writer.repeated:
             log.warning(
                 "%s: %d keys repeated across pages (data changed while paging)%s",
@@ -368,6 +366,34 @@ class SyncRun:
         stats.unchanged, stats.removed = counts.unchanged, counts.removed
         stats.repeated = counts.repeated
         await ledger.partition_done(conn, pid, stats)
+
+    async def _stage_pages(
+        self,
+        pages: AsyncGenerator[Page, None],
+        writer: PartitionWriter,
+        p: Partition,
+        stats: ledger.PartitionStats,
+    ) -> None:
+        """Map each page and hand its records to the writer."""
+        async for page in pages:
+            try:
+                mapped = map_page(page.items, p.billing_date)
+            except ContractError as exc:
+                exc.log_id = exc.log_id or page.log_id
+                raise
+            stats.rows_fetched += len(page.items)
+            stats.rejected += mapped.rejected
+            stats.sanitized += mapped.sanitized
+            if mapped.rejected or mapped.anomalies:
+                log.warning(
+                    "%s page log_id=%s: %d rows rejected; %s",
+                    _label(p),
+                    page.log_id,
+                    mapped.rejected,
+                    "; ".join(mapped.anomalies[:3]),
+                )
+            await writer.add_page(mapped.records)
+            self.live.rows += len(page.items)
 
     def _on_page(self, stats: ledger.PartitionStats) -> Callable[[Page, int], None]:
         def seen(page: Page, sent: int) -> None:

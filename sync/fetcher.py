@@ -1,7 +1,9 @@
 """Fetching one partition: its window's pages in order, one page ahead of the writer.
 
 Page k+1 is requested only after page k came back full (the API has no totals), and while the
-writer maps and stores page k; a queue of two pages bounds the memory a partition holds.
+writer maps and stores page k. Each request first leases its rows from the run's `RowBudget`;
+a page's lease is given back when the writer asks for the next page (it has copied this one),
+and every lease still held when the partition stops is given back on the way out.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
+from sync.budget import FirstPageGuess, Lease, RowBudget
 from sync.client import DailyDataClient, Page, PageRequest
 from sync.errors import TaskboxError
 from sync.paging import PageCursor
@@ -29,19 +32,38 @@ class PageQuery:
     agency_client_key: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageFlow:
+    """What the partitions of one run share: the row budget and the first-page estimate."""
+
+    budget: RowBudget
+    first_page: FirstPageGuess
+
+
 async def partition_pages(
     client: DailyDataClient,
     partition: Partition,
     query: PageQuery,
+    flow: PageFlow,
     on_page: Callable[[Page, int], None],
-) -> AsyncIterator[Page]:
+    *,
+    priority: int = 0,
+) -> AsyncGenerator[Page, None]:
     """Yield the partition's pages; `on_page(page, requests_sent)` sees each as it arrives."""
-    queue: asyncio.Queue[Page | TaskboxError | None] = asyncio.Queue(PAGE_QUEUE_DEPTH)
+    queue: asyncio.Queue[tuple[Page, Lease] | TaskboxError | None] = asyncio.Queue(PAGE_QUEUE_DEPTH)
+    held: set[Lease] = set()
+
+    def _full_page() -> int:
+        return query.page_size
 
     async def fetch() -> None:
         cursor = PageCursor(query.page_size, query.max_pages)
         try:
             while not cursor.done:
+                first = cursor.next_page == 1
+                expected = flow.first_page.rows if first else _full_page
+                lease = await flow.budget.lease(expected, priority=priority)
+                held.add(lease)
                 request = PageRequest(
                     partition.billing_date,
                     partition.window.start,
@@ -52,9 +74,12 @@ async def partition_pages(
                     query.agency_client_key,
                 )
                 page, sent = await client.fetch_page(request)
+                lease.resize(len(page.items))
+                if first:
+                    flow.first_page.observe(len(page.items))
                 on_page(page, sent)
                 cursor.advance(len(page.items), page.fingerprint())
-                await queue.put(page)
+                await queue.put((page, lease))
             await queue.put(None)
         except TaskboxError as exc:
             await queue.put(exc)
@@ -64,8 +89,13 @@ async def partition_pages(
         while (item := await queue.get()) is not None:
             if isinstance(item, TaskboxError):
                 raise item
-            yield item
+            page, lease = item
+            yield page
+            lease.release()  # the writer asked for the next page: it is done with this one
+            held.discard(lease)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        for lease in held:
+            lease.release()

@@ -1,59 +1,82 @@
 """The request-rate budget shared by every data request of a run.
 
-The platform counts requests in any sliding second and refuses the 11th. A leaky bucket of
-capacity 1 never lets more than 1 + rate × T requests into a span of T seconds, so a rate a
-little under the limit leaves room for the timing jitter between our clock and the server's.
-On a throttled answer the rate drops for a while and then recovers.
+The platform counts requests in any sliding second and refuses the 11th. The limiter enforces
+that rule itself: a request goes only when the 10th request before it left at least a second
+ago, plus a margin for the timing jitter between our clock and the server's. Unlike a leaky
+bucket of capacity 1 (which must run below the limit and loses every moment the event loop is
+late to wake it), the window lets a late request catch up, so a busy process still uses the
+whole budget. aiolimiter paces requests on top of it: never closer than half the mean gap, so
+the catching up is gentle and the start of a run is no burst of ten.
+
+On a throttled answer the window stretches (fewer requests per second) for a while.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import time
 from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
-HEADROOM = 0.96  # fraction of the budget used: 0.4 requests/s of slack for jitter at 10 QPS
+MARGIN = 0.04  # seconds added to each window: 40 ms of jitter between our clock and the server's
 SLOWDOWN = 0.7  # factor applied to the rate after a throttled answer
 RECOVERY_SECONDS = 10.0  # how long the slower rate lasts
 
 
 class RequestLimiter:
-    """`async with limiter:` before each request; `throttled()` after a 28003018."""
+    """`await limiter.acquire()` before each request; `throttled()` after a 28003018."""
 
     def __init__(
-        self, qps: float, *, headroom: float = HEADROOM, clock: Callable[[], float] = time.monotonic
+        self,
+        qps: float,
+        *,
+        margin: float = MARGIN,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if qps <= 0:
+            raise ValueError(f"qps must be positive, got {qps}")
         self.qps = qps
-        self._full_rate = qps * headroom
+        self.count = max(1, int(qps))  # requests per window ...
+        self._full_window = self.count / qps + margin  # ... of this many seconds
+        self._window = self._full_window
         self._clock = clock
         self._slow_until = 0.0
-        self._limiter = self._make(self._full_rate)
+        self._sent: collections.deque[float] = collections.deque(maxlen=self.count)
+        self._turn = asyncio.Lock()  # waiters take their turn in arrival order
+        self._pace = AsyncLimiter(1, 0.5 / qps)
         self.acquired = 0
-
-    @staticmethod
-    def _make(rate: float) -> AsyncLimiter:
-        return AsyncLimiter(1, 1.0 / rate)
 
     @property
     def rate(self) -> float:
-        """Requests per second currently allowed."""
-        return 1.0 / float(self._limiter.time_period)
+        """Requests per second currently allowed, on average."""
+        return self.count / self._window
 
-    async def acquire(self) -> None:
-        if self._slow_until and self._clock() >= self._slow_until:
+    def wait(self, now: float) -> float:
+        """Seconds until a request may go at `now` (0: at once); reads no clock of its own."""
+        if self._slow_until and now >= self._slow_until:
             self._slow_until = 0.0
-            self._limiter = self._make(self._full_rate)
-        await self._limiter.acquire()
+            self._window = self._full_window
+        if len(self._sent) < self.count:
+            return 0.0
+        return max(0.0, self._sent[0] + self._window - now)
+
+    def sent(self, now: float) -> None:
+        """Record a request that went at `now`."""
+        self._sent.append(now)
         self.acquired += 1
 
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+    async def acquire(self) -> None:
+        async with self._turn:  # only the holder sends, so one wait is enough
+            delay = self.wait(self._clock())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._pace.acquire()
+            self.sent(self._clock())
 
     def throttled(self) -> None:
         """Slow down: the platform said we went too fast."""
-        self._limiter = self._make(max(self.rate * SLOWDOWN, self.qps / 10))
+        slowest = self.count / (self.qps / 10)
+        self._window = min(self._window / SLOWDOWN, slowest)
         self._slow_until = self._clock() + RECOVERY_SECONDS

@@ -12,6 +12,11 @@ from sync.http import Timeouts
 from sync.ledger import RunCounts
 from sync.retry import RetryPolicy
 
+# Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
+DEFAULT_CONCURRENCY = 32
+# Rows in memory at once (sync.budget): ~8 full pages, ~120 MB.
+DEFAULT_BUFFER_ROWS = 80_000
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunOptions:
@@ -19,7 +24,8 @@ class RunOptions:
 
     kind: str  # nightly | backfill
     page_size: int = 10_000
-    concurrency: int = 20
+    concurrency: int = DEFAULT_CONCURRENCY
+    buffer_rows: int = DEFAULT_BUFFER_ROWS
     douyin_id: str | None = None
     agency_client_key: str | None = None
     restart: bool = False

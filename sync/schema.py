@@ -162,8 +162,9 @@ Index(
 
 # The order of the values in a mapped record (sync.mapper) and of the bulk path's COPY (sync.store):
 #   billing_date: date, video_id: int, task_id: int, the TEXT_COLUMNS: str | None,
-#   publish_time: datetime (UTC-aware) | None, data_date: date | None,
-#   the FIGURE_COLUMNS: int | None, expected_profit: Decimal | None, extra: str (JSON text) | None
+#   publish_time: int (Unix seconds) | None, data_date: date | None, the FIGURE_COLUMNS:
+#   int | None, expected_profit: str (exact decimal text) | None, extra: str (JSON text) | None
+# publish_time and expected_profit are staged raw and converted by the merge (sync.store).
 RECORD_COLUMNS = (
     "billing_date",
     "video_id",

@@ -86,11 +86,29 @@ def _set_data(source: str) -> str:
     return ", ".join(f"{c} = {source}.{c}" for c in _DATA_COLUMNS)
 
 
-# The record columns with the target's own types (no constraints: Python already made keys unique).
+# Staged as the mapper hands them over (Unix seconds, decimal text), converted by the merge.
+_STAGED_AS = {
+    "publish_time": ("bigint", "to_timestamp({c})"),
+    "expected_profit": ("text", "{c}::numeric"),
+}
+
+
+def _stage_column(c: str) -> str:
+    return f"NULL::{_STAGED_AS[c][0]} AS {c}" if c in _STAGED_AS else c
+
+
+def _stored_column(c: str) -> str:
+    return _STAGED_AS[c][1].format(c=c) + f" AS {c}" if c in _STAGED_AS else c
+
+
+# The record columns (no constraints: Python already made keys unique); the raw ones typed by
+# NULL casts, as WITH NO DATA reads no row.
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE {STAGE_TABLE} ON COMMIT DELETE ROWS
-AS SELECT {_cols("", RECORD_COLUMNS)} FROM {_TARGET} WITH NO DATA
+AS SELECT {", ".join(map(_stage_column, RECORD_COLUMNS))} FROM {_TARGET} WITH NO DATA
 """
+# The staged rows with the target's types.
+_STAGED_ROWS = f"SELECT {', '.join(map(_stored_column, RECORD_COLUMNS))} FROM {STAGE_TABLE}"
 
 # Rows staged by an earlier page whose key comes again: the later occurrence wins.
 _DROP_STAGED = f"""
@@ -122,7 +140,7 @@ WITH work AS MATERIALIZED (
                     WHEN s.video_id IS NOT NULL AND {_data_differ("v", "s")} THEN 'changed'
                END AS kind,
                {ids}, {_cols("s.", _DATA_COLUMNS)}
-        FROM {STAGE_TABLE} s
+        FROM ({_STAGED_ROWS}) s
         FULL JOIN (SELECT * FROM {_TARGET} v WHERE {scope}) v ON {_ids_equal("v", "s")}
     ) c
     WHERE kind IS NOT NULL
@@ -150,6 +168,26 @@ WITH work AS MATERIALIZED (
 SELECT (SELECT count(*) FROM inserted WHERE fresh) AS inserted,
        (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted WHERE NOT fresh) AS updated,
        (SELECT count(*) FROM removed) AS removed
+"""
+
+
+@functools.cache
+def _anything_stored_sql(*, creator: bool) -> str:
+    """Whether the scope holds a stored row: $1 billing date, $2/$3 window, $4 creator."""
+    scope = "billing_date = $1 AND publish_time BETWEEN $2 AND $3"
+    if creator:
+        scope += " AND douyin_id = $4"
+    return f"SELECT EXISTS (SELECT 1 FROM {_TARGET} WHERE {scope})"
+
+
+# A partition with nothing stored in its scope (a backfill into an empty table, a new billing date)
+# needs no join at all. No ON CONFLICT: a staged key stored outside the scope (its publish time
+# moved) raises, and the full merge, which handles it, runs instead.
+_INSERT_ALL = f"""
+INSERT INTO {_TARGET} ({_cols("", RECORD_COLUMNS)}, first_synced_at, last_synced_at, last_run_id)
+SELECT $1, {_cols("s.", RECORD_COLUMNS[1:])}, now(), now(), $2
+FROM ({_STAGED_ROWS}) s
+ORDER BY {_cols("s.", _IDS)}
 """
 
 
@@ -282,14 +320,19 @@ class PartitionWriter:
         if strays:
             raise ValueError(f"records of {sorted(strays)} staged in a partition of {billing_date}")
         self._merged = True
-        args: list[object] = [billing_date, run_id, _utc(window_start), _utc(window_end)]
-        if douyin_id is not None:
-            args.append(douyin_id)
-        sql = _merge_sql(creator=douyin_id is not None, mirror=mirror)
-        with _translated(f"cannot merge billing date {billing_date}"):
-            row = await self._apg.fetchrow(sql, *args)
-        inserted, updated, removed = int(row[0]), int(row[1]), int(row[2])
+        start, end = _utc(window_start), _utc(window_end)
+        creator = [douyin_id] if douyin_id is not None else []
         distinct = self._staged - self._repeated
+        with _translated(f"cannot merge billing date {billing_date}"):
+            if distinct and not await self._apg.fetchval(
+                _anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
+            ):
+                inserted = await self._insert_all(billing_date, run_id)
+                if inserted is not None:
+                    return MergeCounts(self._staged, self._repeated, inserted, 0, 0, 0)
+            sql = _merge_sql(creator=bool(creator), mirror=mirror)
+            row = await self._apg.fetchrow(sql, billing_date, run_id, start, end, *creator)
+        inserted, updated, removed = int(row[0]), int(row[1]), int(row[2])
         return MergeCounts(
             staged=self._staged,
             repeated=self._repeated,
@@ -298,3 +341,12 @@ class PartitionWriter:
             unchanged=distinct - inserted - updated,
             removed=removed,
         )
+
+    async def _insert_all(self, billing_date: dt.date, run_id: int) -> int | None:
+        """Insert every staged row; None (and nothing written) when a key is already stored."""
+        try:
+            async with self._apg.transaction():  # a savepoint in the partition's transaction
+                status = await self._apg.execute(_INSERT_ALL, billing_date, run_id)
+        except asyncpg.UniqueViolationError:
+            return None
+        return _row_count(status)

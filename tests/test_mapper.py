@@ -54,10 +54,12 @@ def test_record_in_schema_order() -> None:
             BILLING, VIDEO, TASK,
             "31626424566", "nice1", "撮合网站应用015", "行业ITC", "小程序B的支付分成绑定任务R4",
             "hello", f"https://www.iesdouyin.com/share/video/{VIDEO}/",
-            dt.datetime(2023, 8, 24, 11, 53, 29, tzinfo=dt.UTC), BILLING,
-            3, 39900, 100, 39900, 0, 120, 7, Decimal("1.3"), None,
+            1692878009, BILLING,  # publish time as Unix seconds: 2023-08-24 11:53:29 UTC
+            3, 39900, 100, 39900, 0, 120, 7, "1.3", None,  # profit as its exact decimal text
         )
     ]  # fmt: skip
+    record = page.records[0]
+    assert type(record[10]) is int and type(record[19]) is str
     assert (page.rejected, page.sanitized, page.anomalies, page.anomaly_count) == (0, 0, [], 0)
 
 
@@ -148,13 +150,53 @@ def test_odd_text_noted() -> None:
 
 
 def test_expected_profit_exact() -> None:
-    """ExpectedProfit 1.3 stays Decimal('1.3'); ints and numeric strings become Decimals."""
-    assert _one(SNAKE)["expected_profit"] == Decimal("1.3")
-    assert str(_one(SNAKE)["expected_profit"]) == "1.3"
-    assert _one(dict(SNAKE, expected_profit=5))["expected_profit"] == Decimal(5)
-    assert str(_one(dict(SNAKE, expected_profit="2.50"))["expected_profit"]) == "2.50"
+    """ExpectedProfit becomes its exact decimal text: 1.3 is "1.3", ints and numeric strings too."""
+    assert _one(SNAKE)["expected_profit"] == "1.3"
+    assert _one(dict(SNAKE, expected_profit=Decimal("1.30")))["expected_profit"] == "1.30"
+    assert _one(dict(SNAKE, expected_profit=5))["expected_profit"] == "5"
+    assert _one(dict(SNAKE, expected_profit=0))["expected_profit"] == "0"
+    assert _one(dict(SNAKE, expected_profit="2.50"))["expected_profit"] == "2.50"
+    big = "12345678901234567890.123456789"
+    assert _one(dict(SNAKE, expected_profit=Decimal(big)))["expected_profit"] == big
+    assert _one(dict(SNAKE, expected_profit=10**30))["expected_profit"] == str(10**30)
     page = map_page([dict(SNAKE, expected_profit="lots")], BILLING)
     assert page.records[0][19] is None and page.anomaly_count == 1
+
+
+def test_negative_profit_kept_as_text_and_noted() -> None:
+    """A negative ExpectedProfit is stored as its text, as given, and noted as an anomaly."""
+    page = map_page([dict(SNAKE, expected_profit=Decimal("-1.50"))], BILLING)
+    assert page.records[0][19] == "-1.50"
+    assert page.anomalies == [f"video {VIDEO} task {TASK}: expected_profit is negative: -1.50"]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (1692878009, 1692878009),
+        (0, 0),
+        (-62135596800, -62135596800),  # 0001-01-01 00:00:00 UTC, datetime's first second
+        (253402300799, 253402300799),  # 9999-12-31 23:59:59 UTC, its last
+        (Decimal("1692878009"), 1692878009),
+        ("1692878009", 1692878009),
+    ],
+)
+def test_publish_time_is_unix_seconds(value: object, seconds: int) -> None:
+    """PublishTime within datetime's range becomes an int of Unix seconds, without anomaly."""
+    page = map_page([dict(SNAKE, publish_time=value)], BILLING)
+    published = page.records[0][RECORD_COLUMNS.index("publish_time")]
+    assert type(published) is int and published == seconds
+    assert page.anomaly_count == 0
+
+
+@pytest.mark.parametrize(
+    "value", [-62135596801, 253402300800, 2**63, Decimal("1692878009.5"), 1.5e9, True]
+)
+def test_publish_time_out_of_range_is_null(value: object) -> None:
+    """A PublishTime outside datetime's range, fractional or bool is stored null and noted."""
+    page = map_page([dict(SNAKE, publish_time=value)], BILLING)
+    assert page.records[0][RECORD_COLUMNS.index("publish_time")] is None
+    assert page.anomaly_count == 1 and "publish_time is not Unix seconds" in page.anomalies[0]
 
 
 def test_figures_converted_or_noted() -> None:
@@ -259,8 +301,10 @@ def test_empty_page() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"expected_profit": 0}, {"expected_profit": 7}, {"douyin_id": 123}, {"author": None},
-     {"video_title": "好看"}, {"gmv_1d": 0, "video_id": 0}],
+    [{}, {"expected_profit": 0}, {"expected_profit": 7}, {"expected_profit": Decimal("1.30")},
+     {"expected_profit": Decimal("1E+2")}, {"douyin_id": 123}, {"author": None},
+     {"video_title": "好看"}, {"gmv_1d": 0, "video_id": 0}, {"publish_time": 0},
+     {"publish_time": 253402300799}],
 )  # fmt: skip
 def test_fast_path_agrees_with_slow_path(changes: dict[str, Any]) -> None:
     """Every row the fast path accepts maps to exactly what the careful path gives."""

@@ -23,12 +23,18 @@ VIDEO = 7270855478333246754  # above 2**53: a float would round it
 TASK = 7_100_000_000_000_000_001
 
 
+PUBLISHED = RECORD_COLUMNS.index("publish_time")
+PROFIT = RECORD_COLUMNS.index("expected_profit")
+
+
 def at(seconds: int) -> dt.datetime:
+    """The stored publish time (timestamptz) of a record's Unix seconds."""
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def rec(video_id: int, task_id: int = TASK, **values: Any) -> tuple[Any, ...]:
-    """A record in RECORD_COLUMNS order, with plausible defaults."""
+    """A record in RECORD_COLUMNS order, in the mapper's raw form (publish_time as Unix seconds,
+    expected_profit as decimal text), with plausible defaults."""
     row: dict[str, Any] = {
         "billing_date": DAY,
         "video_id": video_id,
@@ -40,7 +46,7 @@ def rec(video_id: int, task_id: int = TASK, **values: Any) -> tuple[Any, ...]:
         "task_name": "task",
         "video_title": f"video {video_id}",
         "video_link": f"https://www.douyin.com/video/{video_id}",
-        "publish_time": at(START + 100),
+        "publish_time": START + 100,
         "data_date": DAY,
         "active_cnt_1d": 3,
         "gmv_1d": 1000,
@@ -49,12 +55,29 @@ def rec(video_id: int, task_id: int = TASK, **values: Any) -> tuple[Any, ...]:
         "billing_refund_gmv_1d": 0,
         "ad_share_cost_1d": 10,
         "feed_ad_share_cost_1d": 5,
-        "expected_profit": Decimal("1.3"),
+        "expected_profit": "1.3",
         "extra": None,
     }
     unknown = set(values) - set(row)
     assert not unknown, unknown
     row.update(values)
+    assert row["publish_time"] is None or type(row["publish_time"]) is int
+    assert row["expected_profit"] is None or type(row["expected_profit"]) is str
+    return tuple(row[c] for c in RECORD_COLUMNS)
+
+
+def as_stored(record: Sequence[Any]) -> tuple[Any, ...]:
+    """A record as the table gives it back: publish_time a UTC datetime, the profit a Decimal."""
+    values = list(record)
+    if values[PUBLISHED] is not None:
+        values[PUBLISHED] = at(values[PUBLISHED])
+    if values[PROFIT] is not None:
+        values[PROFIT] = Decimal(values[PROFIT])
+    return tuple(values)
+
+
+def stored_record(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A stored row's values in RECORD_COLUMNS order."""
     return tuple(row[c] for c in RECORD_COLUMNS)
 
 
@@ -77,11 +100,18 @@ async def merge(
         )
 
 
-async def rows(engine: AsyncEngine) -> dict[int, dict[str, Any]]:
-    """Every stored row by video id, with its xmin (changes only with a new row version)."""
+async def rows(
+    engine: AsyncEngine, billing_date: dt.date | None = None
+) -> dict[int, dict[str, Any]]:
+    """Every stored row (of `billing_date` if given) by video id, with its xmin (changes only
+    with a new row version)."""
+    where = "" if billing_date is None else "WHERE billing_date = :d "
     async with engine.connect() as conn:
         result = await conn.execute(
-            text("SELECT *, xmin::text AS xmin FROM video_daily_earnings ORDER BY video_id")
+            text(
+                f"SELECT *, xmin::text AS xmin FROM video_daily_earnings {where}ORDER BY video_id"
+            ),
+            {"d": billing_date},
         )
         return {r.video_id: dict(r._mapping) for r in result}
 
@@ -91,12 +121,37 @@ def counts(**kw: int) -> MergeCounts:
     return MergeCounts(**(base | kw))
 
 
+@pytest.fixture
+def plain_inserts(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """What each merge's plain INSERT returned: its row count, or None when the full merge ran
+    instead (a merge that never tried it adds nothing)."""
+    results: list[int | None] = []
+    original = PartitionWriter._insert_all
+
+    async def spy(self: PartitionWriter, billing_date: dt.date, run_id: int) -> int | None:
+        result = await original(self, billing_date, run_id)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(PartitionWriter, "_insert_all", spy)
+    return results
+
+
+async def count_keys(engine: AsyncEngine, video_id: int) -> int:
+    """How many stored rows have this video id (any date, any task)."""
+    async with engine.connect() as conn:
+        sql = text("SELECT count(*) FROM video_daily_earnings WHERE video_id = :v")
+        return int(await conn.scalar(sql, {"v": video_id}) or 0)
+
+
 async def test_insert_into_empty_table(engine: AsyncEngine) -> None:
     """New records are inserted with every value exact and both sync stamps set."""
     records = [rec(VIDEO), rec(VIDEO + 1, gmv_1d=None, expected_profit=None)]
     assert await merge(engine, records, run_id=7) == counts(staged=2, inserted=2)
     stored = await rows(engine)
-    assert [tuple(stored[v][c] for c in RECORD_COLUMNS) for v in (VIDEO, VIDEO + 1)] == records
+    assert [stored_record(stored[v]) for v in (VIDEO, VIDEO + 1)] == list(map(as_stored, records))
+    assert stored[VIDEO]["publish_time"] == at(START + 100)
+    assert str(stored[VIDEO]["expected_profit"]) == "1.3"
     for row in stored.values():
         assert row["last_run_id"] == 7
         assert row["first_synced_at"] == row["last_synced_at"]
@@ -135,9 +190,9 @@ async def test_mirror_deletes_only_missing_rows_of_the_window(engine: AsyncEngin
         engine,
         [
             rec(VIDEO),
-            rec(VIDEO + 1, publish_time=at(START)),  # missing later, on the window's first second
-            rec(VIDEO + 2, publish_time=at(END)),  # missing later, on its last second
-            rec(VIDEO + 3, publish_time=at(START - 1)),  # before the window: invisible, not gone
+            rec(VIDEO + 1, publish_time=START),  # missing later, on the window's first second
+            rec(VIDEO + 2, publish_time=END),  # missing later, on its last second
+            rec(VIDEO + 3, publish_time=START - 1),  # before the window: invisible, not gone
             rec(VIDEO + 4, publish_time=None),
         ],
     )
@@ -167,7 +222,7 @@ async def test_without_mirror_nothing_is_deleted(engine: AsyncEngine) -> None:
 
 async def test_empty_partition_with_mirror_empties_the_window(engine: AsyncEngine) -> None:
     """No records at all means the platform lists nothing in the window: its rows go."""
-    await merge(engine, [rec(VIDEO), rec(VIDEO + 1, publish_time=at(END + 1))])
+    await merge(engine, [rec(VIDEO), rec(VIDEO + 1, publish_time=END + 1)])
     assert await merge(engine) == counts(removed=1)
     assert sorted(await rows(engine)) == [VIDEO + 1]
 
@@ -214,16 +269,18 @@ async def test_text_is_stored_verbatim(engine: AsyncEngine) -> None:
 
 
 async def test_decimal_profit_is_exact(engine: AsyncEngine) -> None:
-    """expected_profit keeps its decimal digits: 1.3 is 1.3, not 1.3000000000000000444."""
+    """expected_profit text is stored as numeric with every digit: 1.3 is 1.3, not 1.30000…044."""
     big = Decimal("12345678901234567890.123456789")
-    await merge(engine, [rec(VIDEO), rec(VIDEO + 1, expected_profit=big)])
+    profits = ["1.3", str(big), "1.30", "0", "5"]
+    await merge(engine, [rec(VIDEO + i, expected_profit=p) for i, p in enumerate(profits)])
     async with engine.connect() as conn:
         got = (
             await conn.execute(
                 text("SELECT expected_profit::text FROM video_daily_earnings ORDER BY video_id")
             )
         ).scalars()
-        assert list(got) == ["1.3", str(big)]
+        assert list(got) == profits
+    assert (await rows(engine))[VIDEO + 1]["expected_profit"] == big
 
 
 async def test_extra_is_jsonb_and_compared_by_value(engine: AsyncEngine) -> None:
@@ -261,6 +318,139 @@ async def test_row_outside_the_scope_is_updated_not_inserted(engine: AsyncEngine
     result = await merge(engine, [rec(VIDEO), rec(VIDEO + 1, publish_time=None)], run_id=2)
     assert result == counts(staged=2, updated=1, unchanged=1)
     assert (await rows(engine))[VIDEO]["publish_time"] == at(START + 100)
+
+
+async def test_empty_scope_is_a_plain_insert(
+    engine: AsyncEngine, plain_inserts: list[int | None]
+) -> None:
+    """With nothing stored in the scope (rows of other dates and outside the window do not
+    count) the partition is one plain INSERT: exact rows, counts and stamps; others untouched."""
+    other_day = DAY - dt.timedelta(days=1)
+    await merge(engine, [rec(VIDEO, billing_date=other_day)], billing_date=other_day)
+    await merge(engine, [rec(VIDEO + 9, publish_time=START - 1)], start=START - 10, end=START - 1)
+    before = await rows(engine, DAY)
+    plain_inserts.clear()
+    records = [
+        rec(VIDEO, gmv_1d=1),
+        rec(VIDEO + 1, publish_time=END, gmv_1d=None, expected_profit=None, author=None),
+        rec(VIDEO + 2, expected_profit="12345678901234567890.123456789"),
+        rec(VIDEO, gmv_1d=2),  # a repeat: the last occurrence is the one inserted
+    ]
+    result = await merge(engine, records, run_id=5)
+    assert result == counts(staged=4, repeated=1, inserted=3)
+    assert plain_inserts == [3]
+    stored = await rows(engine, DAY)
+    assert stored.pop(VIDEO + 9) == before[VIDEO + 9]  # same day, outside the window: untouched
+    expected = {r[1]: as_stored(r) for r in records[1:]}
+    assert {v: stored_record(r) for v, r in stored.items()} == expected
+    assert str(stored[VIDEO + 2]["expected_profit"]) == "12345678901234567890.123456789"
+    for row in stored.values():
+        assert row["last_run_id"] == 5
+        assert row["first_synced_at"] is not None
+        assert row["first_synced_at"] == row["last_synced_at"]
+    assert await count_keys(engine, VIDEO) == 2  # this date's row and the other date's
+    after = await rows(engine, DAY)
+    # Now the scope holds rows: the same records go through the full merge, unchanged.
+    assert await merge(engine, records, run_id=6) == counts(staged=4, repeated=1, unchanged=3)
+    assert plain_inserts == [3]
+    assert await rows(engine, DAY) == after
+
+
+async def test_plain_insert_falls_back_when_a_key_is_stored_outside_the_window(
+    engine: AsyncEngine, plain_inserts: list[int | None]
+) -> None:
+    """A staged key already stored for the date with a publish time outside the window makes the
+    plain INSERT fail; the full merge then updates that row: right counts, no duplicate."""
+    await merge(
+        engine,
+        [rec(VIDEO, publish_time=START - 1000, gmv_1d=1), rec(VIDEO + 5, publish_time=START - 500)],
+        start=START - 2000,
+        end=START - 1,
+    )
+    before = await rows(engine)
+    plain_inserts.clear()
+    result = await merge(engine, [rec(VIDEO), rec(VIDEO + 1)], run_id=2)
+    assert result == counts(staged=2, inserted=1, updated=1)
+    assert plain_inserts == [None]  # tried, failed on the stored key, nothing kept from it
+    after = await rows(engine)
+    assert sorted(after) == [VIDEO, VIDEO + 1, VIDEO + 5]
+    assert await count_keys(engine, VIDEO) == 1
+    moved = after[VIDEO]
+    assert stored_record(moved) == as_stored(rec(VIDEO))
+    assert moved["publish_time"] == at(START + 100) and moved["gmv_1d"] == 1000
+    assert moved["last_run_id"] == 2 and moved["xmin"] != before[VIDEO]["xmin"]
+    assert moved["first_synced_at"] == before[VIDEO]["first_synced_at"]
+    assert after[VIDEO + 1]["first_synced_at"] == after[VIDEO + 1]["last_synced_at"]
+    assert after[VIDEO + 5] == before[VIDEO + 5]  # outside the window: neither updated nor gone
+
+
+async def test_creator_scope_empty_is_a_plain_insert(
+    engine: AsyncEngine, plain_inserts: list[int | None]
+) -> None:
+    """A creator-filtered partition whose creator has nothing stored is inserted plainly, other
+    creators' rows in the window stay; once it has rows, its merge mirrors only that creator."""
+    await merge(engine, [rec(VIDEO, douyin_id="y"), rec(VIDEO + 1, douyin_id="y")])
+    plain_inserts.clear()
+    mine = [rec(VIDEO + 2, douyin_id="x"), rec(VIDEO + 3, douyin_id="x")]
+    assert await merge(engine, mine, douyin_id="x", run_id=2) == counts(staged=2, inserted=2)
+    assert plain_inserts == [2]
+    stored = await rows(engine)
+    assert sorted(stored) == [VIDEO, VIDEO + 1, VIDEO + 2, VIDEO + 3]
+    assert [stored_record(stored[v]) for v in (VIDEO + 2, VIDEO + 3)] == list(map(as_stored, mine))
+    result = await merge(engine, mine[:1], douyin_id="x", run_id=3)
+    assert result == counts(staged=1, unchanged=1, removed=1)
+    assert plain_inserts == [2]  # the scope was not empty: full merge only
+    assert sorted(await rows(engine)) == [VIDEO, VIDEO + 1, VIDEO + 2]
+
+
+async def test_creator_scope_empty_falls_back_when_the_key_has_another_creator(
+    engine: AsyncEngine, plain_inserts: list[int | None]
+) -> None:
+    """A creator-filtered partition whose key is stored under another creator (its douyin_id
+    changed) falls back to the full merge and updates that row, deleting nothing else."""
+    await merge(engine, [rec(VIDEO, douyin_id="y"), rec(VIDEO + 1, douyin_id="y")])
+    before = await rows(engine)
+    plain_inserts.clear()
+    result = await merge(engine, [rec(VIDEO, douyin_id="z")], douyin_id="z", run_id=2)
+    assert result == counts(staged=1, updated=1)
+    assert plain_inserts == [None]
+    after = await rows(engine)
+    assert sorted(after) == [VIDEO, VIDEO + 1]
+    assert after[VIDEO]["douyin_id"] == "z" and after[VIDEO]["last_run_id"] == 2
+    assert after[VIDEO + 1] == before[VIDEO + 1]
+
+
+async def test_publish_time_extremes_round_trip(engine: AsyncEngine) -> None:
+    """Unix seconds at both ends of datetime's range are stored as those instants, and compare
+    unchanged when merged again."""
+    records = [
+        rec(VIDEO, publish_time=-62135596800),
+        rec(VIDEO + 1, publish_time=253402300799),
+        rec(VIDEO + 2, publish_time=0),
+    ]
+    assert await merge(engine, records) == counts(staged=3, inserted=3)
+    stored = await rows(engine)
+    assert [stored[v]["publish_time"] for v in (VIDEO, VIDEO + 1, VIDEO + 2)] == [
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    ]
+    assert await merge(engine, records, run_id=2) == counts(staged=3, unchanged=3)
+    assert await rows(engine) == stored
+
+
+@pytest.mark.parametrize("scope_empty", [True, False])
+async def test_unreadable_profit_text_fails_the_merge(
+    engine: AsyncEngine, scope_empty: bool
+) -> None:
+    """A profit text that is not a number stages (it is text) but fails the merge with
+    DatabaseError, on the plain and the full path alike, and stores nothing."""
+    if not scope_empty:
+        await merge(engine, [rec(VIDEO + 1)])
+    before = await rows(engine)
+    with pytest.raises(DatabaseError, match="cannot merge billing date 2024-05-01"):
+        await merge(engine, [rec(VIDEO, expected_profit="lots"), rec(VIDEO + 1)], run_id=2)
+    assert await rows(engine) == before
 
 
 async def test_rollback_leaves_nothing_and_the_writer_recovers(engine: AsyncEngine) -> None:

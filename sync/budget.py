@@ -1,0 +1,125 @@
+"""The run's budget of rows in memory: decoded pages waiting to be written, and those on the way.
+
+Every request first leases the rows its page is expected to hold; the lease is resized to the
+page's real size when it arrives and given back when the writer has copied the page. The budget
+bounds the run's memory whatever its concurrency, so many partitions can wait on slow answers
+(small pages lease little) while full pages are never decoded faster than they are written.
+
+Waiting leases are granted in order of priority (the partition's place in the plan), so older
+partitions finish first and their merges spread over the run instead of piling up at its end.
+A lease never waits for more than the whole budget, and a page larger than its lease overdraws
+instead of waiting: a page in hand is never blocked, so the budget cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+from collections.abc import Callable
+
+
+class Lease:
+    """Rows held for one page, from its request until the writer is done with it."""
+
+    __slots__ = ("_budget", "rows")
+
+    def __init__(self, budget: RowBudget, rows: int) -> None:
+        self._budget: RowBudget | None = budget
+        self.rows = rows
+
+    def resize(self, rows: int) -> None:
+        """The page arrived with `rows` rows: hold that many (more may overdraw the budget)."""
+        if self._budget is not None:
+            self._budget._adjust(rows - self.rows)
+            self.rows = rows
+
+    def release(self) -> None:
+        """Give the rows back; later calls do nothing."""
+        if self._budget is not None:
+            self._budget._adjust(-self.rows)
+            self._budget = None
+
+
+class RowBudget:
+    """At most `limit` rows leased at once (overdrafts aside); see the module docstring."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the row budget must be at least 1, got {limit}")
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._order = itertools.count()
+        self._waiting: list[tuple[int, int, Callable[[], int], asyncio.Future[int]]] = []
+
+    def __repr__(self) -> str:
+        return f"RowBudget(limit={self.limit}, used={self.used}, waiting={len(self._waiting)})"
+
+    async def lease(self, rows: Callable[[], int], *, priority: int = 0) -> Lease:
+        """Wait until `rows()` (at most the whole budget) fit, lower `priority` served first.
+
+        `rows` is asked when the lease's turn comes, so an estimate that improved meanwhile
+        (the first answers of a run) is the one used.
+        """
+        if not self._waiting:
+            wanted = self._clamp(rows())
+            if self.used + wanted <= self.limit:
+                self._adjust(wanted)
+                return Lease(self, wanted)
+        granted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), rows, granted))
+        try:
+            return Lease(self, await granted)
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._adjust(-granted.result())  # granted as we were cancelled: give it back
+            else:
+                granted.cancel()  # _grant drops it
+                self._grant()
+            raise
+
+    def _clamp(self, rows: int) -> int:
+        return max(0, min(rows, self.limit))
+
+    def _adjust(self, delta: int) -> None:
+        self.used += delta
+        self.peak = max(self.peak, self.used)
+        if delta < 0:
+            self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting:
+            _, _, rows, granted = self._waiting[0]
+            if granted.done():  # cancelled while waiting
+                heapq.heappop(self._waiting)
+                continue
+            wanted = self._clamp(rows())
+            if self.used + wanted > self.limit:
+                return
+            heapq.heappop(self._waiting)
+            self.used += wanted
+            self.peak = max(self.peak, self.used)
+            granted.set_result(wanted)
+
+
+class FirstPageGuess:
+    """How many rows a partition's first page will hold: the most of the last few first pages.
+
+    Later pages follow a full page, so they are leased at the page size; first pages are what a
+    run of many small partitions (a nightly's newest dates, slow answers) waits on.
+    """
+
+    __slots__ = ("_recent", "page_size")
+
+    def __init__(self, page_size: int, *, remember: int = 8) -> None:
+        self.page_size = page_size
+        self._recent: collections.deque[int] = collections.deque(maxlen=remember)
+
+    def rows(self) -> int:
+        # A floor: a run of empty first pages must not let every request in without a lease.
+        return max(self._recent, default=self.page_size) or max(1, self.page_size // 10)
+
+    def observe(self, rows: int) -> None:
+        self._recent.append(rows)

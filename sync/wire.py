@@ -1,0 +1,101 @@
+"""The daily-data answer as typed rows: msgspec decodes and validates a page in C.
+
+This is the fast path of `sync.client.parse_daily_data`, taken by ordinary pages: one key casing
+throughout, the documented fields with their documented types (ids and figures non-negative
+int64, texts strings or null, PublishTime in datetime's range; ExpectedProfit is left to the
+mapper, as int, Decimal or whatever else it was).
+Any page it is not sure of returns None and goes the general way (dicts, then the careful mapper),
+which gives the same records for every row this path accepts. Per row the typed decode costs
+about half of a decode into dicts, and leaves the mapper nothing to check but the date and the
+sign of the profit.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+
+from sync.schema import FIGURE_COLUMNS, TEXT_COLUMNS
+
+# Fields in record order (sync.schema.RECORD_COLUMNS without billing_date and extra), with the
+# API's key for each in the doc samples' PascalCase and in the doc tables' snake_case.
+PASCAL = {
+    "video_id": "VideoId",
+    "task_id": "TaskId",
+    "douyin_id": "DouyinID",
+    "author": "Author",
+    "client_name": "ClientName",
+    "micro_app_title": "MicroAppTitle",
+    "task_name": "TaskName",
+    "video_title": "VideoTitle",
+    "video_link": "VideoLink",
+    "publish_time": "PublishTime",
+    "date": "date",
+    "active_cnt_1d": "ActiveCnt1d",
+    "gmv_1d": "GMV1d",
+    "refund_gmv_1d": "RefundGMV1d",
+    "billing_gmv_1d": "BillingGMV1d",
+    "billing_refund_gmv_1d": "BillingRefundGMV1d",
+    "ad_share_cost_1d": "AdShareCost1d",
+    "feed_ad_share_cost_1d": "FeedAdShareCost1d",
+    "expected_profit": "ExpectedProfit",
+}
+SNAKE = {name: name for name in PASCAL}
+
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Seconds = Annotated[int, msgspec.Meta(ge=0, le=253402300799)]  # up to 9999-12-31 23:59:59 UTC
+
+
+# One row of the list: (field, type, default), in record order. Texts may be absent or null.
+_FIELDS: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+    ("video_id", _Count),
+    ("task_id", _Count),
+    *((name, str | None, None) for name in TEXT_COLUMNS),
+    ("publish_time", _Seconds),
+    ("date", str),
+    *((name, _Count) for name in FIGURE_COLUMNS),
+    # Any, so that a number decodes as int or (float_hook) Decimal but a string stays a str:
+    # msgspec would read the string "1_000" as a Decimal, where the mapper notes it as odd.
+    ("expected_profit", Any),
+]
+
+
+def _answer(casing: dict[str, str]) -> msgspec.json.Decoder[Any]:
+    """A decoder of successful answers whose rows are keyed as `casing` says, and only so."""
+    row = msgspec.defstruct(
+        "Row", _FIELDS, kw_only=True, forbid_unknown_fields=True, gc=False, rename=casing
+    )
+    # No default for the list or for `data`: an answer without them must not decode here.
+    data = msgspec.defstruct("Data", [("video_daily_data_list", list[row] | None)], gc=False)  # type: ignore[valid-type]
+    answer = msgspec.defstruct(
+        "Answer", [("err_no", int), ("data", data), ("log_id", str | None, None)], gc=False
+    )
+    return msgspec.json.Decoder(answer, float_hook=Decimal)
+
+
+class TypedRows(list[Any]):
+    """A page's rows as decoded structs (sync.mapper maps them without re-checking types)."""
+
+
+_DECODERS = (_answer(PASCAL), _answer(SNAKE))
+
+# A NUL in a text is stored repaired and noted: only the general path does that. (Scanning
+# the body costs ~0.4 us a row, less than looking into every text of every row.)
+_NUL = b"\\u0000"
+
+
+def decode_page(body: bytes) -> tuple[TypedRows, str | None] | None:
+    """The rows and log_id of a successful answer whose rows all type-check; else None."""
+    if _NUL in body:
+        return None
+    for decoder in _DECODERS:
+        try:
+            envelope = decoder.decode(body)
+        except msgspec.DecodeError:  # ValidationError included: the other casing, or odd rows
+            continue
+        if envelope.err_no != 0:
+            return None
+        return TypedRows(envelope.data.video_daily_data_list or ()), envelope.log_id
+    return None
