@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import pg, report
+from bench import experiments, pg, report
 from bench.experiments import PATCHES
 from bench.profiles import FULL, QUICK, Profile
 from bench.run import Context, run_scenario, start
@@ -89,9 +89,9 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
         return 2
     began = time.monotonic()
     patches = tuple(args.patch.split(",")) if args.patch else ()
-    unknown = set(patches) - set(PATCHES)
+    unknown = experiments.unknown(patches)
     if unknown:
-        print(f"unknown patches {sorted(unknown)}; known: {', '.join(PATCHES)}", file=sys.stderr)
+        print(f"unknown patches {unknown}; known: {', '.join(PATCHES)}", file=sys.stderr)
         return 2
     ctx, where = await start(profile, scenarios, args.database_url, args.database_name)
     ctx.patches = patches

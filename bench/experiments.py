@@ -6,26 +6,32 @@ the merge) measured well and is now the engine's own code; what is left here:
 
 * queue-1, queue-4: 1 or 4 decoded pages queued per partition instead of 2
   (sync.fetcher.PAGE_QUEUE_DEPTH): memory against fetchers blocked behind a busy writer.
-* budget-40k, budget-160k: the run's row budget (sync.budget) at half or twice the default.
+* budget-<N>k: the run's row budget (sync.budget, `--buffer-rows`) at N thousand rows.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
-PATCHES = ("queue-1", "queue-4", "budget-40k", "budget-160k")
+PATCHES = ("queue-1", "queue-4", "budget-<N>k")
+_BUDGET = re.compile(r"budget-([0-9]+)k")
+
+
+def unknown(names: Sequence[str]) -> list[str]:
+    """The names that are not patches."""
+    return sorted(n for n in names if n not in PATCHES and not _BUDGET.fullmatch(n))
 
 
 def install(names: Sequence[str]) -> None:
     """Apply the named patches (see PATCHES) in this process."""
-    unknown = set(names) - set(PATCHES)
-    if unknown:
-        raise ValueError(f"unknown patches {sorted(unknown)}; known: {', '.join(PATCHES)}")
+    if unknown(names):
+        raise ValueError(f"unknown patches {unknown(names)}; known: {', '.join(PATCHES)}")
     from sync import fetcher, runs
 
     for depth in (1, 4):
         if f"queue-{depth}" in names:
             fetcher.PAGE_QUEUE_DEPTH = depth
-    for rows in (40_000, 160_000):
-        if f"budget-{rows // 1000}k" in names:
-            runs.DEFAULT_BUFFER_ROWS = rows
+    for name in names:
+        if match := _BUDGET.fullmatch(name):
+            runs.DEFAULT_BUFFER_ROWS = int(match[1]) * 1000

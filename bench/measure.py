@@ -112,6 +112,15 @@ def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str
         "in_flight_max": max(probe.in_flight_at_start) + 1,
         "util_steady": len(inside) / (span * qps) if span >= 2.0 else None,
         "steady_s": max(span, 0.0),
+        "starts_per_s": _per_second(starts, starts[0]),
         "head_s": starts[0] - started,
         "tail_s": ended - max(probe.request_ends, default=ended),
     }
+
+
+def _per_second(times: list[float], origin: float) -> list[int]:
+    """How many of `times` fall in each second from `origin`."""
+    counts = [0] * (int(max(times) - origin) + 1)
+    for t in times:
+        counts[int(t - origin)] += 1
+    return counts

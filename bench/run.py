@@ -6,9 +6,11 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import os
 import sys
 import time
 from bisect import bisect_left, bisect_right
+from pathlib import Path
 from typing import Any
 
 from bench import pg
@@ -81,13 +83,12 @@ async def _prepare(ctx: Context, sc: Scenario, dates: list[dt.date]) -> int:
 
 async def _child(spec: ScenarioSpec, limit: float) -> dict[str, Any] | None:
     """The scenario process's measurements; None when it ran out of time (then killed)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.scenario",
-        json.dumps(dataclasses.asdict(spec)),
-        stdout=asyncio.subprocess.PIPE,
-    )
+    command = [sys.executable, "-m", "bench.scenario", json.dumps(dataclasses.asdict(spec))]
+    profiles = os.environ.get("BENCH_PROFILE")  # a folder: sample the scenario with py-spy
+    if profiles:
+        out = Path(profiles) / f"{spec.name}.txt"
+        command = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out), "--", *command]
+    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
@@ -95,7 +96,7 @@ async def _child(spec: ScenarioSpec, limit: float) -> dict[str, Any] | None:
         await proc.wait()
         await pg.terminate_backends(spec.database_url)  # their statements would run on
         return None
-    lines = out.decode().strip().splitlines()
+    lines = [n for n in out.decode().splitlines() if n.startswith("{")]  # (py-spy's say too)
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"scenario {spec.name} exited with {proc.returncode}")
     result: dict[str, Any] = json.loads(lines[-1])

@@ -108,18 +108,37 @@ class FirstPageGuess:
     """How many rows a partition's first page will hold: the most of the last few first pages.
 
     Later pages follow a full page, so they are leased at the page size; first pages are what a
-    run of many small partitions (a nightly's newest dates, slow answers) waits on.
+    run of many small partitions (a nightly's newest dates, slow answers) waits on. First-page
+    leases still in flight are estimates: when an answer shows pages are smaller than thought,
+    they shrink at once, so a run whose answers are slow and small does not wait its first
+    seconds on leases sized for full pages.
     """
 
-    __slots__ = ("_recent", "page_size")
+    __slots__ = ("_in_flight", "_recent", "page_size")
 
     def __init__(self, page_size: int, *, remember: int = 8) -> None:
         self.page_size = page_size
         self._recent: collections.deque[int] = collections.deque(maxlen=remember)
+        self._in_flight: set[Lease] = set()
 
     def rows(self) -> int:
         # A floor: a run of empty first pages must not let every request in without a lease.
         return max(self._recent, default=self.page_size) or max(1, self.page_size // 10)
 
-    def observe(self, rows: int) -> None:
+    def sent(self, lease: Lease) -> None:
+        """A first page was requested under `lease`."""
+        self._in_flight.add(lease)
+
+    def arrived(self, lease: Lease, rows: int) -> None:
+        """The first page of `lease` came with `rows` rows; shrink the other estimates."""
+        self._in_flight.discard(lease)
+        lease.resize(rows)
         self._recent.append(rows)
+        guess = self.rows()
+        for other in self._in_flight:
+            if other.rows > guess:
+                other.resize(guess)
+
+    def forget(self, lease: Lease) -> None:
+        """The request of `lease` ended without a page."""
+        self._in_flight.discard(lease)

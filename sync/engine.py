@@ -394,6 +394,7 @@ class SyncRun:
                 )
             await writer.add_page(mapped.records)
             self.live.rows += len(page.items)
+            del page, mapped  # copied: not held while the next page is awaited
 
     def _on_page(self, stats: ledger.PartitionStats) -> Callable[[Page, int], None]:
         def seen(page: Page, sent: int) -> None:

@@ -64,6 +64,8 @@ async def partition_pages(
                 expected = flow.first_page.rows if first else _full_page
                 lease = await flow.budget.lease(expected, priority=priority)
                 held.add(lease)
+                if first:
+                    flow.first_page.sent(lease)
                 request = PageRequest(
                     partition.billing_date,
                     partition.window.start,
@@ -73,10 +75,14 @@ async def partition_pages(
                     query.douyin_id,
                     query.agency_client_key,
                 )
-                page, sent = await client.fetch_page(request)
-                lease.resize(len(page.items))
+                try:
+                    page, sent = await client.fetch_page(request)
+                finally:
+                    flow.first_page.forget(lease)
                 if first:
-                    flow.first_page.observe(len(page.items))
+                    flow.first_page.arrived(lease, len(page.items))
+                else:
+                    lease.resize(len(page.items))
                 on_page(page, sent)
                 cursor.advance(len(page.items), page.fingerprint())
                 await queue.put((page, lease))
@@ -90,8 +96,12 @@ async def partition_pages(
             if isinstance(item, TaskboxError):
                 raise item
             page, lease = item
+            del item
             yield page
-            lease.release()  # the writer asked for the next page: it is done with this one
+            # The writer asked for the next page: it is done with this one. Drop it before
+            # waiting for the next, or every partition would hold a page outside the budget.
+            del page
+            lease.release()
             held.discard(lease)
     finally:
         task.cancel()

@@ -345,12 +345,14 @@ def _slow_row(
 def _map_typed(rows: TypedRows, billing_date: dt.date) -> MappedPage:
     """Records of typed rows; a row with another date or an odd profit takes the dict path.
 
-    The typed decode checked every other value; texts hold no NUL or lone surrogate.
+    The typed decode checked every other value. Texts hold no lone surrogate (sync.wire wrote
+    those as NUL) and, unless `rows.has_nul`, no NUL.
     """
     records: list[tuple[object, ...]] = []
     append = records.append
     astuple = msgspec.structs.astuple
     iso = billing_date.isoformat()
+    nul = rows.has_nul
     odd: list[int] = []
     for index, row in enumerate(rows):
         vid, tid, t0, t1, t2, t3, t4, t5, t6, pt, dd, f0, f1, f2, f3, f4, f5, f6, ep = astuple(row)
@@ -361,7 +363,7 @@ def _map_typed(rows: TypedRows, billing_date: dt.date) -> MappedPage:
         else:
             odd.append(index)
             continue
-        if dd != iso:
+        if dd != iso or (nul and "\x00" in "".join(filter(None, (t0, t1, t2, t3, t4, t5, t6)))):
             odd.append(index)
             continue
         append((billing_date, vid, tid, t0, t1, t2, t3, t4, t5, t6, pt, billing_date,

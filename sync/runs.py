@@ -14,8 +14,8 @@ from sync.retry import RetryPolicy
 
 # Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
 DEFAULT_CONCURRENCY = 32
-# Rows in memory at once (sync.budget): ~8 full pages, ~120 MB.
-DEFAULT_BUFFER_ROWS = 80_000
+# Rows in memory at once (sync.budget): 4 full pages, ~60 MB decoded.
+DEFAULT_BUFFER_ROWS = 40_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -216,8 +216,6 @@ UNTYPED: dict[str, tuple[Any, tuple[int, int, int]]] = {
     "bool figure": (lambda c: [cased(row(gmv_1d=True), c)], (0, 0, 1)),
     "missing figure": (lambda c: [cased(row(gmv_1d=...), c)], (0, 0, 0)),
     "number for text": (lambda c: [cased(row(douyin_id=31626424566), c)], (0, 0, 0)),
-    "NUL in title": (lambda c: [cased(row(video_title="a\x00b"), c)], (0, 1, 0)),
-    "lone surrogate": (lambda c: [cased(row(video_title="a\ud800b"), c)], (0, 1, 0)),
     "negative publish time": (lambda c: [cased(row(publish_time=-1), c)], (0, 0, 0)),
     "publish time past 9999": (lambda c: [cased(row(publish_time=253402300800), c)], (0, 0, 1)),
     "publish time as digits": (lambda c: [cased(row(publish_time="1692878009"), c)], (0, 0, 0)),
@@ -248,6 +246,48 @@ def test_untyped_pages_take_the_dict_path(case: str, casing: str, compact: bool)
         sanitized,
         anomalies,
     )
+
+
+# Texts the careful path repairs (NUL and lone surrogates become U+FFFD, the row counts as
+# sanitized): the typed decode takes the page, and only those rows go the dict path.
+REPAIRED: dict[str, tuple[dict[str, Any], int]] = {
+    "NUL in title": ({"video_title": "a\x00b"}, 1),
+    "NUL in two texts": ({"author": "\x00", "video_link": "x\x00"}, 1),
+    "lone high surrogate": ({"video_title": "a\ud800b"}, 1),
+    "lone low surrogate": ({"author": "\udc00"}, 1),
+    "high surrogate at the end": ({"video_title": "abc\udbff"}, 1),
+    "two highs then a pair": ({"video_title": "\ud800\ud800\udc00"}, 1),
+    "surrogate and NUL": ({"video_title": "\ud800", "author": "\x00"}, 1),
+    "escaped backslash before u": ({"video_title": "\\ud800 is text"}, 0),
+    "pair only": ({"video_title": "\U0001f600"}, 0),
+}
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
+@pytest.mark.parametrize("casing", CASINGS)
+@pytest.mark.parametrize("case", list(REPAIRED))
+def test_repaired_texts_map_like_the_dict_path(case: str, casing: str, compact: bool) -> None:
+    """Pages with NUL or lone surrogates stay typed; the rows that need a repair map exactly
+    as on the dict path (same records, same sanitized count), in place among clean rows."""
+    changes, sanitized = REPAIRED[case]
+    items = [cased(row(VIDEO + i, **(changes if i == 1 else {})), casing) for i in range(3)]
+    body = page(items, compact=compact)  # json.dumps escapes as \uXXXX, as many platforms do
+    expected = dict_path(body)
+    assert expected.sanitized == sanitized
+    assert typed_path(body) == expected
+    assert map_page(parse_daily_data(body).items, BILLING) == expected
+
+
+def test_lone_surrogate_in_raw_utf8_page_still_maps() -> None:
+    """A page sent as raw UTF-8 (emoji unescaped) with one lone surrogate escape decodes typed,
+    and only the text with the surrogate is repaired."""
+    item = cased(row(author="达人😀", video_title="x"), "pascal")
+    body = page([item], compact=True).replace(b'"x"', b'"x\\ud800"')
+    body = body.replace(json.dumps("达人😀").encode()[1:-1], "达人😀".encode())
+    mapped = typed_path(body)
+    assert mapped == dict_path(body)
+    record = dict(zip(RECORD_COLUMNS, mapped.records[0], strict=True))
+    assert (record["author"], record["video_title"], mapped.sanitized) == ("达人😀", "x\ufffd", 1)
 
 
 # ExpectedProfit values that are not a non-negative JSON number, with the dict path's
