@@ -84,6 +84,7 @@ class Snapshot:
             "sync": sync,
             "sandbox": sandbox,
             "postgres": server,
+            "postgres_helpers": pg.cpu_delta(before.server, self.server, helpers=True),
             "other": max(machine - sync - sandbox - server, 0.0),
         }
 

@@ -154,14 +154,23 @@ def database_name(url: str) -> str:
     return make_url(url).database or ""
 
 
-def _counted(cmdline: str, dbname: str) -> bool:
-    """Whether a server process works for us: our database's backends and the shared helpers
-    (checkpointer, WAL writer...), not the backends of other databases on the same server."""
+def _words(cmdline: str) -> list[str]:
     words = cmdline.removeprefix("postgres: ").split()
     if words and words[0].endswith(":"):  # the cluster's name, as in "15/main:"
         words = words[1:]
-    is_backend = len(words) >= 3 and ("(" in words[2] or words[2] == "[local]")
-    if is_backend:
+    return words
+
+
+def _is_backend(cmdline: str) -> bool:
+    words = _words(cmdline)
+    return len(words) >= 3 and ("(" in words[2] or words[2] == "[local]")
+
+
+def _counted(cmdline: str, dbname: str) -> bool:
+    """Whether a server process works for us: our database's backends and the shared helpers
+    (checkpointer, WAL writer...), not the backends of other databases on the same server."""
+    words = _words(cmdline)
+    if _is_backend(cmdline):
         return words[1] == dbname
     if words[:2] == ["autovacuum", "worker"]:
         return dbname in words
@@ -169,7 +178,8 @@ def _counted(cmdline: str, dbname: str) -> bool:
 
 
 def server_cpu(postmaster: int | None, dbname: str) -> dict[int, float]:
-    """CPU seconds (user + system) of each server process counted for `dbname`, by pid."""
+    """CPU seconds (user + system) of each server process counted for `dbname`, by pid; the
+    helpers (checkpointer, WAL writer, autovacuum...) under negative pids."""
     if postmaster is None:
         return {}
     try:
@@ -183,15 +193,19 @@ def server_cpu(postmaster: int | None, dbname: str) -> dict[int, float]:
             if proc.pid != postmaster and not _counted(" ".join(proc.cmdline()), dbname):
                 continue
             times = proc.cpu_times()
-            seen[proc.pid] = times.user + times.system
+            helper = proc.pid != postmaster and not _is_backend(" ".join(proc.cmdline()))
+            seen[-proc.pid if helper else proc.pid] = times.user + times.system
         except psutil.Error:
             continue
     return seen
 
 
-def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU spent between two `server_cpu` snapshots (processes born in between count fully)."""
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+def cpu_delta(before: dict[int, float], after: dict[int, float], *, helpers: bool = False) -> float:
+    """CPU spent between two `server_cpu` snapshots (processes born in between count fully);
+    with `helpers`, that of the helpers only."""
+    return sum(
+        seconds - before.get(pid, 0.0) for pid, seconds in after.items() if not helpers or pid < 0
+    )
 
 
 def process_cpu(pid: int | None) -> float:

@@ -176,15 +176,23 @@ _ROWS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+_CPU_ROWS = (
+    ("sync", "CPU s, sync"),
+    ("sandbox", "CPU s, sandbox"),
+    ("postgres", "CPU s, postgres"),
+    ("postgres_helpers", "  of which helpers (WAL, checkpoints, autovacuum)"),
+    ("other", "CPU s, other (rest of machine)"),
+)
+
+
 def table(derived: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -> str:
     """One table: a column per scenario, a line per measure."""
     names = list(derived)
     lines: list[list[str]] = [["", *names]]
     for label, key, digits in _ROWS:
         lines.append([label, *(_num(derived[n][key], digits) for n in names)])
-    for part in ("sync", "sandbox", "postgres", "other"):
-        label = f"CPU s, {part}" + (" (rest of machine)" if part == "other" else "")
-        lines.append([label, *(_num(derived[n]["cpu_s"][part], 1) for n in names)])
+    for part, label in _CPU_ROWS:
+        lines.append([label, *(_num(derived[n]["cpu_s"].get(part), 1) for n in names)])
     for stage in (*STAGES, "other", "gc"):
         label = f"sync CPU ms/10k rows, {stage}" + (" (within the above)" if stage == "gc" else "")
         lines.append(

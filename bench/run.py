@@ -86,8 +86,8 @@ async def _child(spec: ScenarioSpec, limit: float) -> dict[str, Any] | None:
     command = [sys.executable, "-m", "bench.scenario", json.dumps(dataclasses.asdict(spec))]
     profiles = os.environ.get("BENCH_PROFILE")  # a folder: sample the scenario with py-spy
     if profiles:
-        out = Path(profiles) / f"{spec.name}.txt"
-        command = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out), "--", *command]
+        samples = Path(profiles) / f"{spec.name}.txt"
+        command = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(samples), "--", *command]
     proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), limit)
@@ -178,7 +178,13 @@ def timed_out(limit: float, wall: float) -> dict[str, Any]:
         "throttled": 0,
         "retries": 0,
         "partitions": [],
-        "cpu": {"sync": 0.0, "sandbox": 0.0, "postgres": 0.0, "other": 0.0},
+        "cpu": {
+            "sync": 0.0,
+            "sandbox": 0.0,
+            "postgres": 0.0,
+            "postgres_helpers": 0.0,
+            "other": 0.0,
+        },
         "stages": {},
         "in_flight_mean": 0.0,
         "in_flight_max": 0,

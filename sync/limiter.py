@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
-MARGIN = 0.04  # seconds added to each window: 40 ms of jitter between our clock and the server's
+MARGIN = 0.03  # seconds added to each window: 30 ms of jitter between our clock and the server's
 SLOWDOWN = 0.7  # factor applied to the rate after a throttled answer
 RECOVERY_SECONDS = 10.0  # how long the slower rate lasts
 
