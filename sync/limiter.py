@@ -4,11 +4,13 @@ The platform counts requests in any sliding second and refuses the 11th. The lim
 that rule itself: a request goes only when the 10th request before it left at least a second
 ago, plus a margin for the timing jitter between our clock and the server's. Unlike a leaky
 bucket of capacity 1 (which must run below the limit and loses every moment the event loop is
-late to wake it), the window lets a late request catch up, so a busy process still uses the
-whole budget. aiolimiter paces requests on top of it: never closer than half the mean gap, so
-the catching up is gentle and the start of a run is no burst of ten.
+late to wake it), the window ties each request only to the 10th before it, so a busy process
+still uses the whole budget. aiolimiter paces requests on top of it, a leaky bucket at the
+window's mean rate with room for two: requests stay evenly spread (the start of a run is no
+burst of ten), and a request that went late is followed at once by the next.
 
-On a throttled answer the window stretches (fewer requests per second) for a while.
+A rate is whole requests a second, the platform's unit (`--qps 9.5` sends 9), or one request
+per 1/qps seconds below 1. On a throttled answer the window stretches for a while.
 """
 
 from __future__ import annotations
@@ -38,14 +40,16 @@ class RequestLimiter:
         if qps <= 0:
             raise ValueError(f"qps must be positive, got {qps}")
         self.qps = qps
-        self.count = max(1, int(qps))  # requests per window ...
-        self._full_window = self.count / qps + margin  # ... of this many seconds
+        # Whole requests per second (the platform's unit), or one per 1/qps seconds below 1.
+        self.count = max(1, int(qps))
+        self._full_window = max(1.0, 1.0 / qps) + margin
         self._window = self._full_window
         self._clock = clock
         self._slow_until = 0.0
         self._sent: collections.deque[float] = collections.deque(maxlen=self.count)
         self._turn = asyncio.Lock()  # waiters take their turn in arrival order
-        self._pace = AsyncLimiter(1, 0.5 / qps)
+        # Capacity 2 at the window's mean rate: smooth, yet one late wake-up is made up at once.
+        self._pace = AsyncLimiter(2, 2 * self._full_window / self.count)
         self.acquired = 0
 
     @property
