@@ -86,6 +86,7 @@ async def partition_pages(
                 on_page(page, sent)
                 cursor.advance(len(page.items), page.fingerprint())
                 await queue.put((page, lease))
+                del page  # the writer's now: not held while the next request waits
             await queue.put(None)
         except TaskboxError as exc:
             await queue.put(exc)

@@ -56,7 +56,8 @@ from sync.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
 
 Record = Sequence[Any]
 """One mapped row: values in sync.schema.RECORD_COLUMNS order."""
-Key = tuple[dt.date, int, int]
+Key = tuple[int, int]
+"""(video_id, task_id): the billing date is the partition's (merge refuses strays)."""
 
 STAGE_TABLE = "taskbox_stage"
 # Hash joins of a 100k-row partition fit in memory at 64 MB instead of spilling in batches.
@@ -64,14 +65,13 @@ WORK_MEM = "64MB"
 
 _TARGET = video_daily_earnings.name
 _DATA_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in KEY_COLUMNS)
-_key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in KEY_COLUMNS))
+_IDS = tuple(c for c in KEY_COLUMNS if c != "billing_date")  # the date is the partition's
+_key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in _IDS))
+_date_of = itemgetter(RECORD_COLUMNS.index("billing_date"))
 
 
 def _cols(prefix: str, names: Sequence[str]) -> str:
     return ", ".join(f"{prefix}{n}" for n in names)
-
-
-_IDS = tuple(c for c in KEY_COLUMNS if c != "billing_date")  # the date is the partition's
 
 
 def _ids_equal(a: str, b: str) -> str:
@@ -291,11 +291,11 @@ class PartitionWriter:
         with _translated("cannot stage a page"):
             if earlier:
                 self._repeated += len(earlier)
-                _, videos, tasks = zip(*earlier, strict=True)
+                videos, tasks = zip(*earlier, strict=True)
                 await self._apg.execute(_DROP_STAGED, list(videos), list(tasks))
             await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=RECORD_COLUMNS)
         self._seen |= page_keys
-        self._dates.update(k[0] for k in page_keys)
+        self._dates.update(map(_date_of, records))
 
     async def merge(
         self,
