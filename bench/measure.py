@@ -114,6 +114,10 @@ def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str
         "util_steady": len(inside) / (span * qps) if span >= 2.0 else None,
         "steady_s": max(span, 0.0),
         "starts_per_s": _per_second(starts, starts[0]),
+        # The shortest span holding 11 request starts: the platform refuses an 11th in 1 s.
+        "min_span_of_11": min(
+            (b - a for a, b in zip(starts, starts[10:], strict=False)), default=None
+        ),
         "head_s": starts[0] - started,
         "tail_s": ended - max(probe.request_ends, default=ended),
     }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -39,6 +41,11 @@ class SandboxProcess:
             args.append(f"--latency={spec.latency}")
         self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         self.info: dict[str, Any] = {}
+        # The platform's clock is not starved by our database: on this 2-core box the sandbox
+        # shares the CPU with PostgreSQL, and a request it stamps 30 ms late can look like an
+        # 11th in a second. Ahead of the others in the scheduler where we may (root), else as is.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, -10)
 
     def wait_ready(self) -> None:
         """Block until the sandbox has warmed up and printed its info line."""

@@ -84,10 +84,12 @@ class ApiCaller:
             try:
                 token = await self.tokens.get()
                 body, headers = build(token)
-                await self.limiter.acquire()
+                slot = await self.limiter.acquire()
                 self.stats.api_calls += 1
                 sent += 1
-                resp = await post(self.session, url, body, endpoint=endpoint, headers=headers)
+                resp = await post(
+                    self.session, url, body, endpoint=endpoint, headers=headers, on_sent=slot.went
+                )
                 self.stats.bytes_received += len(resp.body)
                 return parse(resp.body), sent
             except ApiError as exc:

@@ -6,7 +6,10 @@ Everything above this module sees bytes in, `Response` out, or a `TransportError
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -31,9 +34,23 @@ class Response:
     body: bytes
 
 
+async def _headers_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    on_sent = context.trace_request_ctx
+    if on_sent is not None:
+        on_sent(time.monotonic())
+
+
 def new_session(timeouts: Timeouts, *, max_connections: int = 32) -> aiohttp.ClientSession:
-    """The one session of a run: keep-alive pool, compressed answers accepted, time limits."""
+    """The one session of a run: keep-alive pool, compressed answers accepted, time limits,
+    and the moment each request's headers leave reported to its `post(on_sent=...)`."""
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_headers_sent.append(_headers_sent)
     return aiohttp.ClientSession(
+        trace_configs=[tracing],
         timeout=aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect),
         connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
@@ -48,13 +65,20 @@ async def post(
     *,
     endpoint: str,
     headers: dict[str, str] | None = None,
+    on_sent: Callable[[float], None] | None = None,
 ) -> Response:
-    """POST a JSON body; HTTP 5xx, timeouts, resets and cut-off bodies raise TransportError."""
+    """POST a JSON body; HTTP 5xx, timeouts, resets and cut-off bodies raise TransportError.
+
+    `on_sent(monotonic_time)` is called when the request's headers were written (sessions of
+    `new_session`): the rate limit counts requests when they arrive, not when they were allowed.
+    """
     all_headers = {"Content-Type": "application/json"}
     if headers:
         all_headers.update(headers)
     try:
-        async with session.post(url, data=body, headers=all_headers) as resp:
+        async with session.post(
+            url, data=body, headers=all_headers, trace_request_ctx=on_sent
+        ) as resp:
             data = await resp.read()
             status = resp.status
     except TimeoutError:

@@ -27,6 +27,19 @@ SLOWDOWN = 0.7  # factor applied to the rate after a throttled answer
 RECOVERY_SECONDS = 10.0  # how long the slower rate lasts
 
 
+class Slot:
+    """A request's place in the window: when it left. Acquiring sets a first time; the HTTP
+    layer moves it to when the request's headers were really written, if that was later."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def went(self, at: float) -> None:
+        self.at = max(self.at, at)
+
+
 class RequestLimiter:
     """`await limiter.acquire()` before each request; `throttled()` after a 28003018."""
 
@@ -46,7 +59,7 @@ class RequestLimiter:
         self._window = self._full_window
         self._clock = clock
         self._slow_until = 0.0
-        self._sent: collections.deque[float] = collections.deque(maxlen=self.count)
+        self._sent: collections.deque[Slot] = collections.deque(maxlen=self.count)
         self._turn = asyncio.Lock()  # waiters take their turn in arrival order
         # Capacity 2 at the window's mean rate: smooth, yet one late wake-up is made up at once.
         self._pace = AsyncLimiter(2, 2 * self._full_window / self.count)
@@ -64,20 +77,24 @@ class RequestLimiter:
             self._window = self._full_window
         if len(self._sent) < self.count:
             return 0.0
-        return max(0.0, self._sent[0] + self._window - now)
+        oldest = min(slot.at for slot in self._sent)  # slots may have moved out of order
+        return max(0.0, oldest + self._window - now)
 
-    def sent(self, now: float) -> None:
-        """Record a request that went at `now`."""
-        self._sent.append(now)
+    def sent(self, now: float) -> Slot:
+        """Record a request that goes at `now`; its slot may be moved later by `Slot.went`."""
+        slot = Slot(now)
+        self._sent.append(slot)
         self.acquired += 1
+        return slot
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Slot:
+        """Wait for a place in the window; the request should then go at once."""
         async with self._turn:  # only the holder sends, so one wait is enough
             delay = self.wait(self._clock())
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._pace.acquire()
-            self.sent(self._clock())
+            return self.sent(self._clock())
 
     def throttled(self) -> None:
         """Slow down: the platform said we went too fast."""

@@ -37,3 +37,15 @@ def test_every_setting_is_documented() -> None:
     assert "DATABASE_URL" in names and "TASKBOX_QPS" in names
     for name in names:
         assert f"`{name}`" in README, name
+
+
+def test_every_sync_flag_is_documented() -> None:
+    """Each flag of `nightly` and `backfill` appears in the README."""
+    parsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    for name in ("nightly", "backfill"):
+        for action in parsers[name]._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert re.search(rf"{flag}\b", README), f"{name} {flag}"
