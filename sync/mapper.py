@@ -34,33 +34,11 @@ import msgspec
 
 from sync.errors import ContractError
 from sync.schema import FIGURE_COLUMNS, RECORD_COLUMNS, TEXT_COLUMNS
-from sync.wire import TypedRows
+from sync.wire import KEYS, TypedRows
 
 ENDPOINT = "query_task_video_daily_data"
 MAX_ANOMALY_TEXTS = 20
 
-# The API's keys for each column, in order of preference when an item carries several of them.
-KEYS: dict[str, tuple[str, ...]] = {
-    "video_id": ("VideoId", "video_id"),
-    "task_id": ("TaskId", "task_id"),
-    "douyin_id": ("DouyinID", "douyin_id"),
-    "author": ("Author", "author"),
-    "client_name": ("ClientName", "client_name"),
-    "micro_app_title": ("MicroAppTitle", "micro_app_title"),
-    "task_name": ("TaskName", "task_name"),
-    "video_title": ("VideoTitle", "video_title"),
-    "video_link": ("VideoLink", "video_link"),
-    "publish_time": ("PublishTime", "publish_time"),
-    "data_date": ("date", "Date"),
-    "active_cnt_1d": ("ActiveCnt1d", "active_cnt_1d"),
-    "gmv_1d": ("GMV1d", "gmv_1d"),
-    "refund_gmv_1d": ("RefundGMV1d", "refund_gmv_1d"),
-    "billing_gmv_1d": ("BillingGMV1d", "billing_gmv_1d"),
-    "billing_refund_gmv_1d": ("BillingRefundGMV1d", "billing_refund_gmv_1d"),
-    "ad_share_cost_1d": ("AdShareCost1d", "ad_share_cost_1d"),
-    "feed_ad_share_cost_1d": ("FeedAdShareCost1d", "feed_ad_share_cost_1d"),
-    "expected_profit": ("ExpectedProfit", "expected_profit"),
-}
 # The mapped columns in record order (the record adds billing_date first and extra last).
 _COLUMNS = RECORD_COLUMNS[1:-1]
 _EXPECTED = ("video_id", "task_id", *TEXT_COLUMNS, "publish_time", "data_date")
