@@ -43,7 +43,7 @@ from sync.planner import Partition, Plan
 from sync.progress import Counters, Progress
 from sync.runs import FailedPartition, RunOptions, RunResult
 from sync.settings import Settings
-from sync.store import PartitionWriter
+from sync.store import AppendConflict, PartitionWriter
 from sync.tokens import token_provider
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,8 @@ class SyncRun:
                     raise asyncio.CancelledError from exc
                 if exc.error_class is ErrorClass.PERMANENT:
                     break
+            except AppendConflict as exc:  # rare: sync it again with the full merge, at once
+                error = exc
             except _DATABASE_ERRORS as exc:
                 error = exc if isinstance(exc, TaskboxError) else DatabaseError(_first_line(exc))
                 await asyncio.sleep(min(2.0**attempt, 10.0))
@@ -337,6 +339,11 @@ class SyncRun:
         back and is read again.
         """
         writer = await PartitionWriter.open(conn)
+        if attempt == 1 < self.options.partition_attempts:  # a conflict must leave a retry
+            await writer.append_to(
+                p.billing_date, p.window.start, p.window.end,
+                run_id=self.run_id, douyin_id=self.options.douyin_id,
+            )  # fmt: skip
         pages = partition_pages(
             client, p, self._query, self._flow, self._on_page(stats), priority=place
         )

@@ -196,6 +196,21 @@ ORDER BY {_cols("s.", _IDS)}
 """
 
 
+# Appending (see PartitionWriter.append_to): move the staged page into the table, one statement.
+_APPEND_PAGE = f"""
+WITH page AS (DELETE FROM {STAGE_TABLE} RETURNING *)
+INSERT INTO {_TARGET} ({_cols("", RECORD_COLUMNS)}, first_synced_at, last_synced_at, last_run_id)
+SELECT $1, {", ".join(map(_stored_column, RECORD_COLUMNS[1:]))}, now(), now(), $2
+FROM page
+ORDER BY {_cols("", _IDS)}
+"""
+
+
+class AppendConflict(DatabaseError):
+    """A page could not be appended: a key came again or is stored already. The transaction is
+    lost; the partition must be synced again without appending."""
+
+
 @dataclass(frozen=True, slots=True)
 class MergeCounts:
     """What one partition's merge did.
@@ -243,6 +258,8 @@ class PartitionWriter:
         self._staged = 0
         self._repeated = 0
         self._merged = False
+        self._appending: tuple[dt.date, int] | None = None  # (billing date, run id)
+        self._appended = 0
 
     @classmethod
     async def open(cls, conn: AsyncConnection) -> PartitionWriter:
@@ -278,6 +295,35 @@ class PartitionWriter:
         """Records replaced so far by a later record with the same key."""
         return self._repeated
 
+    async def append_to(
+        self,
+        billing_date: dt.date,
+        window_start: int,
+        window_end: int,
+        *,
+        run_id: int,
+        douyin_id: str | None = None,
+    ) -> bool:
+        """Insert each page into the table as it comes, if nothing is stored in the scope yet.
+
+        A backfill into an empty table then spreads its inserts over the run instead of doing
+        them all at the end of each partition (the last partition's merge is the run's tail),
+        and the merge has nothing left to do. Returns whether the writer appends. A page that
+        cannot be appended (a key repeated across pages, or stored outside the window) raises
+        AppendConflict: sync the partition again without calling this.
+        """
+        if self._staged or self._merged:
+            raise RuntimeError("append_to must come before the first page")
+        creator = [douyin_id] if douyin_id is not None else []
+        start, end = _utc(window_start), _utc(window_end)
+        with _translated(f"cannot look into billing date {billing_date}"):
+            stored = await self._apg.fetchval(
+                _anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
+            )
+        if not stored:
+            self._appending = (billing_date, run_id)
+        return not stored
+
     async def add_page(self, records: Sequence[Record]) -> None:
         """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key."""
         if self._merged:
@@ -293,14 +339,32 @@ class PartitionWriter:
             self._repeated += len(keys) - len(last)
             rows = [records[i] for i in sorted(last.values())]
         earlier = page_keys & self._seen
+        if earlier and self._appending:
+            raise AppendConflict(f"{len(earlier)} keys came again in a later page")
         with _translated("cannot stage a page"):
             if earlier:
                 self._repeated += len(earlier)
                 videos, tasks = zip(*earlier, strict=True)
                 await self._apg.execute(_DROP_STAGED, list(videos), list(tasks))
             await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=RECORD_COLUMNS)
+        if self._appending:
+            await self._append_page()
         self._seen |= page_keys
         self._dates.update(map(_date_of, records))
+
+    async def _append_page(self) -> None:
+        assert self._appending is not None
+        billing_date, run_id = self._appending
+        try:
+            with _translated("cannot append a page"):
+                status = await self._apg.execute(_APPEND_PAGE, billing_date, run_id)
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
+                raise AppendConflict(
+                    "a key of the page is stored already, outside the window"
+                ) from exc
+            raise
+        self._appended += _row_count(status)
 
     async def merge(
         self,
@@ -328,6 +392,10 @@ class PartitionWriter:
         start, end = _utc(window_start), _utc(window_end)
         creator = [douyin_id] if douyin_id is not None else []
         distinct = self._staged - self._repeated
+        if self._appending:  # every page is in the table already
+            if self._appending[0] != billing_date:
+                raise ValueError(f"appending to {self._appending[0]}, merging {billing_date}")
+            return MergeCounts(self._staged, self._repeated, self._appended, 0, 0, 0)
         with _translated(f"cannot merge billing date {billing_date}"):
             if distinct and not await self._apg.fetchval(
                 _anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator

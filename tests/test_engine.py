@@ -226,3 +226,46 @@ async def test_run_ledger_counts(
     assert row.api_calls == result.counts.api_calls > 0
     assert row.rows_inserted == result.counts.rows_inserted
     assert row.partitions_done == row.partitions_total
+
+
+async def test_moved_publish_time_falls_back_from_appending(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+) -> None:
+    """A window with nothing stored is appended page by page; a key stored under another window
+    (its publish time moved) ends that attempt, and the retry's full merge makes it exact."""
+    dates = recent_dates(1)
+    settings = sandbox_settings(sandbox, database_url)
+    now = time.time()
+    plan = planner.plan(dates, now)
+    first, second = plan.partitions[0].window, plan.partitions[1].window
+    await run_sync(settings, dates, plan=plan, now=now)
+    async with engine.begin() as conn:  # one row of the first window moves into the second;
+        moved = await conn.scalar(  # the rest of the first window is gone: an empty scope
+            text(
+                "UPDATE video_daily_earnings SET publish_time = to_timestamp(:t) "
+                "WHERE ctid = (SELECT ctid FROM video_daily_earnings "
+                "WHERE publish_time BETWEEN to_timestamp(:a) AND to_timestamp(:b) LIMIT 1) "
+                "RETURNING video_id"
+            ),
+            {"t": second.start, "a": first.start, "b": first.end},
+        )
+        await conn.execute(
+            text(
+                "DELETE FROM video_daily_earnings "
+                "WHERE publish_time BETWEEN to_timestamp(:a) AND to_timestamp(:b)"
+            ),
+            {"a": first.start, "b": first.end},
+        )
+    assert moved is not None
+    result = await run_sync(settings, dates, plan=plan, now=now)
+    assert result.status == "succeeded", result.failed
+    await assert_table_is_truth(engine, sandbox, dates, now)
+    assert_no_rule_breaks(sandbox)
+    async with engine.connect() as conn:  # the first window took a second attempt
+        attempts = await conn.scalar(
+            select(sync_partitions.c.attempts).where(
+                sync_partitions.c.run_id == result.run_id,
+                func.extract("epoch", sync_partitions.c.window_start) == first.start,
+            )
+        )
+    assert attempts == 2

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.errors import DatabaseError
 from sync.schema import RECORD_COLUMNS
-from sync.store import MergeCounts, PartitionWriter
+from sync.store import AppendConflict, MergeCounts, PartitionWriter
 
 DAY = dt.date(2024, 5, 1)
 START = 1_714_000_000  # the partition's publish window, inclusive
@@ -510,3 +510,62 @@ async def test_a_writer_merges_once(engine: AsyncEngine) -> None:
             await writer.add_page([rec(VIDEO)])
         with pytest.raises(RuntimeError):
             await writer.merge(DAY, START, END, run_id=1)
+
+
+async def append(
+    engine: AsyncEngine, *pages: Sequence[tuple[Any, ...]], run_id: int = 1
+) -> tuple[bool, MergeCounts]:
+    """A partition written the appending way when its scope is empty."""
+    async with engine.connect() as conn, conn.begin():
+        writer = await PartitionWriter.open(conn)
+        appending = await writer.append_to(DAY, START, END, run_id=run_id)
+        for page in pages:
+            await writer.add_page(page)
+        return appending, await writer.merge(DAY, START, END, run_id=run_id)
+
+
+async def test_append_writes_each_page_into_an_empty_scope(engine: AsyncEngine) -> None:
+    """With nothing stored in the scope, pages go into the table as they come (repeats within a
+    page still resolved, last wins), the merge only counts, and the rows are exact."""
+    first = [rec(VIDEO), rec(VIDEO + 1, gmv_1d=1), rec(VIDEO + 1, gmv_1d=2)]
+    second = [rec(VIDEO + 2, expected_profit="12345678901234567890.123456789")]
+    appending, result = await append(engine, first, second, run_id=7)
+    assert appending
+    assert result == counts(staged=4, repeated=1, inserted=3)
+    stored = await rows(engine)
+    assert [stored_record(stored[v]) for v in (VIDEO, VIDEO + 2)] == [
+        as_stored(first[0]),
+        as_stored(second[0]),
+    ]
+    assert stored[VIDEO + 1]["gmv_1d"] == 2
+    assert {r["last_run_id"] for r in stored.values()} == {7}
+    again = await merge(engine, first, second, run_id=8)  # stored now: the full merge, unchanged
+    assert again == counts(staged=4, repeated=1, unchanged=3)
+
+
+async def test_append_is_declined_when_the_scope_holds_a_row(engine: AsyncEngine) -> None:
+    """A scope with a stored row is merged as usual (the mirror can see what went away)."""
+    await merge(engine, [rec(VIDEO), rec(VIDEO + 1)])
+    appending, result = await append(engine, [rec(VIDEO)])
+    assert not appending
+    assert result == counts(staged=1, unchanged=1, removed=1)
+
+
+async def test_append_conflicts_on_a_key_repeated_across_pages(engine: AsyncEngine) -> None:
+    """A key that comes again in a later page cannot be appended: AppendConflict, and the
+    transaction (rolled back by the caller) leaves nothing."""
+    with pytest.raises(AppendConflict, match="came again"):
+        await append(engine, [rec(VIDEO)], [rec(VIDEO, gmv_1d=5)])
+    assert await rows(engine) == {}
+
+
+async def test_append_conflicts_on_a_key_stored_outside_the_window(engine: AsyncEngine) -> None:
+    """A staged key stored for the same date with a publish time outside the window (it moved)
+    raises AppendConflict; the full merge then updates that row instead."""
+    await merge(engine, [rec(VIDEO, publish_time=END + 500)], start=END + 1, end=END + 1000)
+    with pytest.raises(AppendConflict, match="stored already"):
+        await append(engine, [rec(VIDEO + 1)], [rec(VIDEO)])
+    assert list(await rows(engine)) == [VIDEO]
+    assert await merge(engine, [rec(VIDEO + 1)], [rec(VIDEO)]) == counts(
+        staged=2, inserted=1, updated=1
+    )
