@@ -340,7 +340,7 @@ class SyncRun:
         """
         writer = await PartitionWriter.open(conn)
         if attempt == 1 < self.options.partition_attempts:  # a conflict must leave a retry
-            await writer.append_to(
+            writer.append_to(
                 p.billing_date, p.window.start, p.window.end,
                 run_id=self.run_id, douyin_id=self.options.douyin_id,
             )  # fmt: skip

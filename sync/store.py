@@ -258,6 +258,7 @@ class PartitionWriter:
         self._staged = 0
         self._repeated = 0
         self._merged = False
+        self._append_scope: tuple[dt.date, int, int, int, str | None] | None = None
         self._appending: tuple[dt.date, int] | None = None  # (billing date, run id)
         self._appended = 0
 
@@ -295,7 +296,7 @@ class PartitionWriter:
         """Records replaced so far by a later record with the same key."""
         return self._repeated
 
-    async def append_to(
+    def append_to(
         self,
         billing_date: dt.date,
         window_start: int,
@@ -303,17 +304,29 @@ class PartitionWriter:
         *,
         run_id: int,
         douyin_id: str | None = None,
-    ) -> bool:
-        """Insert each page into the table as it comes, if nothing is stored in the scope yet.
+    ) -> None:
+        """Insert each page into the table as it comes, if nothing is stored in the scope yet
+        (looked up when the first page arrives, so the first request does not wait for it).
 
         A backfill into an empty table then spreads its inserts over the run instead of doing
         them all at the end of each partition (the last partition's merge is the run's tail),
-        and the merge has nothing left to do. Returns whether the writer appends. A page that
-        cannot be appended (a key repeated across pages, or stored outside the window) raises
-        AppendConflict: sync the partition again without calling this.
+        and the merge has nothing left to do. A page that cannot be appended (a key repeated
+        across pages, or stored outside the window) raises AppendConflict: sync the partition
+        again without calling this.
         """
         if self._staged or self._merged:
             raise RuntimeError("append_to must come before the first page")
+        self._append_scope = (billing_date, window_start, window_end, run_id, douyin_id)
+
+    @property
+    def appending(self) -> bool:
+        """Whether pages go into the table as they come (decided at the first page)."""
+        return self._appending is not None
+
+    async def _decide_appending(self) -> None:
+        assert self._append_scope is not None
+        billing_date, window_start, window_end, run_id, douyin_id = self._append_scope
+        self._append_scope = None
         creator = [douyin_id] if douyin_id is not None else []
         start, end = _utc(window_start), _utc(window_end)
         with _translated(f"cannot look into billing date {billing_date}"):
@@ -322,7 +335,6 @@ class PartitionWriter:
             )
         if not stored:
             self._appending = (billing_date, run_id)
-        return not stored
 
     async def add_page(self, records: Sequence[Record]) -> None:
         """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key."""
@@ -330,6 +342,8 @@ class PartitionWriter:
             raise RuntimeError("this partition was already merged")
         if not records:
             return
+        if self._append_scope is not None:
+            await self._decide_appending()
         keys: list[Key] = list(map(_key_of, records))
         page_keys = set(keys)
         self._staged += len(records)

@@ -518,10 +518,10 @@ async def append(
     """A partition written the appending way when its scope is empty."""
     async with engine.connect() as conn, conn.begin():
         writer = await PartitionWriter.open(conn)
-        appending = await writer.append_to(DAY, START, END, run_id=run_id)
+        writer.append_to(DAY, START, END, run_id=run_id)
         for page in pages:
             await writer.add_page(page)
-        return appending, await writer.merge(DAY, START, END, run_id=run_id)
+        return writer.appending, await writer.merge(DAY, START, END, run_id=run_id)
 
 
 async def test_append_writes_each_page_into_an_empty_scope(engine: AsyncEngine) -> None:
