@@ -19,9 +19,9 @@ Choices, each measured (see `MergeCounts` for what is counted):
   the merge needs no DISTINCT ON sort: within a page the last occurrence is kept; a key already
   staged by an earlier page is deleted from staging before the page's COPY (rare: offset paging
   shifted). The set operations run in C and cost ~2 % of the COPY.
-* The merge is one statement (see `_merge_sql`): a FULL JOIN of the staging table with the
-  partition's stored rows classifies each key as new, changed, gone or unchanged, and keeps only
-  the first three for the UPDATE, INSERT and DELETE that follow. A FULL JOIN can only be a hash
+* The merge is one statement (`sync.store_sql.merge_sql`): a FULL JOIN of the staging table
+  with the partition's stored rows classifies each key as new, changed, gone or unchanged, keeps
+  only the first three for the UPDATE, INSERT and DELETE that follow. A FULL JOIN can only be a hash
   or merge join, so no stale estimate can turn it into a nested loop: the first version (three
   statements with NOT EXISTS) chose a nested loop over a never-analysed table and took minutes.
   Unchanged rows are never touched: INSERT … ON CONFLICT DO UPDATE WHERE … would still *lock*
@@ -35,6 +35,11 @@ Choices, each measured (see `MergeCounts` for what is counted):
   date) needs no join: one EXISTS probe, then a plain INSERT … SELECT in a savepoint, ~7-8 us a
   row of server CPU against ~10-12 for the full merge. A unique violation (a staged key stored
   outside the window: its publish time moved) rolls the savepoint back and the full merge runs.
+* `append_to` goes further for such a scope: each page is moved from staging into the table as
+  it comes (one DELETE … RETURNING feeding the INSERT), so a backfill's inserts spread over the
+  run instead of waiting for each partition's end, and the last partition's merge no longer
+  trails the last answer by ~0.5 s. A key repeated across pages, or stored outside the window,
+  raises AppendConflict; the caller syncs the partition again the usual way.
 * Measured on this project's 2-core box (PostgreSQL 15): new rows are bound by the server: heap
   + two indexes + WAL (~550 bytes of WAL a row) cost ~7-9 us a row; an unchanged partition
   costs the FULL JOIN only (~4-6 us a row), and writes nothing.
@@ -45,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -56,154 +60,20 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sync import store_sql as sql
 from sync.errors import DatabaseError
-from sync.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
+from sync.schema import RECORD_COLUMNS
+from sync.store_sql import STAGE_TABLE
 
 Record = Sequence[Any]
 """One mapped row: values in sync.schema.RECORD_COLUMNS order."""
 Key = tuple[int, int]
 """(video_id, task_id): the billing date is the partition's (merge refuses strays)."""
 
-STAGE_TABLE = "taskbox_stage"
 # Hash joins of a 100k-row partition fit in memory at 64 MB instead of spilling in batches.
 WORK_MEM = "64MB"
-
-_TARGET = video_daily_earnings.name
-_DATA_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in KEY_COLUMNS)
-_IDS = tuple(c for c in KEY_COLUMNS if c != "billing_date")  # the date is the partition's
-_key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in _IDS))
+_key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in sql.IDS))
 _date_of = itemgetter(RECORD_COLUMNS.index("billing_date"))
-
-
-def _cols(prefix: str, names: Sequence[str]) -> str:
-    return ", ".join(f"{prefix}{n}" for n in names)
-
-
-def _ids_equal(a: str, b: str) -> str:
-    return " AND ".join(f"{a}.{c} = {b}.{c}" for c in _IDS)
-
-
-def _data_differ(a: str, b: str) -> str:
-    return f"({_cols(a + '.', _DATA_COLUMNS)}) IS DISTINCT FROM ({_cols(b + '.', _DATA_COLUMNS)})"
-
-
-def _set_data(source: str) -> str:
-    return ", ".join(f"{c} = {source}.{c}" for c in _DATA_COLUMNS)
-
-
-# Staged as the mapper hands them over (Unix seconds, decimal text), converted by the merge.
-_STAGED_AS = {
-    "publish_time": ("bigint", "to_timestamp({c})"),
-    "expected_profit": ("text", "{c}::numeric"),
-}
-
-
-def _stage_column(c: str) -> str:
-    return f"NULL::{_STAGED_AS[c][0]} AS {c}" if c in _STAGED_AS else c
-
-
-def _stored_column(c: str) -> str:
-    return _STAGED_AS[c][1].format(c=c) + f" AS {c}" if c in _STAGED_AS else c
-
-
-# The record columns (no constraints: Python already made keys unique); the raw ones typed by
-# NULL casts, as WITH NO DATA reads no row.
-_CREATE_STAGE = f"""
-CREATE TEMP TABLE {STAGE_TABLE} ON COMMIT DELETE ROWS
-AS SELECT {", ".join(map(_stage_column, RECORD_COLUMNS))} FROM {_TARGET} WITH NO DATA
-"""
-# The staged rows with the target's types.
-_STAGED_ROWS = f"SELECT {', '.join(map(_stored_column, RECORD_COLUMNS))} FROM {STAGE_TABLE}"
-
-# Rows staged by an earlier page whose key comes again: the later occurrence wins.
-_DROP_STAGED = f"""
-DELETE FROM {STAGE_TABLE} s
-USING unnest($1::bigint[], $2::bigint[]) AS r({_cols("", _IDS)})
-WHERE {_ids_equal("s", "r")}
-"""
-
-
-@functools.cache
-def _merge_sql(*, creator: bool, mirror: bool) -> str:
-    """The whole merge as one statement. $1 billing date, $2 run id, $3/$4 window, $5 creator.
-
-    `work` compares the staging table with the partition's rows in one FULL JOIN (a hash or merge
-    join by necessity, so no estimate can turn it into a nested loop) and keeps only the rows that
-    need a write: new, changed, or gone. The three writes then touch disjoint rows. Staged rows
-    whose stored copy lies outside the scope (its publish time moved, say) show as new and go
-    through ON CONFLICT, where (xmax = 0) still tells an insert from an update.
-    """
-    scope = "v.billing_date = $1 AND v.publish_time BETWEEN $3 AND $4"
-    if creator:
-        scope += " AND v.douyin_id = $5"
-    ids = ", ".join(f"coalesce(s.{c}, v.{c}) AS {c}" for c in _IDS)
-    gone = "WHEN s.video_id IS NULL THEN 'gone' " if mirror else ""
-    return f"""
-WITH work AS MATERIALIZED (
-    SELECT * FROM (
-        SELECT CASE WHEN v.video_id IS NULL THEN 'new' {gone}
-                    WHEN s.video_id IS NOT NULL AND {_data_differ("v", "s")} THEN 'changed'
-               END AS kind,
-               {ids}, {_cols("s.", _DATA_COLUMNS)}
-        FROM ({_STAGED_ROWS}) s
-        FULL JOIN (SELECT * FROM {_TARGET} v WHERE {scope}) v ON {_ids_equal("v", "s")}
-    ) c
-    WHERE kind IS NOT NULL
-), updated AS (
-    UPDATE {_TARGET} t SET {_set_data("w")}, last_synced_at = now(), last_run_id = $2
-    FROM work w
-    WHERE w.kind = 'changed' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
-      AND {_data_differ("t", "w")}
-    RETURNING 1
-), inserted AS (
-    INSERT INTO {_TARGET} AS t ({_cols("", RECORD_COLUMNS)},
-                                first_synced_at, last_synced_at, last_run_id)
-    SELECT $1, {_cols("w.", RECORD_COLUMNS[1:])}, now(), now(), $2
-    FROM work w WHERE w.kind = 'new'
-    ORDER BY {_cols("w.", _IDS)}
-    ON CONFLICT ({_cols("", KEY_COLUMNS)}) DO UPDATE
-    SET {_set_data("EXCLUDED")}, last_synced_at = now(), last_run_id = $2
-    WHERE {_data_differ("t", "EXCLUDED")}
-    RETURNING (t.xmax = 0) AS fresh
-), removed AS (
-    DELETE FROM {_TARGET} t USING work w
-    WHERE w.kind = 'gone' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM inserted WHERE fresh) AS inserted,
-       (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted WHERE NOT fresh) AS updated,
-       (SELECT count(*) FROM removed) AS removed
-"""
-
-
-@functools.cache
-def _anything_stored_sql(*, creator: bool) -> str:
-    """Whether the scope holds a stored row: $1 billing date, $2/$3 window, $4 creator."""
-    scope = "billing_date = $1 AND publish_time BETWEEN $2 AND $3"
-    if creator:
-        scope += " AND douyin_id = $4"
-    return f"SELECT EXISTS (SELECT 1 FROM {_TARGET} WHERE {scope})"
-
-
-# A partition with nothing stored in its scope (a backfill into an empty table, a new billing date)
-# needs no join at all. No ON CONFLICT: a staged key stored outside the scope (its publish time
-# moved) raises, and the full merge, which handles it, runs instead.
-_INSERT_ALL = f"""
-INSERT INTO {_TARGET} ({_cols("", RECORD_COLUMNS)}, first_synced_at, last_synced_at, last_run_id)
-SELECT $1, {_cols("s.", RECORD_COLUMNS[1:])}, now(), now(), $2
-FROM ({_STAGED_ROWS}) s
-ORDER BY {_cols("s.", _IDS)}
-"""
-
-
-# Appending (see PartitionWriter.append_to): move the staged page into the table, one statement.
-_APPEND_PAGE = f"""
-WITH page AS (DELETE FROM {STAGE_TABLE} RETURNING *)
-INSERT INTO {_TARGET} ({_cols("", RECORD_COLUMNS)}, first_synced_at, last_synced_at, last_run_id)
-SELECT $1, {", ".join(map(_stored_column, RECORD_COLUMNS[1:]))}, now(), now(), $2
-FROM page
-ORDER BY {_cols("", _IDS)}
-"""
 
 
 class AppendConflict(DatabaseError):
@@ -274,7 +144,7 @@ class PartitionWriter:
             if apg is None or not apg.is_in_transaction():
                 raise DatabaseError("PartitionWriter needs a connection inside a transaction")
             if exists is None:
-                await apg.execute(_CREATE_STAGE)
+                await apg.execute(sql.CREATE_STAGE)
             else:
                 # Already empty unless an earlier writer used it in this same transaction: a
                 # DELETE of nothing is free, where TRUNCATE would rewrite catalog rows each time.
@@ -331,7 +201,7 @@ class PartitionWriter:
         start, end = _utc(window_start), _utc(window_end)
         with _translated(f"cannot look into billing date {billing_date}"):
             stored = await self._apg.fetchval(
-                _anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
+                sql.anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
             )
         if not stored:
             self._appending = (billing_date, run_id)
@@ -359,7 +229,7 @@ class PartitionWriter:
             if earlier:
                 self._repeated += len(earlier)
                 videos, tasks = zip(*earlier, strict=True)
-                await self._apg.execute(_DROP_STAGED, list(videos), list(tasks))
+                await self._apg.execute(sql.DROP_STAGED, list(videos), list(tasks))
             await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=RECORD_COLUMNS)
         if self._appending:
             await self._append_page()
@@ -371,7 +241,7 @@ class PartitionWriter:
         billing_date, run_id = self._appending
         try:
             with _translated("cannot append a page"):
-                status = await self._apg.execute(_APPEND_PAGE, billing_date, run_id)
+                status = await self._apg.execute(sql.APPEND_PAGE, billing_date, run_id)
         except DatabaseError as exc:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise AppendConflict(
@@ -412,13 +282,13 @@ class PartitionWriter:
             return MergeCounts(self._staged, self._repeated, self._appended, 0, 0, 0)
         with _translated(f"cannot merge billing date {billing_date}"):
             if distinct and not await self._apg.fetchval(
-                _anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
+                sql.anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
             ):
                 inserted = await self._insert_all(billing_date, run_id)
                 if inserted is not None:
                     return MergeCounts(self._staged, self._repeated, inserted, 0, 0, 0)
-            sql = _merge_sql(creator=bool(creator), mirror=mirror)
-            row = await self._apg.fetchrow(sql, billing_date, run_id, start, end, *creator)
+            statement = sql.merge_sql(creator=bool(creator), mirror=mirror)
+            row = await self._apg.fetchrow(statement, billing_date, run_id, start, end, *creator)
         inserted, updated, removed = int(row[0]), int(row[1]), int(row[2])
         return MergeCounts(
             staged=self._staged,
@@ -433,7 +303,7 @@ class PartitionWriter:
         """Insert every staged row; None (and nothing written) when a key is already stored."""
         try:
             async with self._apg.transaction():  # a savepoint in the partition's transaction
-                status = await self._apg.execute(_INSERT_ALL, billing_date, run_id)
+                status = await self._apg.execute(sql.INSERT_ALL, billing_date, run_id)
         except asyncpg.UniqueViolationError:
             return None
         return _row_count(status)

@@ -1,0 +1,149 @@
+"""The statements of the bulk path (sync.store), written once from the schema: pure text.
+
+Staging holds the records as the mapper makes them (publish time as Unix seconds, the profit as
+decimal text); every statement that reads it converts to the table's types.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+from sync.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
+
+STAGE_TABLE = "taskbox_stage"
+
+_TARGET = video_daily_earnings.name
+_DATA_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in KEY_COLUMNS)
+IDS = tuple(c for c in KEY_COLUMNS if c != "billing_date")  # the date is the partition's
+
+
+def _cols(prefix: str, names: Sequence[str]) -> str:
+    return ", ".join(f"{prefix}{n}" for n in names)
+
+
+def _ids_equal(a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{c} = {b}.{c}" for c in IDS)
+
+
+def _data_differ(a: str, b: str) -> str:
+    return f"({_cols(a + '.', _DATA_COLUMNS)}) IS DISTINCT FROM ({_cols(b + '.', _DATA_COLUMNS)})"
+
+
+def _set_data(source: str) -> str:
+    return ", ".join(f"{c} = {source}.{c}" for c in _DATA_COLUMNS)
+
+
+# Staged as the mapper hands them over (Unix seconds, decimal text), converted by the merge.
+_STAGED_AS = {
+    "publish_time": ("bigint", "to_timestamp({c})"),
+    "expected_profit": ("text", "{c}::numeric"),
+}
+
+
+def _stage_column(c: str) -> str:
+    return f"NULL::{_STAGED_AS[c][0]} AS {c}" if c in _STAGED_AS else c
+
+
+def _stored_column(c: str) -> str:
+    return _STAGED_AS[c][1].format(c=c) + f" AS {c}" if c in _STAGED_AS else c
+
+
+# The record columns (no constraints: Python already made keys unique); the raw ones typed by
+# NULL casts, as WITH NO DATA reads no row.
+CREATE_STAGE = f"""
+CREATE TEMP TABLE {STAGE_TABLE} ON COMMIT DELETE ROWS
+AS SELECT {", ".join(map(_stage_column, RECORD_COLUMNS))} FROM {_TARGET} WITH NO DATA
+"""
+# The staged rows with the target's types.
+STAGED_ROWS = f"SELECT {', '.join(map(_stored_column, RECORD_COLUMNS))} FROM {STAGE_TABLE}"
+
+# Rows staged by an earlier page whose key comes again: the later occurrence wins.
+DROP_STAGED = f"""
+DELETE FROM {STAGE_TABLE} s
+USING unnest($1::bigint[], $2::bigint[]) AS r({_cols("", IDS)})
+WHERE {_ids_equal("s", "r")}
+"""
+
+
+@functools.cache
+def merge_sql(*, creator: bool, mirror: bool) -> str:
+    """The whole merge as one statement. $1 billing date, $2 run id, $3/$4 window, $5 creator.
+
+    `work` compares the staging table with the partition's rows in one FULL JOIN (a hash or merge
+    join by necessity, so no estimate can turn it into a nested loop) and keeps only the rows that
+    need a write: new, changed, or gone. The three writes then touch disjoint rows. Staged rows
+    whose stored copy lies outside the scope (its publish time moved, say) show as new and go
+    through ON CONFLICT, where (xmax = 0) still tells an insert from an update.
+    """
+    scope = "v.billing_date = $1 AND v.publish_time BETWEEN $3 AND $4"
+    if creator:
+        scope += " AND v.douyin_id = $5"
+    ids = ", ".join(f"coalesce(s.{c}, v.{c}) AS {c}" for c in IDS)
+    gone = "WHEN s.video_id IS NULL THEN 'gone' " if mirror else ""
+    return f"""
+WITH work AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT CASE WHEN v.video_id IS NULL THEN 'new' {gone}
+                    WHEN s.video_id IS NOT NULL AND {_data_differ("v", "s")} THEN 'changed'
+               END AS kind,
+               {ids}, {_cols("s.", _DATA_COLUMNS)}
+        FROM ({STAGED_ROWS}) s
+        FULL JOIN (SELECT * FROM {_TARGET} v WHERE {scope}) v ON {_ids_equal("v", "s")}
+    ) c
+    WHERE kind IS NOT NULL
+), updated AS (
+    UPDATE {_TARGET} t SET {_set_data("w")}, last_synced_at = now(), last_run_id = $2
+    FROM work w
+    WHERE w.kind = 'changed' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
+      AND {_data_differ("t", "w")}
+    RETURNING 1
+), inserted AS (
+    INSERT INTO {_TARGET} AS t ({_cols("", RECORD_COLUMNS)},
+                                first_synced_at, last_synced_at, last_run_id)
+    SELECT $1, {_cols("w.", RECORD_COLUMNS[1:])}, now(), now(), $2
+    FROM work w WHERE w.kind = 'new'
+    ORDER BY {_cols("w.", IDS)}
+    ON CONFLICT ({_cols("", KEY_COLUMNS)}) DO UPDATE
+    SET {_set_data("EXCLUDED")}, last_synced_at = now(), last_run_id = $2
+    WHERE {_data_differ("t", "EXCLUDED")}
+    RETURNING (t.xmax = 0) AS fresh
+), removed AS (
+    DELETE FROM {_TARGET} t USING work w
+    WHERE w.kind = 'gone' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted WHERE fresh) AS inserted,
+       (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted WHERE NOT fresh) AS updated,
+       (SELECT count(*) FROM removed) AS removed
+"""
+
+
+@functools.cache
+def anything_stored_sql(*, creator: bool) -> str:
+    """Whether the scope holds a stored row: $1 billing date, $2/$3 window, $4 creator."""
+    scope = "billing_date = $1 AND publish_time BETWEEN $2 AND $3"
+    if creator:
+        scope += " AND douyin_id = $4"
+    return f"SELECT EXISTS (SELECT 1 FROM {_TARGET} WHERE {scope})"
+
+
+# A partition with nothing stored in its scope (a backfill into an empty table, a new billing date)
+# needs no join at all. No ON CONFLICT: a staged key stored outside the scope (its publish time
+# moved) raises, and the full merge, which handles it, runs instead.
+INSERT_ALL = f"""
+INSERT INTO {_TARGET} ({_cols("", RECORD_COLUMNS)}, first_synced_at, last_synced_at, last_run_id)
+SELECT $1, {_cols("s.", RECORD_COLUMNS[1:])}, now(), now(), $2
+FROM ({STAGED_ROWS}) s
+ORDER BY {_cols("s.", IDS)}
+"""
+
+
+# Appending (see PartitionWriter.append_to): move the staged page into the table, one statement.
+APPEND_PAGE = f"""
+WITH page AS (DELETE FROM {STAGE_TABLE} RETURNING *)
+INSERT INTO {_TARGET} ({_cols("", RECORD_COLUMNS)}, first_synced_at, last_synced_at, last_run_id)
+SELECT $1, {", ".join(map(_stored_column, RECORD_COLUMNS[1:]))}, now(), now(), $2
+FROM page
+ORDER BY {_cols("", IDS)}
+"""
