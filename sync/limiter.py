@@ -59,7 +59,8 @@ class RequestLimiter:
         self._window = self._full_window
         self._clock = clock
         self._slow_until = 0.0
-        self._sent: collections.deque[Slot] = collections.deque(maxlen=self.count)
+        # A few more than `count`: a slot moved late by its HTTP write can be among the newest.
+        self._sent: collections.deque[Slot] = collections.deque(maxlen=self.count + 8)
         self._turn = asyncio.Lock()  # waiters take their turn in arrival order
         # Capacity 2 at the window's mean rate: smooth, yet one late wake-up is made up at once.
         self._pace = AsyncLimiter(2, 2 * self._full_window / self.count)
@@ -77,7 +78,8 @@ class RequestLimiter:
             self._window = self._full_window
         if len(self._sent) < self.count:
             return 0.0
-        oldest = min(slot.at for slot in self._sent)  # slots may have moved out of order
+        # The count-th newest departure: slots may have moved out of order.
+        oldest = sorted(slot.at for slot in self._sent)[-self.count]
         return max(0.0, oldest + self._window - now)
 
     def sent(self, now: float) -> Slot:

@@ -85,3 +85,17 @@ async def test_acquire_keeps_the_window_on_the_real_clock() -> None:
     await asyncio.gather(*(one() for _ in range(60)))
     assert most_in_any_second(sorted(sent)) <= 50
     assert limiter.acquired == 60
+
+
+def test_a_request_whose_headers_left_late_counts_from_then() -> None:
+    """The window counts a request from when it really left (Slot.went), even once ten newer
+    requests were allowed: the 11th must not go while it is still within the last second."""
+    limiter = RequestLimiter(10.0)
+    window = 1.0 + MARGIN
+    slots = [limiter.sent(i / 10) for i in range(10)]  # 0.0 .. 0.9
+    slots[0].went(0.95)  # its connection was slow: it reached the platform after the others
+    assert limiter.wait(0.1 + window) == 0  # the 10th newest departure is the one at 0.1
+    limiter.sent(0.1 + window)
+    # Newest ten now: 0.2 .. 0.9, 0.95 and 1.13; counting only the last ten allowed (dropping
+    # the late one) would let the next go at once, an 11th inside one second.
+    assert limiter.wait(0.1 + window) == pytest.approx(0.1)
