@@ -89,20 +89,24 @@ class Snapshot:
         }
 
 
+# The timeline of a run that sent no request (or that `timeline` cannot see: the baseline's).
+NO_TIMELINE: dict[str, Any] = {
+    "in_flight_mean": 0.0,
+    "in_flight_max": 0,
+    "util_steady": None,
+    "steady_s": 0.0,
+    "head_s": 0.0,
+    "tail_s": 0.0,
+}
+
+
 def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str, Any]:
     """Requests in flight; the QPS use while every worker had a partition to work on (from the
     first answer until the last partition was taken from the queue); and the time before the
     first request (head) and after the last answer (tail: the last merges)."""
     starts = probe.request_starts
     if not starts:
-        return {
-            "in_flight_mean": 0.0,
-            "in_flight_max": 0,
-            "util_steady": None,
-            "steady_s": 0.0,
-            "head_s": 0.0,
-            "tail_s": 0.0,
-        }
+        return dict(NO_TIMELINE)
     begin = min(probe.request_ends) if probe.request_ends else starts[0]
     end = max(probe.partition_starts) if probe.partition_starts else starts[-1]
     span = end - begin

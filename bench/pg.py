@@ -32,12 +32,7 @@ async def server_url(explicit: str | None) -> tuple[str, bool]:
 
 async def fresh_database(admin_url: str, name: str) -> str:
     """Drop database `name` if it exists, create it again, migrate it; returns its URL."""
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    await drop_database(admin_url, name)
     url = await ensure_database(admin_url, name)
     engine = create_engine(url)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import pg
-from bench.measure import ScenarioSpec
+from bench.measure import NO_TIMELINE, ScenarioSpec
 from bench.profiles import Profile, Scenario
 from bench.sandbox import SandboxProcess, daily_calls, rejected_delta
 from sync import planner
@@ -186,11 +186,6 @@ def timed_out(limit: float, wall: float) -> dict[str, Any]:
             "other": 0.0,
         },
         "stages": {},
-        "in_flight_mean": 0.0,
-        "in_flight_max": 0,
-        "util_steady": None,
-        "steady_s": 0.0,
-        "head_s": 0.0,
-        "tail_s": 0.0,
+        **NO_TIMELINE,
         "peak_rss_mb": 0.0,
     }
