@@ -235,6 +235,15 @@ def _usual_texts(values: Values) -> list[str | None] | None:
     return out
 
 
+def _plain_profit(ep: object) -> str | None:
+    """The text of a profit sent as a non-negative int or finite Decimal; None to go slow."""
+    if type(ep) is int and ep >= 0:
+        return int.__repr__(ep)
+    if type(ep) is Decimal and ep.is_finite() and not ep.is_signed():
+        return str(ep)
+    return None
+
+
 def _fast_row(
     v: Values, billing_date: dt.date, billing_iso: str, extra: str | None
 ) -> tuple[Any, ...] | None:
@@ -250,11 +259,8 @@ def _fast_row(
         and not (vid | tid | f0 | f1 | f2 | f3 | f4 | f5 | f6) >> 63
     ):
         return None
-    if type(ep) is int and ep >= 0:
-        profit = int.__repr__(ep)
-    elif type(ep) is Decimal and ep.is_finite() and not ep.is_signed():
-        profit = str(ep)
-    else:
+    profit = _plain_profit(ep)
+    if profit is None:
         return None
     try:
         text = "".join((t0, t1, t2, t3, t4, t5, t6))
@@ -334,14 +340,12 @@ def _map_typed(rows: TypedRows, billing_date: dt.date) -> MappedPage:
     odd: list[int] = []
     for index, row in enumerate(rows):
         vid, tid, t0, t1, t2, t3, t4, t5, t6, pt, dd, f0, f1, f2, f3, f4, f5, f6, ep = astuple(row)
-        if type(ep) is int and ep >= 0:
-            profit = int.__repr__(ep)
-        elif type(ep) is Decimal and ep.is_finite() and not ep.is_signed():
-            profit = str(ep)
-        else:
-            odd.append(index)
-            continue
-        if dd != iso or (nul and "\x00" in "".join(filter(None, (t0, t1, t2, t3, t4, t5, t6)))):
+        profit = _plain_profit(ep)
+        if (
+            profit is None
+            or dd != iso
+            or (nul and "\x00" in "".join(filter(None, (t0, t1, t2, t3, t4, t5, t6))))
+        ):
             odd.append(index)
             continue
         append((billing_date, vid, tid, t0, t1, t2, t3, t4, t5, t6, pt, billing_date,

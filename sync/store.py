@@ -197,13 +197,7 @@ class PartitionWriter:
         assert self._append_scope is not None
         billing_date, window_start, window_end, run_id, douyin_id = self._append_scope
         self._append_scope = None
-        creator = [douyin_id] if douyin_id is not None else []
-        start, end = _utc(window_start), _utc(window_end)
-        with _translated(f"cannot look into billing date {billing_date}"):
-            stored = await self._apg.fetchval(
-                sql.anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
-            )
-        if not stored:
+        if await self._scope_is_empty(billing_date, window_start, window_end, douyin_id):
             self._appending = (billing_date, run_id)
 
     async def add_page(self, records: Sequence[Record]) -> None:
@@ -280,13 +274,14 @@ class PartitionWriter:
             if self._appending[0] != billing_date:
                 raise ValueError(f"appending to {self._appending[0]}, merging {billing_date}")
             return MergeCounts(self._staged, self._repeated, self._appended, 0, 0, 0)
-        with _translated(f"cannot merge billing date {billing_date}"):
-            if distinct and not await self._apg.fetchval(
-                sql.anything_stored_sql(creator=bool(creator)), billing_date, start, end, *creator
-            ):
+        if distinct and await self._scope_is_empty(
+            billing_date, window_start, window_end, douyin_id
+        ):
+            with _translated(f"cannot merge billing date {billing_date}"):
                 inserted = await self._insert_all(billing_date, run_id)
-                if inserted is not None:
-                    return MergeCounts(self._staged, self._repeated, inserted, 0, 0, 0)
+            if inserted is not None:
+                return MergeCounts(self._staged, self._repeated, inserted, 0, 0, 0)
+        with _translated(f"cannot merge billing date {billing_date}"):
             statement = sql.merge_sql(creator=bool(creator), mirror=mirror)
             row = await self._apg.fetchrow(statement, billing_date, run_id, start, end, *creator)
         inserted, updated, removed = int(row[0]), int(row[1]), int(row[2])
@@ -298,6 +293,18 @@ class PartitionWriter:
             unchanged=distinct - inserted - updated,
             removed=removed,
         )
+
+    async def _scope_is_empty(
+        self, billing_date: dt.date, window_start: int, window_end: int, douyin_id: str | None
+    ) -> bool:
+        """Whether no row is stored for the date in the window (and for the creator, if any)."""
+        creator = [douyin_id] if douyin_id is not None else []
+        statement = sql.anything_stored_sql(creator=bool(creator))
+        with _translated(f"cannot look into billing date {billing_date}"):
+            stored = await self._apg.fetchval(
+                statement, billing_date, _utc(window_start), _utc(window_end), *creator
+            )
+        return not stored
 
     async def _insert_all(self, billing_date: dt.date, run_id: int) -> int | None:
         """Insert every staged row; None (and nothing written) when a key is already stored."""
