@@ -97,18 +97,21 @@ NO_TIMELINE: dict[str, Any] = {
     "steady_s": 0.0,
     "head_s": 0.0,
     "tail_s": 0.0,
+    "last_send_s": 0.0,
 }
 
 
 def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str, Any]:
-    """Requests in flight; the QPS use while every worker had a partition to work on (from the
-    first answer until the last partition was taken from the queue); and the time before the
-    first request (head) and after the last answer (tail: the last merges)."""
+    """Requests in flight; the QPS use in the steady part (from the first answer until the last
+    request was sent: before it, nothing but first pages can be asked; after it, the run only
+    waits for the last answers and merges); the time before the first request (head), after the
+    last request (last_send_s: the last answers' latency) and after the last answer (tail: the
+    last merges)."""
     starts = probe.request_starts
     if not starts:
         return dict(NO_TIMELINE)
     begin = min(probe.request_ends) if probe.request_ends else starts[0]
-    end = max(probe.partition_starts) if probe.partition_starts else starts[-1]
+    end = starts[-1]
     span = end - begin
     inside = [i for i, t in enumerate(starts) if begin <= t <= end]
     flying = [probe.in_flight_at_start[i] + 1 for i in inside] or [1]
@@ -124,6 +127,7 @@ def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str
         ),
         "head_s": starts[0] - started,
         "tail_s": ended - max(probe.request_ends, default=ended),
+        "last_send_s": ended - starts[-1],
     }
 
 

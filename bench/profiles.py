@@ -6,7 +6,9 @@ spreads videos evenly over 120 days, and a billing date's 90-day publish range i
 4 calls fetch it and ~95 % of the pages the run asks for are full: the 9 newest dates give ~1.0 M
 rows in ~106 calls. The latency sandbox is small (8,000 videos: one page of ~1,800 rows per
 partition) but has 120 partitions, so that 20 workers always have one to work on while answers
-take 0.5-3 s, and the CPU is not what limits the requests in flight.
+take 0.5-3 s, and the CPU is not what limits the requests in flight. The `-slow` scenarios run
+on the main sandbox with its answers delayed by 0.5-3 s (set through its fault controls for the
+scenario alone): full pages at the real platform's latency.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 from bench.sandbox import SandboxSpec
 
 MAIN, SLOW = "main", "slow"
+SLOW_ANSWERS = "0.5:3"  # the real platform's answer times, uniform
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class Scenario:
     sample_partitions: int = 0  # baseline: run only the plan's first N partitions
     page_size: int = 10_000
     versions: str | None = None  # "none": must write no row version; "changed": <= rows changed
+    latency: str | None = None  # "MIN:MAX" seconds the sandbox waits before each answer
     timeout: float = 300.0  # seconds before the scenario's process is killed (and reported)
 
 
@@ -48,7 +52,7 @@ FULL = Profile(
     "full",
     {
         MAIN: SandboxSpec(videos=157_000, seed=1, warm_days=19),
-        SLOW: SandboxSpec(videos=8_000, seed=2, warm_days=45, latency="0.5:3"),
+        SLOW: SandboxSpec(videos=8_000, seed=2, warm_days=45, latency=SLOW_ANSWERS),
     },
     (
         Scenario(
@@ -82,6 +86,19 @@ FULL = Profile(
         ),
         Scenario("rss-200k", "backfill of 2 dates (RSS scaling)", days=2, fresh=True),
         Scenario("rss-2m", "backfill of 19 dates (RSS scaling)", days=19, fresh=True),
+        Scenario(
+            "ceiling-slow",
+            "ceiling with the platform's latency: full pages answered in 0.5-3 s",
+            fresh=True,
+            latency=SLOW_ANSWERS,
+        ),
+        Scenario(
+            "rss-2m-slow",
+            "rss-2m with full pages answered in 0.5-3 s",
+            days=19,
+            fresh=True,
+            latency=SLOW_ANSWERS,
+        ),
     ),
     check_targets=True,
 )

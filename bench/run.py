@@ -129,7 +129,13 @@ async def run_scenario(ctx: Context, sc: Scenario) -> dict[str, Any]:
         patches=ctx.patches if sc.engine == "sync" else (),
     )
     began = time.monotonic()
-    m = await _child(spec, sc.timeout) or timed_out(sc.timeout, time.monotonic() - began)
+    if sc.latency:
+        await asyncio.to_thread(sandbox.set_latency, sc.latency)
+    try:
+        m = await _child(spec, sc.timeout) or timed_out(sc.timeout, time.monotonic() - began)
+    finally:
+        if sc.latency:
+            await asyncio.to_thread(sandbox.set_latency, sandbox.spec.latency)
     stats_after = await asyncio.to_thread(sandbox.stats)
     since = planner.earliest_start(now)
     m["dates"] = spec.dates

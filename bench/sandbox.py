@@ -80,6 +80,11 @@ class SandboxProcess:
         result: dict[str, Any] = self._call("/__sandbox/stats")
         return result
 
+    def set_latency(self, latency: str | None) -> None:
+        """Delay every answer by a uniform MIN:MAX seconds from now on (None: answer at once)."""
+        low, high = (float(x) for x in latency.split(":")) if latency else (0.0, 0.0)
+        self._call("/__sandbox/faults", {"latency": [low, high]})
+
     def mutate(self, dates: list[dt.date], change_fraction: float, seed: int = 0) -> int:
         """Late settlement on `dates`; re-renders them now; returns how many rows changed."""
         body = {

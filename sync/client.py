@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
 
@@ -71,8 +71,11 @@ class ApiCaller:
         url: str,
         build: Callable[[str], tuple[bytes, dict[str, str]]],
         parse: Callable[[bytes], T],
+        *,
+        before_body: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[T, int]:
-        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes.
+        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes;
+        `before_body()` is awaited before an answer's body is read (see `http.post`).
 
         Returns the parsed answer and the number of requests it took.
         """
@@ -88,7 +91,13 @@ class ApiCaller:
                 self.stats.api_calls += 1
                 sent += 1
                 resp = await post(
-                    self.session, url, body, endpoint=endpoint, headers=headers, on_sent=slot.went
+                    self.session,
+                    url,
+                    body,
+                    endpoint=endpoint,
+                    headers=headers,
+                    on_sent=slot.went,
+                    before_body=before_body,
                 )
                 self.stats.bytes_received += len(resp.body)
                 return parse(resp.body), sent
@@ -195,11 +204,23 @@ class DailyDataClient:
         self._caller = caller
         self._url = base_url + DAILY_DATA_PATH
 
-    async def fetch_page(self, request: PageRequest) -> tuple[Page, int]:
-        """One page, and the number of requests it took (retries included)."""
+    async def fetch_page(
+        self,
+        request: PageRequest,
+        *,
+        before_body: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[Page, int]:
+        """One page, and the number of requests it took (retries included); `before_body` is
+        awaited before each answer's body is read."""
         body = request.body()
 
         def build(token: str) -> tuple[bytes, dict[str, str]]:
             return body, {"access-token": token}
 
-        return await self._caller.call(DAILY_DATA, self._url, build, parse_daily_data)
+        return await self._caller.call(
+            DAILY_DATA,
+            self._url,
+            build,
+            parse_daily_data,
+            before_body=before_body,
+        )

@@ -6,8 +6,9 @@ window under the shared limiter, and commits each partition's rows with its ledg
                                    │ map + COPY page k ◄┘
                                    └ merge + mirror delete + ledger "done"  ── one transaction
 
-Many workers keep enough requests in flight when answers are slow; the run's row budget
-(sync.budget) keeps memory flat when they are fast, and serves older partitions first.
+Many workers keep enough requests in flight when answers are slow (each answer leases its rows
+from the run's budget only when its body is read: sync.budget); the budget keeps memory flat
+when answers are fast, and then serves older partitions first.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Fetching one partition: its window's pages in order, one page ahead of the writer.
 
 Page k+1 is requested only after page k came back full (the API has no totals), and while the
-writer maps and stores page k. Each request first leases its rows from the run's `RowBudget`;
-a page's lease is given back when the writer asks for the next page (it has copied this one),
-and every lease still held when the partition stops is given back on the way out.
+writer maps and stores page k. Each answer leases its rows from the run's `RowBudget` before its
+body is read; a page's lease is given back when the writer asks for the next page (it has
+copied this one), and every lease still held when the partition stops is given back on the way
+out.
 """
 
 from __future__ import annotations
@@ -40,6 +41,47 @@ class PageFlow:
     first_page: FirstPageGuess
 
 
+class _PageLease:
+    """The rows one page holds in the budget, leased when its body is about to be read.
+
+    Not when its request is sent: answers take 0.5-3 s, and Little's law wants 10/s x 3 s
+    requests outstanding, while an unread body costs nothing here (aiohttp stops reading it past
+    ~128 KiB and TCP holds the server back). So the budget bounds data held, not requests
+    outstanding. A retried request keeps the lease its first answer took.
+    """
+
+    __slots__ = ("_first", "_flow", "_priority", "lease")
+
+    def __init__(self, flow: PageFlow, *, first: bool, priority: int) -> None:
+        self._flow = flow
+        self._first = first
+        self._priority = priority
+        self.lease: Lease | None = None
+
+    async def take(self) -> None:
+        if self.lease is not None:
+            return
+        guess = self._flow.first_page
+        expected = guess.rows if self._first else (lambda: guess.page_size)
+        self.lease = await self._flow.budget.lease(expected, priority=self._priority)
+        if self._first:
+            guess.sent(self.lease)
+
+    def arrived(self, rows: int) -> Lease:
+        """The page came with `rows` rows: the lease now holds that many."""
+        assert self.lease is not None  # a page is only read under its lease
+        if self._first:
+            self._flow.first_page.arrived(self.lease, rows)
+        else:
+            self.lease.resize(rows)
+        return self.lease
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self._flow.first_page.forget(self.lease)
+            self.lease.release()
+
+
 async def partition_pages(
     client: DailyDataClient,
     partition: Partition,
@@ -53,19 +95,11 @@ async def partition_pages(
     queue: asyncio.Queue[tuple[Page, Lease] | TaskboxError | None] = asyncio.Queue(PAGE_QUEUE_DEPTH)
     held: set[Lease] = set()
 
-    def _full_page() -> int:
-        return query.page_size
-
     async def fetch() -> None:
         cursor = PageCursor(query.page_size, query.max_pages)
         try:
             while not cursor.done:
-                first = cursor.next_page == 1
-                expected = flow.first_page.rows if first else _full_page
-                lease = await flow.budget.lease(expected, priority=priority)
-                held.add(lease)
-                if first:
-                    flow.first_page.sent(lease)
+                reserved = _PageLease(flow, first=cursor.next_page == 1, priority=priority)
                 request = PageRequest(
                     partition.billing_date,
                     partition.window.start,
@@ -75,14 +109,14 @@ async def partition_pages(
                     query.douyin_id,
                     query.agency_client_key,
                 )
+                await flow.budget.room_to_ask(priority=priority)
                 try:
-                    page, sent = await client.fetch_page(request)
-                finally:
-                    flow.first_page.forget(lease)
-                if first:
-                    flow.first_page.arrived(lease, len(page.items))
-                else:
-                    lease.resize(len(page.items))
+                    page, sent = await client.fetch_page(request, before_body=reserved.take)
+                except BaseException:
+                    reserved.release()
+                    raise
+                lease = reserved.arrived(len(page.items))
+                held.add(lease)
                 on_page(page, sent)
                 cursor.advance(len(page.items), page.fingerprint())
                 await queue.put((page, lease))

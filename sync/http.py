@@ -5,9 +5,10 @@ Everything above this module sees bytes in, `Response` out, or a `TransportError
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +23,9 @@ USER_AGENT = "taskbox-sync/0.1"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Request time limits: connecting, and the whole request including the body."""
+    """Request time limits: connecting, and the whole request including the body (time spent
+    waiting for room to read the body, `post(before_body=...)`, is not the server's and is not
+    counted)."""
 
     connect: float = 10.0
     total: float = 60.0
@@ -66,21 +69,35 @@ async def post(
     endpoint: str,
     headers: dict[str, str] | None = None,
     on_sent: Callable[[float], None] | None = None,
+    before_body: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
     """POST a JSON body; HTTP 5xx, timeouts, resets and cut-off bodies raise TransportError.
 
     `on_sent(monotonic_time)` is called when the request's headers were written (sessions of
     `new_session`): the rate limit counts requests when they arrive, not when they were allowed.
+    `before_body()` is awaited once a 200 answer's headers are in and before its body is read:
+    the caller may wait there for room in memory while the unread body stays in the socket
+    (aiohttp stops reading past ~128 KiB and TCP holds the sender back).
     """
     all_headers = {"Content-Type": "application/json"}
     if headers:
         all_headers.update(headers)
+    # The session's total limit, applied to the server's parts only: sending until the headers
+    # are in, and reading the body; not to the wait in `before_body`.
+    limit = session.timeout.total
+    phased = _without_total(session.timeout)
+    loop = asyncio.get_running_loop()
     try:
-        async with session.post(
-            url, data=body, headers=all_headers, trace_request_ctx=on_sent
-        ) as resp:
-            data = await resp.read()
-            status = resp.status
+        async with asyncio.timeout(limit) as deadline:
+            async with session.post(
+                url, data=body, headers=all_headers, trace_request_ctx=on_sent, timeout=phased
+            ) as resp:
+                status = resp.status
+                if before_body is not None and status == 200:
+                    deadline.reschedule(None)
+                    await before_body()
+                    deadline.reschedule(None if limit is None else loop.time() + limit)
+                data = await resp.read()
     except TimeoutError:
         raise TransportError("request timed out", endpoint=endpoint) from None
     except aiohttp.ClientPayloadError as exc:
@@ -99,6 +116,16 @@ async def post(
         # 4xx other than business errors: the platform answers those with 200 and a code.
         raise ContractError(f"unexpected HTTP {status}", endpoint=endpoint, http_status=status)
     return Response(status, data)
+
+
+def _without_total(t: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=t.connect,
+        sock_read=t.sock_read,
+        sock_connect=t.sock_connect,
+        ceil_threshold=t.ceil_threshold,
+    )
 
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)

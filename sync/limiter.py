@@ -9,6 +9,11 @@ still uses the whole budget. aiolimiter paces requests on top of it, a leaky buc
 window's mean rate with room for two: requests stay evenly spread (the start of a run is no
 burst of ten), and a request that went late is followed at once by the next.
 
+Requests take their turn in arrival order, not by their partition's place: with answers taking
+0.5-3 s every partition's pages form a chain of sequential requests, and serving older partitions
+first made the youngest start their chains late and end the run seconds after the last slot was
+used (measured 16.6-17.9 s against 13.6 s for a 1 M-row backfill whose 106 calls need 10.9 s).
+
 A rate is whole requests a second, the platform's unit (`--qps 9.5` sends 9), or one request
 per 1/qps seconds below 1. On a throttled answer the window stretches for a while.
 """

@@ -41,6 +41,25 @@ async def deliver(
     log_id: str = "",
 ) -> web.StreamResponse:
     """Answer `reply`, unless the decision injects a fault; record what was sent."""
+    sandbox.counters.started()
+    try:
+        return await _deliver(
+            request, sandbox, endpoint, reply, decision, fault_error=fault_error, log_id=log_id
+        )
+    finally:
+        sandbox.counters.answered()
+
+
+async def _deliver(
+    request: web.Request,
+    sandbox: Sandbox,
+    endpoint: str,
+    reply: Reply,
+    decision: Decision,
+    *,
+    fault_error: Callable[[int], Reply] | None,
+    log_id: str,
+) -> web.StreamResponse:
     stats = sandbox.counters
     if decision.reset:
         stats.record(endpoint, "reset")

@@ -10,6 +10,7 @@ from sync.sandbox.codes import OK, REASONS
 
 class Stats:
     def __init__(self) -> None:
+        self.answering = 0  # requests received and not yet answered (in their latency)
         self.reset()
 
     def reset(self) -> None:
@@ -18,6 +19,7 @@ class Stats:
         self.rejected: Counter[str] = Counter()
         self.bytes_served = 0
         self.rows_served = 0
+        self.answering_peak = self.answering  # a reset does not forget requests being answered
 
     def record(self, endpoint: str, code: str, *, nbytes: int = 0, rows: int = 0) -> None:
         """One answered (or aborted) request. `code` is the err_no/error_code/error as text,
@@ -29,6 +31,14 @@ class Stats:
         if code != str(OK):
             self.rejected[_reason(code)] += 1
 
+    def started(self) -> None:
+        """A request is being answered: how many clients keep waiting at once is visible."""
+        self.answering += 1
+        self.answering_peak = max(self.answering_peak, self.answering)
+
+    def answered(self) -> None:
+        self.answering -= 1
+
     def snapshot(self, *, daily_peak: int) -> dict[str, Any]:
         return {
             "endpoints": {
@@ -36,6 +46,7 @@ class Stats:
                 for name in sorted(self.calls)
             },
             "daily_data_peak_per_second": daily_peak,
+            "in_flight_peak": self.answering_peak,
             "bytes_served": self.bytes_served,
             "rows_served": self.rows_served,
             "rejected": dict(self.rejected),

@@ -1,0 +1,208 @@
+"""Answers at the platform's latency: the row budget bounds data held, not requests outstanding.
+
+Real HTTP against the sandbox with its answers delayed; a real PostgreSQL for the engine run.
+Speed is the benchmark's business (`python -m bench`, the `-slow` scenarios): these tests assert
+what must hold at any speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync import planner
+from sync.budget import FirstPageGuess, RowBudget
+from sync.client import (
+    DAILY_DATA,
+    DAILY_DATA_PATH,
+    ApiCaller,
+    DailyDataClient,
+    Page,
+    PageRequest,
+    parse_daily_data,
+)
+from sync.errors import TransportError
+from sync.fetcher import PageFlow, PageQuery, partition_pages
+from sync.http import Timeouts, new_session, post
+from sync.limiter import RequestLimiter
+from sync.sandbox import Faults, SandboxConfig, SandboxServer
+from sync.settings import Secret
+from sync.tokens import ClientTokenProvider
+from tests.engine_helpers import (
+    assert_no_rule_breaks,
+    assert_table_is_truth,
+    recent_dates,
+    run_sync,
+    sandbox_settings,
+)
+
+PAGE = 100
+
+
+def slow(low: float, high: float) -> Faults:
+    return Faults(latency_min=low, latency_max=high)
+
+
+@pytest.fixture
+async def slow_sandbox() -> AsyncIterator[SandboxServer]:
+    config = SandboxConfig(seed=11, videos=2_400, tasks=6, creators=40, faults=slow(0.3, 0.6))
+    async with SandboxServer(config) as sb:
+        yield sb
+
+
+async def test_slow_full_pages_keep_more_than_four_requests_outstanding(
+    slow_sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+) -> None:
+    """With answers taking 0.3-0.6 s and a budget of four full pages (the old limit on requests
+    in flight), the platform sees more than four requests at once, and the table is exact."""
+    dates = recent_dates(2)
+    now = time.time()
+    settings = sandbox_settings(slow_sandbox, database_url)
+    result = await run_sync(
+        settings, dates, now=now, page_size=PAGE, buffer_rows=4 * PAGE, concurrency=12
+    )
+    assert result.status == "succeeded", result.failed
+    assert result.counts.api_calls > 2 * 6  # several full pages per partition
+    assert slow_sandbox.stats()["in_flight_peak"] > 4
+    await assert_table_is_truth(engine, slow_sandbox, dates, now)
+    assert_no_rule_breaks(slow_sandbox)
+
+
+class _Fetching:
+    """The fetch side of one run, built by hand: a client, a budget, and its pages."""
+
+    def __init__(
+        self, sandbox: SandboxServer, session: aiohttp.ClientSession, budget_rows: int
+    ) -> None:
+        cfg = sandbox.config
+        tokens = ClientTokenProvider(
+            session, sandbox.base_url, cfg.client_key, Secret(cfg.client_secret)
+        )
+        caller = ApiCaller(session, RequestLimiter(10.0), tokens)
+        self.client = DailyDataClient(caller, sandbox.base_url)
+        self.flow = PageFlow(RowBudget(budget_rows), FirstPageGuess(PAGE))
+        self.query = PageQuery(page_size=PAGE)
+
+    def pages(
+        self, partition: planner.Partition, priority: int, seen: list[Page]
+    ) -> AsyncGenerator[Page, None]:
+        return partition_pages(
+            self.client,
+            partition,
+            self.query,
+            self.flow,
+            lambda page, sent: seen.append(page),
+            priority=priority,
+        )
+
+
+def _partitions(count_dates: int) -> list[planner.Partition]:
+    return list(planner.plan(recent_dates(count_dates), time.time()).partitions)
+
+
+async def test_a_request_waiting_for_its_answer_holds_no_rows(
+    slow_sandbox: SandboxServer,
+) -> None:
+    """While the platform takes its time, the request holds nothing of the budget; the rows are
+    leased when the answer's body is read, and given back when the writer is done."""
+    async with new_session(Timeouts()) as session:
+        fetching = _Fetching(slow_sandbox, session, 4 * PAGE)
+        budget = fetching.flow.budget
+        partition = max(_partitions(1), key=lambda p: p.window.end - p.window.start)
+        seen: list[Page] = []
+        pages = fetching.pages(partition, 0, seen)
+        first = asyncio.create_task(pages.__anext__())
+        await asyncio.sleep(0.2)  # the request is out; its answer comes after 0.3-0.6 s
+        assert not first.done()
+        assert budget.used == 0
+        page = await first
+        assert len(page.items) == PAGE
+        assert budget.used >= PAGE  # this page, and perhaps the next one read ahead
+        await pages.aclose()
+        assert budget.used == 0
+
+
+async def test_many_requests_outstanding_under_a_small_budget_make_progress() -> None:
+    """Eight partitions at once under a budget of one page: every page arrives, the budget is
+    never exceeded, and the platform saw several requests at once."""
+    config = SandboxConfig(seed=12, videos=1_200, tasks=6, creators=40, faults=slow(0.1, 0.3))
+    async with SandboxServer(config) as sandbox, new_session(Timeouts()) as session:
+        fetching = _Fetching(sandbox, session, PAGE)
+        budget = fetching.flow.budget
+        partitions = _partitions(3)[:8]
+
+        async def drain(place: int, partition: planner.Partition) -> int:
+            seen: list[Page] = []
+            pages = fetching.pages(partition, place, seen)
+            rows = 0
+            async for page in pages:
+                rows += len(page.items)
+                await asyncio.sleep(0.02)  # the writer's turn
+            return rows
+
+        fetched = await asyncio.gather(*(drain(i, p) for i, p in enumerate(partitions)))
+        start = planner.earliest_start(time.time())
+        for partition, rows in zip(partitions, fetched, strict=True):
+            truth = sandbox.truth(
+                partition.billing_date, max(start, partition.window.start), partition.window.end
+            )
+            assert rows == len(truth)
+        assert budget.peak <= PAGE and budget.used == 0
+        assert sandbox.stats()["in_flight_peak"] > 2
+
+
+def _page_request(partition: planner.Partition) -> bytes:
+    return PageRequest(
+        partition.billing_date, partition.window.start, partition.window.end, 1, PAGE
+    ).body()
+
+
+async def _token(sandbox: SandboxServer, session: aiohttp.ClientSession) -> str:
+    cfg = sandbox.config
+    tokens = ClientTokenProvider(
+        session, sandbox.base_url, cfg.client_key, Secret(cfg.client_secret)
+    )
+    return await tokens.get()
+
+
+async def test_waiting_for_room_does_not_count_against_the_request_time_limit() -> None:
+    """The time a caller spends before reading the body (waiting for room in memory) is not the
+    server's: a 0.5 s limit holds for sending and for reading, not for that wait."""
+    async with (
+        SandboxServer(SandboxConfig(seed=1, videos=300, faults=slow(0.1, 0.1))) as sandbox,
+        new_session(Timeouts(connect=2.0, total=0.5)) as session,
+    ):
+
+        async def wait_for_room() -> None:
+            await asyncio.sleep(1.0)
+
+        resp = await post(
+            session,
+            sandbox.base_url + DAILY_DATA_PATH,
+            _page_request(_partitions(1)[-1]),
+            endpoint=DAILY_DATA,
+            headers={"access-token": await _token(sandbox, session)},
+            before_body=wait_for_room,
+        )
+        assert resp.status == 200 and parse_daily_data(resp.body).items
+
+
+async def test_a_server_slower_than_the_limit_still_times_out() -> None:
+    """A server that takes longer than the limit to answer is a timeout, as before."""
+    async with (
+        SandboxServer(SandboxConfig(seed=1, videos=300, faults=slow(1.0, 1.0))) as sandbox,
+        new_session(Timeouts(connect=2.0, total=0.3)) as session,
+    ):
+        with pytest.raises(TransportError, match="timed out"):
+            await post(
+                session,
+                sandbox.base_url + DAILY_DATA_PATH,
+                _page_request(_partitions(1)[-1]),
+                endpoint=DAILY_DATA,
+                headers={"access-token": await _token(sandbox, session)},
+            )
