@@ -3,6 +3,8 @@
 The package's public names; the work lives in the modules named for what they hold.
 """
 
+from importlib import metadata as _metadata
+
 from sync.errors import (
     ApiError,
     ContractError,
@@ -16,6 +18,11 @@ from sync.errors import (
 )
 from sync.settings import Secret, Settings
 
+try:  # the installed distribution's version (`pip install`, editable or not)
+    __version__ = _metadata.version("taskbox-sync")
+except _metadata.PackageNotFoundError:  # a checkout used without installing it
+    __version__ = "0+unknown"
+
 __all__ = [
     "ApiError",
     "ContractError",
@@ -28,4 +35,5 @@ __all__ = [
     "ThrottledError",
     "TokenError",
     "TransportError",
+    "__version__",
 ]

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from sync import __version__
 from sync.database import migrate
 from sync.errors import (
     CredentialsError,
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="taskbox-sync",
         description="Mirror Douyin taskbox daily video earnings into PostgreSQL.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

@@ -17,7 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sync.errors import DatabaseError, SchemaBehindError
 from sync.settings import redact_database_url
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The Alembic scripts live at the top of the repository (alembic.ini and `alembic` use them there);
+# a wheel carries them inside the package as sync/migrations (pyproject.toml maps them in). So:
+# the package's own copy when installed from a wheel, else the checkout's (editable installs,
+# `python -m sync` and the tests run from the repository).
+_PACKAGED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = (
+    _PACKAGED_MIGRATIONS
+    if _PACKAGED_MIGRATIONS.is_dir()
+    else _PACKAGED_MIGRATIONS.parent.parent / "migrations"
+)
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -30,6 +30,15 @@ def test_every_command_is_documented() -> None:
         assert re.search(rf"talents [a-z|\\\\]*\b{name}\b", README), name
 
 
+def test_every_top_level_flag_is_documented() -> None:
+    """Each flag of `taskbox-sync` itself (before any command), e.g. --version, is in the README."""
+    flags = [f for a in build_parser()._actions for f in a.option_strings if f.startswith("--")]
+    assert "--version" in flags
+    for flag in flags:
+        if flag != "--help":
+            assert f"taskbox-sync {flag}" in README, flag
+
+
 def test_every_setting_is_documented() -> None:
     """Each environment variable the settings read is in the README's settings table."""
     source = (Path(__file__).resolve().parent.parent / "sync" / "settings.py").read_text()
