@@ -80,6 +80,9 @@ def checks(sc: Scenario, m: dict[str, Any], d: dict[str, Any]) -> list[Verdict]:
         Verdict(name, "throttled = 0", d["throttled"] == 0, str(d["throttled"])),
         Verdict(name, "no rule breaks", d["rule_breaks"] == 0, str(m["rejected"])),
     ]
+    span = m.get("min_span_of_11")
+    if span is not None:  # our own clock: 11 requests never left within one second
+        out.append(Verdict(name, "11 requests span >= 1 s", span >= 1.0, f"{span:.3f} s"))
     if sc.engine == "sync":
         expected, table = m["truth_counts"], m["table_counts"]
         wrong = {k: (table[k], expected[k]) for k in expected if table[k] != expected[k]}

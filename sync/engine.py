@@ -44,6 +44,7 @@ from sync.planner import Partition, Plan
 from sync.progress import Counters, Progress
 from sync.runs import FailedPartition, RunOptions, RunResult
 from sync.settings import Settings
+from sync.starts import Starts
 from sync.store import AppendConflict, PartitionWriter
 from sync.tokens import token_provider
 
@@ -78,10 +79,8 @@ class SyncRun:
         self._query = PageQuery(
             options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
         )
-        self._flow = PageFlow(
-            RowBudget(max(options.buffer_rows, options.page_size)),
-            FirstPageGuess(options.page_size),
-        )
+        self._budget = RowBudget(max(options.buffer_rows, options.page_size))
+        self._flow: PageFlow | None = None  # built with the run's limiter
 
     @property
     def app_key(self) -> str:
@@ -109,6 +108,12 @@ class SyncRun:
             except ApiError as exc:  # passing (5xx, timeout): the data calls retry it
                 log.warning("first token request failed (%s); continuing with retries", exc)
             limiter = RequestLimiter(self.settings.qps)
+            self._flow = PageFlow(
+                self._budget,
+                FirstPageGuess(self.options.page_size),
+                Starts(self.settings.qps, self.options.concurrency),
+                spare=limiter.idle,
+            )
             caller = ApiCaller(
                 session, limiter, tokens, policy=self.options.retry, stats=self.calls
             )
@@ -345,6 +350,7 @@ class SyncRun:
                 p.billing_date, p.window.start, p.window.end,
                 run_id=self.run_id, douyin_id=self.options.douyin_id,
             )  # fmt: skip
+        assert self._flow is not None
         pages = partition_pages(
             client, p, self._query, self._flow, self._on_page(stats), priority=place
         )
