@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from sync.budget import FirstPageGuess, Lease, RowBudget
 from sync.client import DailyDataClient, Page, PageRequest
@@ -34,10 +34,13 @@ class PageQuery:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PageFlow:
-    """What the partitions of one run share: the row budget and the first-page estimate."""
+    """What the partitions of one run share: the row budget and the first-page estimate, and
+    `ready`, awaited right before each request (it raises to stop the partition: the engine's
+    database gate, so that no call goes out while nothing can be written)."""
 
     budget: RowBudget
     first_page: FirstPageGuess
+    ready: Callable[[], Awaitable[None]] | None = None
 
 
 async def partition_pages(
@@ -76,6 +79,8 @@ async def partition_pages(
                     query.agency_client_key,
                 )
                 try:
+                    if flow.ready is not None:
+                        await flow.ready()
                     page, sent = await client.fetch_page(request)
                 finally:
                     flow.first_page.forget(lease)
