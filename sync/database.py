@@ -173,15 +173,19 @@ def outage_reason(exc: BaseException) -> str | None:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and every error it carries (orig, cause, context), outermost first."""
     seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen and not isinstance(error, ApiError):
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop(0)
+        if id(error) in seen or isinstance(error, ApiError):
+            continue
         seen.add(id(error))
         yield error
-        inner = getattr(error, "orig", None) or error.__cause__
-        if inner is None and not error.__suppress_context__:
-            inner = error.__context__
-        error = inner
+        links = [getattr(error, "orig", None), error.__cause__]
+        if not error.__suppress_context__:
+            links.append(error.__context__)
+        todo.extend(e for e in links if isinstance(e, BaseException))
 
 
 _ORPHAN = "Future exception was never retrieved"

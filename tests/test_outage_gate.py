@@ -1,14 +1,18 @@
-"""The outage gate without a database: the backoff arithmetic, and the gate driven by a clock
-the test owns (probes that fail, then succeed; a limit that passes)."""
+"""The outage gate without a database: the backoff arithmetic, the gate driven by a clock the
+test owns (probes that fail, then succeed; a limit that passes), and which errors are an
+outage."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 
+import asyncpg.exceptions as apg
 import pytest
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from sync.errors import DatabaseUnavailable, RunLockedError
+from sync.database import outage_reason
+from sync.errors import DatabaseError, DatabaseUnavailable, RunLockedError, TransportError
 from sync.outage import Backoff, DatabaseGate
 
 # -- the arithmetic -------------------------------------------------------------------------
@@ -179,3 +183,76 @@ async def test_a_probe_that_finds_the_lock_taken_ends_the_wait() -> None:
     with pytest.raises(RunLockedError):
         await gate.ready()
     await gate.close()
+
+
+# -- which errors are an outage (sync.database.outage_reason) ---------------------------------
+
+
+def _raised(outer: BaseException, inner: BaseException, *, cause: bool = True) -> BaseException:
+    """`outer` as raised while handling `inner` (`from inner` when `cause`)."""
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            if cause:
+                raise outer from exc
+            raise outer  # noqa: B904 - the context chain is what is tested
+    except BaseException as got:
+        return got
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5499)"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError(),
+        apg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        apg.AdminShutdownError("terminating connection due to administrator command"),
+        apg.CannotConnectNowError("the database system is starting up"),
+        apg.CrashShutdownError("terminating connection because of crash of another process"),
+        apg.ConnectionFailureError("connection failure"),
+        apg.InterfaceError("cannot perform operation: connection is closed"),
+        apg.InternalClientError("not connected"),
+        OperationalError("COMMIT", {}, Exception("gone"), connection_invalidated=True),
+        _raised(
+            DatabaseError("copy page: connection was closed in the middle of operation"),
+            apg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        ),
+        _raised(
+            InterfaceError("ROLLBACK", {}, apg.InterfaceError("another operation is in progress")),
+            apg.InternalClientError("not connected"),
+            cause=False,
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_lost_connections_are_outages(error: BaseException) -> None:
+    assert outage_reason(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        apg.UniqueViolationError("duplicate key value violates unique constraint"),
+        apg.QueryCanceledError("canceling statement due to statement timeout"),
+        apg.InterfaceError("cannot perform operation: another operation is in progress"),
+        DatabaseError("PartitionWriter needs a connection inside a transaction"),
+        # The platform's side: aiohttp's connection errors are OSErrors, wrapped as ApiErrors.
+        _raised(
+            TransportError("connection refused", endpoint="query_task_video_daily_data"),
+            ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 8080)"),
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_errors_of_the_work_are_not_outages(error: BaseException) -> None:
+    assert outage_reason(error) is None
+
+
+def test_the_reason_is_the_drivers_first_line() -> None:
+    error = _raised(
+        DatabaseError("copy page: connection was closed in the middle of operation"),
+        apg.AdminShutdownError("terminating connection due to administrator command\nDETAIL: x"),
+    )
+    assert outage_reason(error) == "terminating connection due to administrator command"
