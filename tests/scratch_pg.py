@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 # Durability is not what these tests are about: a cluster that syncs nothing starts in ~0.3 s.
@@ -31,19 +32,29 @@ _SETTINGS = {
 }
 
 
-def postgres_bindir() -> Path:
+def postgres_bindir(*, system_first: bool = True) -> Path:
     """A directory holding initdb, pg_ctl and postgres."""
     system = sorted(
         Path("/usr/lib/postgresql").glob("*/bin"),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
         reverse=True,
     )
-    for bindir in system:
+    for bindir in system if system_first else []:
         if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
             return bindir
-    import pgserver._commands  # type: ignore[import-untyped]  # the fallback: bundled binaries
+    # The fallback: pgserver's bundled binaries, made reachable for the user they run as (as
+    # pgserver itself does when it runs as root).
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        warnings.simplefilter("ignore")
+        import pgserver._commands  # type: ignore[import-untyped]
+        import pgserver.utils  # type: ignore[import-untyped]
 
-    return Path(pgserver._commands.POSTGRES_BIN_PATH)
+    bindir = Path(pgserver._commands.POSTGRES_BIN_PATH)
+    if os.geteuid() == 0:
+        pgserver.utils.ensure_prefix_permissions(bindir)
+        pgserver.utils.ensure_folder_permissions(bindir, 0o055)
+        pgserver.utils.ensure_folder_permissions(bindir.parent / "lib", 0o044)
+    return bindir
 
 
 def free_port() -> int:
