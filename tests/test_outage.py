@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import ledger, talents_cmd
+from sync import database, ledger, talents_cmd
 from sync.cli import main
 from sync.database import create_engine, migrate
 from sync.errors import DatabaseUnavailable, RunLockedError
@@ -437,12 +437,21 @@ async def test_lock_taken_during_the_outage_stops_the_run_as_locked(
     caplog.set_level(logging.WARNING)
     held: list[asyncpg.Connection] = []
     key = ledger.run_lock_key(sandbox.config.client_key)
+    taken = asyncio.Event()
+    probe = database.probe
+
+    async def after_the_other_run(engine: AsyncEngine) -> None:
+        await taken.wait()  # the run's probes see the server only once the lock is taken
+        await probe(engine)
+
+    monkeypatch.setattr(database, "probe", after_the_other_run)
 
     async def other_run_takes_the_lock() -> None:
         await asyncio.to_thread(cluster.start)
         conn = await asyncpg.connect(db_url.replace("+asyncpg", ""))
-        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
         held.append(conn)
+        assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        taken.set()
 
     stop_at(
         monkeypatch,
