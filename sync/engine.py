@@ -8,6 +8,10 @@ window under the shared limiter, and commits each partition's rows with its ledg
 
 Many workers keep enough requests in flight when answers are slow; the run's row budget
 (sync.budget) keeps memory flat when they are fast, and serves older partitions first.
+
+A lost database connection is an outage, not a failure of the partition (sync.outage): the run
+pauses (no new attempt, no API request), waits up to --db-outage-timeout, takes its run lock
+back, and starts the partitions in flight again; past the limit it stops as interrupted.
 """
 
 from __future__ import annotations
