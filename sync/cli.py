@@ -1,7 +1,8 @@
 """The command line: parse arguments, build the settings, run one command, map errors to exits.
 
-Exit statuses: 0 done; 1 some work failed; 2 usage or settings; 75 another run holds the lock;
-130/143 interrupted by SIGINT/SIGTERM.
+Exit statuses: 0 done; 1 some work failed; 2 usage or settings; 69 the database went away and
+stayed away past --db-outage-timeout; 75 another run holds the lock; 130/143 interrupted by
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sync import __version__
-from sync.database import migrate
+from sync.database import migrate, outage_reason
 from sync.errors import (
     CredentialsError,
     DatabaseError,
+    DatabaseUnavailable,
     RunLockedError,
     SchemaBehindError,
     SettingsError,
     TaskboxError,
 )
 from sync.logs import json_configured
+from sync.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
 from sync.runtime import open_engine
 from sync.settings import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -102,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except SchemaBehindError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except DatabaseUnavailable as exc:
+        return _fail(str(exc), EXIT_UNAVAILABLE)
     except DatabaseError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except CredentialsError as exc:
@@ -112,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception as exc:  # a lost database anywhere else (status, talents list): one line
+        reason = outage_reason(exc)
+        if reason is None:
+            raise
+        return _fail(str(DatabaseUnavailable(reason)), EXIT_UNAVAILABLE)
 
 
 def _fail(message: str, status: int) -> int:

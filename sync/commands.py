@@ -10,6 +10,7 @@ from typing import Any
 from sync import planner
 from sync.engine import SyncRun
 from sync.logs import configure_logging
+from sync.outage import DEFAULT_OUTAGE_TIMEOUT
 from sync.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.runtime import open_engine
 from sync.settings import MAX_QPS, Settings, parse_qps
@@ -29,6 +30,28 @@ def _int_in(lo: int, hi: int, what: str) -> Any:
         return value
 
     return parse
+
+
+def outage_seconds(text: str) -> float:
+    """--db-outage-timeout: seconds, 0 (do not wait) to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 86_400:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
+    return value
+
+
+def add_outage_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db-outage-timeout",
+        type=outage_seconds,
+        default=DEFAULT_OUTAGE_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for a lost database before stopping "
+        f"(default {DEFAULT_OUTAGE_TIMEOUT:g})",
+    )
 
 
 def _qps(text: str) -> float:
@@ -57,6 +80,7 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan; call and write nothing")
     p.add_argument("--restart", action="store_true", help="do not resume an unfinished run")
+    add_outage_flag(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
 
@@ -109,6 +133,7 @@ def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
         douyin_id=args.douyin_id or None,
         agency_client_key=args.agency_client_key or None,
         restart=args.restart,
+        db_outage_timeout=args.db_outage_timeout,
     )
 
 
@@ -138,6 +163,8 @@ def _sync(
     settings.require_daily_data_credentials()
     result = asyncio.run(run_sync(settings, options, plan))
     print(render_result(result))
+    if result.stop_error is not None:  # the database stayed away, or the lock was taken
+        raise result.stop_error  # the CLI prints it as the one line, with its exit status
     return result.exit_status
 
 

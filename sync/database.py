@@ -1,20 +1,26 @@
-"""Engines, migrations and the schema-version check. The only module that knows Alembic."""
+"""Engines, migrations, the schema-version check, and the one place that tells a lost database
+connection (an outage: `outage_reason`) from an error of the work. The only module that knows
+Alembic."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from sync.errors import DatabaseError, SchemaBehindError
+from sync.errors import ApiError, DatabaseError, DatabaseUnavailable, SchemaBehindError
 from sync.settings import redact_database_url
 
 # The Alembic scripts live at the top of the repository (alembic.ini and `alembic` use them there);
@@ -124,3 +130,169 @@ async def ensure_database(url: str, name: str) -> str:
     finally:
         await admin.dispose()
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+# -- outages --------------------------------------------------------------------------------
+
+# SQLSTATEs of a connection that is gone: class 08 (connection exception: refused, lost,
+# 08003 "connection was closed in the middle of operation") and the server going down or not
+# up yet (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+_OUTAGE_SQLSTATE_CLASS = "08"
+_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# asyncpg's words for a connection whose socket is closed (InterfaceError), or whose server
+# said goodbye just before the statement was sent (InternalClientError 'not connected').
+_CLOSED = ("connection is closed", "connection was closed", "not connected")
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.reason
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
+
+
+def _is_gone(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OSError):  # refused, reset, unreachable, timed out (TimeoutError)
+        return True
+    state = getattr(error, "sqlstate", None)
+    if isinstance(state, str) and (
+        state.startswith(_OUTAGE_SQLSTATE_CLASS) or state in _OUTAGE_SQLSTATES
+    ):
+        return True
+    closed_words = any(t in str(error) for t in _CLOSED)
+    return closed_words and isinstance(error, asyncpg.InterfaceError | asyncpg.InternalClientError)
+
+
+def outage_reason(exc: BaseException) -> str | None:
+    """The driver's first line if the error means the database connection is gone (refused,
+    reset, closed, the server shutting down or starting up), else None: an error of the work.
+
+    Follows SQLAlchemy's `orig`, then `__cause__` (store.py's DatabaseError wraps asyncpg's),
+    then `__context__`: a rollback that fails after the connection died ("another operation
+    is in progress") is part of the outage that its context names. Never into an ApiError:
+    aiohttp's connection errors are OSErrors too.
+    """
+    gone: BaseException | None = None
+    for error in _chain(exc):
+        if isinstance(error, DatabaseUnavailable) or _is_gone(error):
+            gone = error  # the deepest one: the words of the first error that met it
+    return None if gone is None else _first_line(gone)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and every error it carries (orig, cause, context), outermost first."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop(0)
+        if id(error) in seen or isinstance(error, ApiError):
+            continue
+        seen.add(id(error))
+        yield error
+        links = [getattr(error, "orig", None), error.__cause__]
+        if not error.__suppress_context__:
+            links.append(error.__context__)
+        todo.extend(e for e in links if isinstance(e, BaseException))
+
+
+_ORPHAN = "Future exception was never retrieved"
+
+
+@contextlib.contextmanager
+def quiet_orphaned_disconnects() -> Iterator[None]:
+    """While a run lasts, keep asyncpg's orphaned result futures out of the log.
+
+    When the server ends a session (a restart) just as a COPY starts, asyncpg raises 'not
+    connected' to us and then fails the result future it had already made, which nobody
+    awaits: asyncio would log that with a traceback. The error already reached the engine as
+    an outage; other unretrieved exceptions still go to the loop's handler.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if context.get("message") == _ORPHAN and error is not None and outage_reason(error):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(previous)
+
+
+@contextlib.asynccontextmanager
+async def outages(conn: AsyncConnection | None = None) -> AsyncIterator[None]:
+    """Raise DatabaseUnavailable for an error that means the connection is gone; `conn`, if
+    given, is then discarded (a dead connection must not go back to the pool)."""
+    try:
+        yield
+    except Exception as exc:
+        reason = outage_reason(exc)
+        if reason is None and conn is not None and await _closed_under(conn):
+            reason = f"connection closed by the server ({_first_line(exc)})"
+        if reason is None:
+            raise
+        if conn is not None:
+            await discard(conn)
+        if isinstance(exc, DatabaseUnavailable):
+            raise
+        raise DatabaseUnavailable(reason) from exc
+
+
+async def _closed_under(conn: AsyncConnection) -> bool:
+    """Whether the connection's socket is closed. A server that ends its sessions (a restart)
+    sends each a goodbye, then closes it: a statement sent in between fails as a protocol
+    state error ("another operation is in progress") a moment before asyncpg sees the close."""
+    await asyncio.sleep(0.05)
+    try:
+        if conn.closed or conn.invalidated:
+            return conn.invalidated
+        raw = await conn.get_raw_connection()
+    except Exception:
+        return False
+    driver = raw.driver_connection
+    return driver is not None and bool(driver.is_closed())
+
+
+@contextlib.asynccontextmanager
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection; a lost or refused one raises DatabaseUnavailable."""
+    async with outages():
+        conn = await engine.connect()
+        try:
+            async with outages(conn):  # while the connection is still open to look at
+                yield conn
+        finally:
+            if not conn.closed:
+                await conn.close()
+
+
+async def discard(conn: AsyncConnection) -> None:
+    """Drop a connection that may be dead without raising: its session, and any lock the
+    session held, end with it."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
+
+
+async def probe(engine: AsyncEngine) -> None:
+    """Whether the database takes writes again: DatabaseUnavailable if it does not (not
+    reachable, or a standby still in recovery after a failover)."""
+    try:
+        async with engine.connect() as conn:
+            standby = await conn.scalar(text("SELECT pg_is_in_recovery()"))
+    except (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Anything that stops a connection counts here (an error after a failover, say): the
+        # gate keeps waiting and names it if the limit passes.
+        raise DatabaseUnavailable(outage_reason(exc) or _first_line(exc)) from exc
+    if standby:
+        raise DatabaseUnavailable("the server is a standby in recovery (read-only)")

@@ -9,6 +9,10 @@ window under the shared limiter, and commits each partition's rows with its ledg
 Many workers keep enough requests in flight when answers are slow (each answer leases its rows
 from the run's budget only when its body is read: sync.budget); the budget keeps memory flat
 when answers are fast, and then serves older partitions first.
+
+A lost database connection is an outage, not a failure of the partition (sync.outage): the run
+pauses (no new attempt, no API request), waits up to --db-outage-timeout, takes its run lock
+back, and starts the partitions in flight again; past the limit it stops as interrupted.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync import ledger
+from sync import database, ledger
 from sync.budget import FirstPageGuess, RowBudget
 from sync.client import ApiCaller, CallStats, DailyDataClient, Page
 from sync.errors import (
@@ -32,6 +37,7 @@ from sync.errors import (
     ContractError,
     CredentialsError,
     DatabaseError,
+    DatabaseUnavailable,
     ErrorClass,
     RunLockedError,
     TaskboxError,
@@ -40,6 +46,7 @@ from sync.fetcher import PageFlow, PageQuery, partition_pages
 from sync.http import new_session
 from sync.limiter import RequestLimiter
 from sync.mapper import map_page
+from sync.outage import Backoff, DatabaseGate
 from sync.planner import Partition, Plan
 from sync.progress import Counters, Progress
 from sync.runs import FailedPartition, RunOptions, RunResult
@@ -62,6 +69,7 @@ class SyncRun:
         plan: Plan,
         *,
         progress_interval: float | None = None,
+        outage_backoff: Backoff | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -79,8 +87,17 @@ class SyncRun:
         self._query = PageQuery(
             options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
         )
+        # Closed while the database is away: workers wait before each attempt, fetchers stop
+        # before each request, the run end waits to be recorded (sync.outage).
+        self._gate = DatabaseGate(
+            self._recover, limit=options.db_outage_timeout, backoff=outage_backoff
+        )
         self._budget = RowBudget(max(options.buffer_rows, options.page_size))
         self._flow: PageFlow | None = None  # built with the run's limiter
+        self._lock_conn: AsyncConnection | None = None  # holds the run lock (its session)
+        self._lock_session: ledger.Session | None = None
+        self._stop_error: TaskboxError | None = None  # why the run stopped short
+        self._impatient = False  # a signal came while the database was away: no more waiting
 
     @property
     def app_key(self) -> str:
@@ -89,17 +106,19 @@ class SyncRun:
     # -- the run --------------------------------------------------------------------------
 
     async def execute(self) -> RunResult:
+        with database.quiet_orphaned_disconnects():
+            return await self._execute()
+
+    async def _execute(self) -> RunResult:
         started = time.monotonic()
-        lock_conn = await self.db.connect()
-        session = new_session(self.options.timeouts, max_connections=self.options.concurrency + 4)
-        locked = False
+        session = new_session(
+            self.options.timeouts, max_connections=2 * self.options.concurrency + 4
+        )
         try:
-            locked = await ledger.acquire_run_lock(lock_conn, self.app_key)
-            if not locked:
-                raise RunLockedError(
-                    f"another taskbox-sync run for app {self.app_key} is in progress; "
-                    "try again when it has finished"
-                )
+            try:
+                await self._gate.run(self._take_lock)
+            except DatabaseUnavailable as exc:
+                raise exc.ended("nothing was recorded; run the same command again") from None
             tokens = token_provider(self.settings, session)
             try:
                 await tokens.get()  # refused credentials end here, before any run is recorded
@@ -113,57 +132,160 @@ class SyncRun:
                 FirstPageGuess(self.options.page_size),
                 Starts(self.settings.qps, self.options.concurrency),
                 spare=limiter.idle,
+                ready=self._gate.check,
             )
             caller = ApiCaller(
                 session, limiter, tokens, policy=self.options.retry, stats=self.calls
             )
             client = DailyDataClient(caller, self.settings.open_base_url)
-            await ledger.mark_stale_runs(lock_conn, self.app_key)
             params = self.options.params(self.plan.billing_dates)
-            todo = await self._resume_filter(lock_conn, params)
-            self.run_id = await ledger.start_run(lock_conn, self.options.kind, self.app_key, params)
-            self.counts.partitions_total = len(self.plan.partitions)
-            self.counts.partitions_skipped = self.live.partitions_skipped
-            await lock_conn.commit()
+            try:
+                todo = await self._gate.run(lambda: self._begin(params))
+            except DatabaseUnavailable as exc:
+                raise exc.ended(
+                    "the run did not start; run the same command again (it resumes)"
+                ) from None
             status, error = await self._work(todo, client)
             self.counts.api_calls = self.calls.api_calls
             self.counts.throttled = self.calls.throttled
             self.counts.retries = self.calls.retries
             elapsed = time.monotonic() - started
             self.counts.qps_used = round(self.calls.api_calls / elapsed, 3) if elapsed else None
-            await self._finish(lock_conn, status, error)
+            status, error = await self._finish(status, error)
         finally:
-            await self._close_lock_connection(lock_conn, locked)
+            await self._gate.close()
+            await self._release_lock()
             await session.close()
         return RunResult(
-            self.run_id, status, self.counts, self.failed, elapsed, error, self._stopping
+            self.run_id,
+            status,
+            self.counts,
+            self.failed,
+            elapsed,
+            error,
+            self._stopping,
+            self._stop_error,
         )
 
-    async def _finish(self, lock_conn: AsyncConnection, status: str, error: str | None) -> None:
-        """Record the run's outcome; if the lock's connection died, through a fresh one."""
-        # Workers stopped by a fatal error or a second signal leave their partition 'running'.
+    async def _take_lock(self) -> None:
+        """The app's run lock, on a connection kept for the run (RunLockedError if taken)."""
+        async with database.outages():
+            conn = await self.db.connect()
+            async with database.outages(conn):
+                locked = await ledger.acquire_run_lock(conn, self.app_key)
+                holder = await ledger.current_session(conn)
+                await conn.commit()
+        if not locked:
+            await conn.close()
+            raise RunLockedError(
+                f"another taskbox-sync run for app {self.app_key} is in progress; "
+                "try again when it has finished"
+            )
+        self._lock_conn, self._lock_session = conn, holder
+
+    async def _begin(self, params: dict[str, Any]) -> list[Partition]:
+        """Mark stale runs, find what to resume and record the run: on the lock's connection,
+        whose own lock must not count as another live run."""
+        conn = self._lock_conn
+        assert conn is not None
+        async with database.outages(conn):
+            await ledger.mark_stale_runs(conn, self.app_key)
+            self.live.partitions_skipped = 0
+            todo = await self._resume_filter(conn, params)
+            self.run_id = await ledger.start_run(conn, self.options.kind, self.app_key, params)
+            await conn.commit()
+        self.counts.partitions_total = len(self.plan.partitions)
+        self.counts.partitions_skipped = self.live.partitions_skipped
+        return todo
+
+    async def _recover(self) -> None:
+        """The gate's probe: the database takes writes again and this run holds its lock."""
+        await database.probe(self.db)
+        if self._lock_conn is not None:
+            await self._relock()
+
+    async def _relock(self) -> None:
+        """After an outage: keep the run lock's connection if it lived through it, else take
+        the lock again on a new one (a restarted server forgot it with the session).
+
+        If another run took the lock meanwhile, this run stops with RunLockedError (exit 75,
+        as for a run refused at start): that run marked this one 'interrupted' when it began
+        and owns the app's ledger now; it, or the next run, resumes the work.
+        """
+        old = self._lock_conn
+        assert old is not None
+        if await _alive(old):
+            return
+        self._lock_conn = None
+        await database.discard(old)
+        async with database.outages():
+            conn = await self.db.connect()
+            async with database.outages(conn):
+                if self._lock_session is not None:
+                    locked = await ledger.take_over_run_lock(conn, self.app_key, self._lock_session)
+                else:
+                    locked = await ledger.acquire_run_lock(conn, self.app_key)
+                holder = await ledger.current_session(conn)
+                await conn.commit()
+        if not locked:
+            await database.discard(conn)
+            this = f"run {self.run_id} stopped (interrupted)" if self.run_id else "this run stopped"
+            raise RunLockedError(
+                f"another taskbox-sync run for app {self.app_key} took the run lock while the "
+                f"database was unavailable; {this} and that run owns the work now: run this "
+                "command again when it has finished"
+            )
+        self._lock_conn, self._lock_session = conn, holder
+
+    async def _finish(self, status: str, error: str | None) -> tuple[str, str | None]:
+        """Record the run's outcome through a fresh connection; the final status and error.
+
+        Waits through an outage unless the run already stopped for one (or for a signal during
+        one): then one try, and if the database is still away the next run marks this one
+        'interrupted' (mark_stale_runs).
+        """
+        # Workers stopped by a fatal error, a signal or an outage leave their partition
+        # 'running'.
         reason = error or "stopped"
-        try:
-            await ledger.abandon_partitions(lock_conn, self.run_id, reason)
-            await ledger.finish_run(lock_conn, self.run_id, status, self.counts, error)
-            await lock_conn.commit()
-        except _DATABASE_ERRORS:
-            await lock_conn.invalidate()
-            async with self.db.connect() as conn, conn.begin():
+
+        async def record() -> None:
+            async with database.connection(self.db) as conn, conn.begin():
                 await ledger.abandon_partitions(conn, self.run_id, reason)
                 await ledger.finish_run(conn, self.run_id, status, self.counts, error)
 
-    async def _close_lock_connection(self, conn: AsyncConnection, locked: bool) -> None:
-        """Give the lock back; a connection in doubt is discarded so the lock dies with it."""
+        stopped = self._gate.failure
+        if stopped is not None or self._impatient:
+            try:
+                await record()
+                recorded = True
+            except DatabaseUnavailable:
+                recorded = False
+            if isinstance(stopped, DatabaseUnavailable):
+                self._stop_error = stopped.ended(_interrupted_note(self.run_id, recorded))
+                error = str(self._stop_error)
+            return status, error
         try:
-            if locked:
-                await conn.rollback()
-                await ledger.release_run_lock(conn, self.app_key)
-                await conn.commit()
-        except Exception:  # the database went away: closing the session frees the lock anyway
-            await conn.invalidate()
-        finally:
+            await self._gate.run(record)
+        except DatabaseUnavailable as exc:  # the work is done (or stopped); its end is not written
+            self._stop_error = exc.ended(_interrupted_note(self.run_id, False))
+            return "interrupted", str(self._stop_error)
+        except RunLockedError as exc:
+            self._stop_error = exc
+            return "interrupted", str(exc)
+        return status, error
+
+    async def _release_lock(self) -> None:
+        """Give the lock back; a connection in doubt is discarded so the lock dies with it."""
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is None:
+            return
+        try:
+            await conn.rollback()
+            await ledger.release_run_lock(conn, self.app_key)
+            await conn.commit()
             await conn.close()
+        except Exception:  # the database went away: closing the session frees the lock anyway
+            await database.discard(conn)
 
     async def _resume_filter(
         self, conn: AsyncConnection, params: dict[str, Any]
@@ -217,7 +339,8 @@ class SyncRun:
             ]
             results = await asyncio.gather(*self._workers, return_exceptions=True)
             for r in results:
-                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                ours = isinstance(r, asyncio.CancelledError) or r is self._gate.failure
+                if isinstance(r, BaseException) and not ours:
                     raise r
         finally:
             await progress.stop()
@@ -225,6 +348,12 @@ class SyncRun:
                 loop.remove_signal_handler(signum)
         if self._fatal is not None:
             return "failed", str(self._fatal)
+        failure = self._gate.failure
+        if isinstance(failure, TaskboxError):  # the database stayed away, or the lock was taken
+            self._stop_error = failure
+            return "interrupted", str(failure)
+        if failure is not None:
+            raise failure
         if self._stopping is not None:
             return "interrupted", f"stopped by signal {signal.Signals(self._stopping).name}"
         if self.failed:
@@ -232,49 +361,75 @@ class SyncRun:
         return "succeeded", None
 
     def _on_signal(self, signum: int) -> None:
-        if self._stopping is None:
+        if self._stopping is None and not self._gate.down:
             log.warning("signal %d: finishing partitions in flight, taking no new ones", signum)
             self._stopping = signum
-        else:  # a second signal: stop now, rolling back what is in flight
-            log.warning("second signal: rolling back partitions in flight")
-            for task in self._workers:
-                task.cancel()
+        else:  # a second signal, or one while the database is away: stop now, rolling back
+            if self._gate.down:
+                log.warning("signal %d while the database is unavailable: stopping now", signum)
+                self._impatient = True
+            else:
+                log.warning("second signal: rolling back partitions in flight")
+            self._stopping = self._stopping or signum
+            self._cancel_workers()
 
     def _stop_all(self, exc: ApiError) -> None:
         if self._fatal is None:
             self._fatal = exc
             log.error("stopping the run: %s", exc)
-            current = asyncio.current_task()
-            for task in self._workers:
-                if task is not current:
-                    task.cancel()
+            self._cancel_workers()
+
+    def _cancel_workers(self) -> None:
+        current = asyncio.current_task()
+        for task in self._workers:
+            if task is not current:
+                task.cancel()
 
     # -- workers --------------------------------------------------------------------------
 
     async def _worker(
         self, queue: asyncio.Queue[tuple[int, Partition]], client: DailyDataClient
     ) -> None:
-        while self._stopping is None and self._fatal is None:
-            try:
-                place, partition = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await self._partition(client, partition, place)
+        try:
+            while self._stopping is None and self._fatal is None:
+                await self._gate.ready()  # no new partition while the database is away
+                try:
+                    place, partition = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await self._partition(client, partition, place)
+        except BaseException as exc:
+            if exc is self._gate.failure:  # past the limit: roll back what is in flight, now
+                self._cancel_workers()
+            raise
 
     async def _partition(self, client: DailyDataClient, p: Partition, place: int) -> None:
-        """Sync one partition, with a fresh attempt (and connection) after a passing failure."""
+        """Sync one partition, with a fresh attempt (and connection) after a passing failure.
+
+        A lost database is not an attempt: the partition waits for it (sync.outage) and starts
+        again from its first page, its transaction having gone with the connection.
+        """
         w = p.window
         pid: int | None = None
         stats = ledger.PartitionStats()
         error: TaskboxError | None = None
-        for attempt in range(1, self.options.partition_attempts + 1):
+        attempt = 1
+        lost = False  # an outage hit the commit that recorded the partition
+        while True:
+            since = await self._gate.ready()
             stats = ledger.PartitionStats()
             try:
                 # A connection per attempt from the pool: one the database dropped is replaced.
-                async with self.db.connect() as conn:
+                async with database.connection(self.db) as conn:
                     async with conn.begin():
-                        if pid is None:
-                            pid = await ledger.start_partition(
+                        entry = pid
+                        if entry is None and lost:
+                            entry = await ledger.running_partition(
+                                conn, self.run_id, p.billing_date, w.start, w.end
+                            )
+                        if entry is None:
+                            lost = True  # until the commit returns, recorded or not: unknown
+                            entry = await ledger.start_partition(
                                 conn,
                                 self.run_id,
                                 p.billing_date,
@@ -283,9 +438,13 @@ class SyncRun:
                                 self.options.scope,
                             )
                         elif attempt > 1:
-                            await ledger.partition_retry(conn, pid)
+                            await ledger.partition_retry(conn, entry)
+                    pid, lost = entry, False
                     async with conn.begin():
                         await self._sync_partition(conn, client, p, place, pid, stats, attempt)
+            except DatabaseUnavailable as exc:
+                self._gate.report(exc, since)
+                continue  # not an attempt of the partition's own
             except ApiError as exc:
                 error = exc
                 if exc.error_class is ErrorClass.FATAL:
@@ -301,32 +460,42 @@ class SyncRun:
             else:
                 self._count_done(stats)
                 return
-            if attempt < self.options.partition_attempts:
-                log.warning(
-                    "%s: %s; attempt %d of %d",
-                    _label(p),
-                    error,
-                    attempt + 1,
-                    self.options.partition_attempts,
-                )
+            if attempt >= self.options.partition_attempts:
+                break
+            attempt += 1
+            log.warning(
+                "%s: %s; attempt %d of %d",
+                _label(p),
+                error,
+                attempt,
+                self.options.partition_attempts,
+            )
         assert error is not None
         err_no = getattr(error, "err_no", None)
         log_id = getattr(error, "log_id", None) or stats.last_log_id
-        try:
-            async with self.db.connect() as conn, conn.begin():
-                if pid is None:
-                    pid = await ledger.start_partition(
-                        conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
-                    )
-                await ledger.partition_failed(conn, pid, stats, err_no, str(error), log_id)
-        except _DATABASE_ERRORS as exc:  # the next run marks the partition failed instead
-            log.error("%s: cannot record the failure: %s", _label(p), _first_line(exc))
         self.failed.append(
             FailedPartition(p.billing_date, w.start, w.end, err_no, str(error), log_id)
         )
         self.counts.partitions_failed += 1
         self.live.partitions_failed += 1
         log.error("%s failed: %s", _label(p), error)
+
+        async def record() -> None:
+            nonlocal pid
+            async with database.connection(self.db) as conn, conn.begin():
+                if pid is None:
+                    pid = await ledger.start_partition(
+                        conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
+                    )
+                await ledger.partition_failed(conn, pid, stats, err_no, str(error), log_id)
+
+        try:
+            await self._gate.run(record)  # through an outage too: the failure is kept
+        except _DATABASE_ERRORS as exc:
+            if exc is self._gate.failure:
+                raise
+            # The next run marks the partition failed instead.
+            log.error("%s: cannot record the failure: %s", _label(p), _first_line(exc))
 
     async def _sync_partition(
         self,
@@ -432,6 +601,30 @@ class SyncRun:
 
 
 _DATABASE_ERRORS = (DatabaseError, SQLAlchemyError, OSError)
+
+
+async def _alive(conn: AsyncConnection) -> bool:
+    """Whether a connection still answers (within 2 s)."""
+    if conn.closed or conn.invalidated:
+        return False
+    try:
+        await asyncio.wait_for(conn.scalar(text("SELECT 1")), 2.0)
+        await conn.commit()
+    except Exception:
+        return False
+    return True
+
+
+def _interrupted_note(run_id: int, recorded: bool) -> str:
+    where = (
+        "recorded 'interrupted'"
+        if recorded
+        else "the next run records it 'interrupted' (the database was still away)"
+    )
+    return (
+        f"run {run_id} stopped, partitions in flight rolled back, {where}; "
+        "run the same command again: it resumes"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,7 +3,9 @@
     TaskboxError
     ├── SettingsError        a setting or argument is missing or malformed (exit 2)
     ├── DatabaseError        PostgreSQL unreachable, refused, or its schema is behind
-    │   └── SchemaBehindError
+    │   ├── SchemaBehindError
+    │   └── DatabaseUnavailable  the connection was lost or refused mid-command: an outage to
+    │                            wait out (sync.outage); past the limit, exit 69
     ├── RunLockedError       another run holds the app's advisory lock (exit 75)
     └── ApiError             the platform answered with an error, or did not answer usably
         ├── TransportError   timeout, reset, HTTP 5xx, a broken body            (retryable)
@@ -48,6 +50,44 @@ class DatabaseError(TaskboxError):
 
 class SchemaBehindError(DatabaseError):
     """The database schema is older than this version of taskbox-sync."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The connection to PostgreSQL was lost or refused: an outage, not a failure of the work.
+
+    `reason` is the driver's first line (never a password). Once the wait is over, `waited` and
+    `limit` say how long it lasted, and `outcome` what became of the work.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        waited: float | None = None,
+        limit: float | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.waited = waited
+        self.limit = limit
+        self.outcome = outcome
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        if self.waited is None:
+            text = f"database unavailable: {self.reason}"
+        else:
+            text = f"database unavailable for {self.waited:.0f} s"
+            if self.limit is not None:
+                text += f" (--db-outage-timeout {self.limit:g})"
+            text += f": {self.reason}"
+        return f"{text}; {self.outcome}" if self.outcome else text
+
+    def ended(self, outcome: str) -> DatabaseUnavailable:
+        """The same outage, with what became of the work."""
+        return DatabaseUnavailable(
+            self.reason, waited=self.waited, limit=self.limit, outcome=outcome
+        )
 
 
 class RunLockedError(TaskboxError):

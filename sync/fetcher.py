@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from sync.budget import FirstPageGuess, Lease, RowBudget
 from sync.client import DailyDataClient, Page, PageRequest
@@ -52,6 +52,9 @@ class PageFlow:
     # Whether the rate budget would otherwise go unused now (the limiter's `idle`); None: never
     # ask for a page before it is known to be needed.
     spare: Callable[[], bool] | None = None
+    # Awaited right before each request; it raises to stop the partition (the engine's database
+    # gate, so that no call goes out while nothing can be written).
+    ready: Callable[[], Awaitable[None]] | None = None
 
 
 class _PageLease:
@@ -174,6 +177,8 @@ async def partition_pages(
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(SPARE_RECHECK):
                             await needed.wait()
+            if flow.ready is not None:
+                await flow.ready()
             request = PageRequest(
                 partition.billing_date,
                 partition.window.start,

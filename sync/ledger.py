@@ -6,6 +6,7 @@ Nothing here commits: every function runs in the caller's transaction, so that a
 A run's life:
 
     acquire_run_lock(conn, app_key)   session-level advisory lock: one run per app at a time
+    (take_over_run_lock)              after a database outage: the lock again, on a new session
     mark_stale_runs(conn)             'running' runs whose process died become 'interrupted'
     find_resumable_run / done_windows what an unfinished identical run already did
     start_run -> start_partition -> partition_done | partition_failed ... -> finish_run
@@ -18,6 +19,7 @@ it is returned to the pool, so release the lock on every path (or invalidate the
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
@@ -116,6 +118,52 @@ async def acquire_run_lock(conn: AsyncConnection, app_key: str) -> bool:
     """Take the app's run lock for this session without waiting; False if another holds it."""
     got = await conn.scalar(select(func.pg_try_advisory_lock(run_lock_key(app_key))))
     return bool(got)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A database session (backend), told apart from a later one that reuses its pid."""
+
+    pid: int
+    started: dt.datetime
+
+
+async def current_session(conn: AsyncConnection) -> Session:
+    row = (
+        await conn.execute(
+            text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        )
+    ).one()
+    return Session(int(row.pid), row.backend_start)
+
+
+async def take_over_run_lock(
+    conn: AsyncConnection, app_key: str, old: Session, *, wait: float = 5.0
+) -> bool:
+    """Take the app's run lock that `old`, a session of this same run, may still hold: after a
+    lost connection the server can keep the session (and its lock) until it notices the socket
+    is gone. Ends `old` if it holds the lock; False if the lock is someone else's."""
+    holders = await conn.execute(
+        text(
+            "SELECT a.pid, a.backend_start FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND (l.classid::bigint << 32) | l.objid::bigint = :key"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"key": run_lock_key(app_key)},
+    )
+    holder = holders.first()
+    if holder is None or Session(int(holder.pid), holder.backend_start) != old:
+        return await acquire_run_lock(conn, app_key)  # free, or another run's
+    await conn.execute(select(func.pg_terminate_backend(old.pid)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while not await acquire_run_lock(conn, app_key):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def release_run_lock(conn: AsyncConnection, app_key: str) -> bool:
@@ -323,6 +371,27 @@ async def start_partition(
     )
     assert partition_id is not None
     return int(partition_id)
+
+
+async def running_partition(
+    conn: AsyncConnection, run_id: int, billing_date: dt.date, window_start: int, window_end: int
+) -> int | None:
+    """The run's 'running' entry for this partition, if one was recorded (its commit was in
+    doubt when the database went away)."""
+    p = sync_partitions
+    found = await conn.scalar(
+        select(p.c.id)
+        .where(
+            p.c.run_id == run_id,
+            p.c.billing_date == billing_date,
+            p.c.window_start == from_unix(window_start),
+            p.c.window_end == from_unix(window_end),
+            p.c.status == "running",
+        )
+        .order_by(p.c.id.desc())
+        .limit(1)
+    )
+    return None if found is None else int(found)
 
 
 async def partition_retry(conn: AsyncConnection, partition_id: int) -> None:

@@ -8,9 +8,14 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
 from sync.http import Timeouts
 from sync.ledger import RunCounts
+from sync.outage import DEFAULT_OUTAGE_TIMEOUT
 from sync.retry import RetryPolicy
+
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: the database stayed away past the limit
+EXIT_LOCKED = 75  # sysexits' EX_TEMPFAIL: another run holds the app's lock
 
 # Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
 DEFAULT_CONCURRENCY = 32
@@ -31,6 +36,7 @@ class RunOptions:
     restart: bool = False
     max_pages: int = 10_000
     partition_attempts: int = 3
+    db_outage_timeout: float = DEFAULT_OUTAGE_TIMEOUT  # seconds to wait for a lost database
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
 
@@ -72,9 +78,14 @@ class RunResult:
     elapsed: float
     error: str | None = None
     signal_number: int | None = None
+    stop_error: TaskboxError | None = None  # why the run stopped short: outage, lock taken
 
     @property
     def exit_status(self) -> int:
+        if isinstance(self.stop_error, DatabaseUnavailable):
+            return EXIT_UNAVAILABLE
+        if isinstance(self.stop_error, RunLockedError):
+            return EXIT_LOCKED
         if self.status == "interrupted":
             return 128 + (self.signal_number or signal.SIGINT)
         return 0 if self.status == "succeeded" else 1

@@ -3,6 +3,11 @@
 The decisions are in sync.talents and the wire formats in sync.talents_api; this module reads
 the input, runs the requests in batches, writes one talent_operations row per creator outcome
 (pre-check refusals and unsent ids included) and prints the table.
+
+A change the platform accepted is never lost from the audit: each batch is recorded before the
+next is sent, through a database outage too (sync.outage, --db-outage-timeout); past the limit
+the rows not recorded are printed on stderr, one JSON object per row in talent_operations'
+columns, the batches not yet sent are not sent, and the command exits 69.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime as dt
+import json
 import logging
+import sys
 import unicodedata
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -18,14 +26,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import ClientSession
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync import database
 from sync.client import ApiCaller, CallStats
-from sync.errors import ApiError, CredentialsError, SettingsError
+from sync.commands import add_outage_flag
+from sync.errors import ApiError, CredentialsError, DatabaseUnavailable, SettingsError
 from sync.http import Timeouts, new_session
 from sync.limiter import RequestLimiter
 from sync.logs import configure_logging
+from sync.outage import DatabaseGate
 from sync.retry import RetryPolicy
 from sync.runtime import open_engine
 from sync.schema import talent_operations
@@ -87,6 +98,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         q.add_argument("--from-file", metavar="FILE", help="one id per line, # comments")
         q.add_argument("--dry-run", action="store_true", help="show the batches, change nothing")
         q.add_argument("--third-appid", help="the mini-app a service provider acts for")
+        add_outage_flag(q)
         q.set_defaults(handler=cmd_update)
     q = tsub.add_parser("list", help="the task's roster beside our audit log")
     _common(q)
@@ -171,40 +183,103 @@ def _refusals(
     return allowed, [Outcome(i, False, "refused", reason) for i, reason in refused]
 
 
-async def _record(
-    engine: AsyncEngine, task_id: int, op: Operation, third: str | None, rows: list[Outcome]
-) -> None:
-    if not rows:
-        return
-    values = [
-        {
-            "task_id": task_id,
-            "douyin_id": o.douyin_id,
-            "operation": op,
-            "ok": o.ok,
-            "outcome": o.reason,
-            "error_code": o.error_code,
-            "log_id": o.log_id,
-            "third_appid": third,
-        }
-        for o in rows
-    ]
-    async with engine.begin() as conn:
-        await conn.execute(insert(talent_operations), values)
+@dataclasses.dataclass(slots=True)
+class Audit:
+    """Writes talent_operations rows, waiting through a database outage (`gate`); past the
+    limit the rows are printed instead and `lost` says why."""
+
+    engine: AsyncEngine
+    gate: DatabaseGate
+    task_id: int
+    op: Operation
+    third: str | None
+    lost: DatabaseUnavailable | None = None
+    printed: int = 0
+
+    def values(self, rows: list[Outcome]) -> list[dict[str, Any]]:
+        return [
+            {
+                "task_id": self.task_id,
+                "douyin_id": o.douyin_id,
+                "operation": self.op,
+                "ok": o.ok,
+                "outcome": o.reason,
+                "error_code": o.error_code,
+                "log_id": o.log_id,
+                "third_appid": self.third,
+            }
+            for o in rows
+        ]
+
+    async def record(self, rows: list[Outcome]) -> None:
+        if not rows:
+            return
+        values = self.values(rows)
+        if self.lost is None:
+            tries = 0
+
+            async def write() -> None:
+                nonlocal tries
+                tries += 1
+                await _insert(self.engine, values, again=tries > 1)
+
+            try:
+                await self.gate.run(write)
+                return
+            except DatabaseUnavailable as exc:
+                self.lost = exc
+        self.print(values)
+
+    def print(self, values: list[dict[str, Any]]) -> None:
+        """One JSON object per row on stderr, for an operator to add to talent_operations."""
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        for v in values:
+            row = {"table": "talent_operations", "created_at": at, **v}
+            row["task_id"] = str(v["task_id"])  # a 64-bit id: exact in any JSON reader
+            print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
+            self.printed += 1
+
+
+async def _insert(engine: AsyncEngine, values: list[dict[str, Any]], *, again: bool) -> None:
+    """Insert audit rows; `again` after an outage hit the last try, whose commit may have
+    happened: rows of an answer (log_id) already there are not written twice."""
+    async with database.connection(engine) as conn, conn.begin():
+        if again:
+            t = talent_operations
+            keys = [v for v in values if v["log_id"] is not None]
+            if keys:
+                match = or_(
+                    *(
+                        and_(
+                            t.c.task_id == v["task_id"],
+                            t.c.douyin_id == v["douyin_id"],
+                            t.c.operation == v["operation"],
+                            t.c.log_id == v["log_id"],
+                        )
+                        for v in keys
+                    )
+                )
+                found = await conn.execute(select(t.c.douyin_id, t.c.log_id).where(match))
+                done = {(r.douyin_id, r.log_id) for r in found}
+                values = [v for v in values if (v["douyin_id"], v["log_id"]) not in done]
+        if values:
+            await conn.execute(insert(talent_operations), values)
 
 
 async def _send(
-    api: TalentsApi,
-    engine: AsyncEngine,
-    task_id: int,
-    op: Operation,
-    allowed: list[str],
-    third: str | None,
+    api: TalentsApi, audit: Audit, allowed: list[str]
 ) -> tuple[list[Outcome], ApiError | None]:
-    """Every batch in turn, each recorded as it returns; a whole-call error stops the rest."""
+    """Every batch in turn, each recorded before the next goes; a whole-call error, or a
+    database that stayed away, stops the rest."""
+    task_id, op, third = audit.task_id, audit.op, audit.third
     outcomes: list[Outcome] = []
     parts = batches(allowed)
     for n, batch in enumerate(parts, 1):
+        if audit.lost is not None:  # no change the audit cannot hold
+            note = "not sent: the database is unavailable, so the change could not be audited"
+            unsent = [Outcome(i, False, "not sent", note) for p in parts[n - 1 :] for i in p]
+            await audit.record(unsent)
+            return outcomes + unsent, None
         try:
             answer = await api.update(task_id, op, batch, third)
         except ApiError as exc:
@@ -212,13 +287,13 @@ async def _send(
             rest = [i for later in parts[n:] for i in later]
             note = f"not sent: an earlier request failed ({exc.err_no or exc.message})"
             rows += [Outcome(i, False, "not sent", note) for i in rest]
-            await _record(engine, task_id, op, third, rows)
+            await audit.record(rows)
             return outcomes + rows, exc
         rows = [
             Outcome(i, ok, "ok" if ok else "failed", reason, None, answer.log_id)
             for i, ok, reason in results_by_id(op, batch, answer.results)
         ]
-        await _record(engine, task_id, op, third, rows)
+        await audit.record(rows)
         outcomes += rows
         log.info("batch %d/%d: %d ids sent, log_id=%s", n, len(parts), len(batch), answer.log_id)
     return outcomes, None
@@ -235,18 +310,26 @@ async def _update(args: argparse.Namespace, settings: Settings, op: Operation) -
         return await _dry_run(settings, task_id, op, ids)
     settings.require_app_credentials()
     async with open_engine(settings) as engine, open_api(settings) as api:
-        roster, task_type = await _roster(api, task_id)
-        allowed, refused = _refusals(op, ids, roster, task_type)
-        await _record(engine, task_id, op, third, refused)
-        sent, error = (
-            await _send(api, engine, task_id, op, allowed, third) if allowed else ([], None)
-        )
+        gate = DatabaseGate(lambda: database.probe(engine), limit=args.db_outage_timeout)
+        audit = Audit(engine, gate, task_id, op, third)
+        try:
+            roster, task_type = await _roster(api, task_id)
+            allowed, refused = _refusals(op, ids, roster, task_type)
+            await audit.record(refused)
+            sent, error = await _send(api, audit, allowed) if allowed else ([], None)
+        finally:
+            await gate.close()
     by_id = {o.douyin_id: o for o in [*refused, *sent]}
     outcomes = [by_id[i] for i in ids]
     print_table(
         ["creator", "outcome", "reason"],
         [(o.douyin_id, o.status, o.reason.removeprefix(f"{o.status}: ")) for o in outcomes],
     )
+    if audit.lost is not None:
+        raise audit.lost.ended(
+            f"{audit.printed} audit rows not recorded are printed above as JSON lines "
+            "(talent_operations columns): add them when the database is back"
+        )
     if error is not None:
         if error.err_no == APPID_MISMATCH:
             raise SettingsError(str(error))
