@@ -8,11 +8,19 @@ Why at the body and not when the request is sent: the platform answers in 0.5-3 
 requests a second need 5-30 outstanding (Little's law). Leased at sending, a 40,000-row budget
 allowed four full-page requests outstanding, ~2.3 a second (measured: 0.19 of the QPS budget).
 An unread body costs ~0.7 MB here: aiohttp stops reading a response past its buffer and TCP
-holds the server back, so 36 connections' worth of waiting bodies stay under 30 MB. How many
-partitions are under way at once is sync.starts' business.
+holds the server back, so 36 connections' worth of waiting bodies stay under 30 MB.
 
-Waiting leases are granted in order of priority (the partition's place in the plan), so older
-partitions finish first and their merges spread over the run instead of piling up at its end.
+Asking is gated too (`room_to_ask`): while `waiting_bodies` (8) answers already wait for rows,
+the writers are the bottleneck and another request would only park one more body in a socket
+(and, on a real platform, risk its send timeout). With slow answers bodies rarely wait and
+nothing is held back (with 2 the gate shut on every burst of answers and lost ~10 % of the
+requests); with instant answers it keeps asking at the writers' pace.
+
+Waiting leases and asks are served in order of priority (the partition's place in the plan): with
+fast answers, where the budget is what everyone waits on, older partitions finish first and their
+merges spread over the run instead of piling up at its end. (The limiter itself serves requests
+in arrival order: see sync.limiter.)
+
 A lease never waits for more than the whole budget, and a page larger than its lease overdraws
 instead of waiting: a page in hand is never blocked, so the budget cannot deadlock.
 """
@@ -27,7 +35,7 @@ from collections.abc import Callable
 
 
 class Lease:
-    """Rows held for one page, from its answer until the writer is done with it."""
+    """Rows held for one page, from its request until the writer is done with it."""
 
     __slots__ = ("_budget", "rows")
 
@@ -51,17 +59,46 @@ class Lease:
 class RowBudget:
     """At most `limit` rows leased at once (overdrafts aside); see the module docstring."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, waiting_bodies: int = 8) -> None:
         if limit < 1:
             raise ValueError(f"the row budget must be at least 1, got {limit}")
         self.limit = limit
         self.used = 0
         self.peak = 0
+        self.waiting_bodies = waiting_bodies  # asks pause while this many leases wait
         self._order = itertools.count()
         self._waiting: list[tuple[int, int, Callable[[], int], asyncio.Future[int]]] = []
+        self._asks: list[tuple[int, int, asyncio.Future[None]]] = []
 
     def __repr__(self) -> str:
-        return f"RowBudget(limit={self.limit}, used={self.used}, waiting={len(self._waiting)})"
+        return f"RowBudget(limit={self.limit}, used={self.used}, waiting={self.waiting})"
+
+    @property
+    def waiting(self) -> int:
+        """Leases waiting for rows (cancelled ones not counted)."""
+        return sum(1 for entry in self._waiting if not entry[3].done())
+
+    async def room_to_ask(self, *, priority: int = 0) -> None:
+        """Wait until fewer than `waiting_bodies` leases wait, lower `priority` first."""
+        if not self._asks and self.waiting < self.waiting_bodies:
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._asks, (priority, next(self._order), turn))
+        self._let_ask()
+        try:
+            await turn
+        except asyncio.CancelledError:
+            turn.cancel()
+            self._let_ask()
+            raise
+
+    def _let_ask(self) -> None:
+        room = self.waiting_bodies - self.waiting
+        while self._asks and room > 0:
+            _, _, turn = heapq.heappop(self._asks)
+            if not turn.done():
+                turn.set_result(None)
+                room -= 1
 
     async def lease(self, rows: Callable[[], int], *, priority: int = 0) -> Lease:
         """Wait until `rows()` (at most the whole budget) fit, lower `priority` served first.
@@ -84,6 +121,7 @@ class RowBudget:
             else:
                 granted.cancel()  # _grant drops it
                 self._grant()
+                self._let_ask()
             raise
 
     def _clamp(self, rows: int) -> int:
@@ -103,11 +141,12 @@ class RowBudget:
                 continue
             wanted = self._clamp(rows())
             if self.used + wanted > self.limit:
-                return
+                break
             heapq.heappop(self._waiting)
             self.used += wanted
             self.peak = max(self.peak, self.used)
             granted.set_result(wanted)
+        self._let_ask()
 
 
 class FirstPageGuess:

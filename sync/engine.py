@@ -51,7 +51,6 @@ from sync.planner import Partition, Plan
 from sync.progress import Counters, Progress
 from sync.runs import FailedPartition, RunOptions, RunResult
 from sync.settings import Settings
-from sync.starts import Starts
 from sync.store import AppendConflict, PartitionWriter
 from sync.tokens import token_provider
 
@@ -128,11 +127,7 @@ class SyncRun:
                 log.warning("first token request failed (%s); continuing with retries", exc)
             limiter = RequestLimiter(self.settings.qps)
             self._flow = PageFlow(
-                self._budget,
-                FirstPageGuess(self.options.page_size),
-                Starts(self.settings.qps, self.options.concurrency),
-                spare=limiter.idle,
-                ready=self._gate.check,
+                self._budget, FirstPageGuess(self.options.page_size), ready=self._gate.check
             )
             caller = ApiCaller(
                 session, limiter, tokens, policy=self.options.retry, stats=self.calls

@@ -69,7 +69,6 @@ class RequestLimiter:
         self._turn = asyncio.Lock()  # waiters take their turn in arrival order
         # Capacity 2 at the window's mean rate: smooth, yet one late wake-up is made up at once.
         self._pace = AsyncLimiter(2, 2 * self._full_window / self.count)
-        self._asking = 0  # callers inside acquire()
         self.acquired = 0
 
     @property
@@ -95,22 +94,14 @@ class RequestLimiter:
         self.acquired += 1
         return slot
 
-    def idle(self) -> bool:
-        """Whether a request could go now and none is waiting: a slot that would go unused."""
-        return not self._asking and self.wait(self._clock()) <= 0 and self._pace.has_capacity()
-
     async def acquire(self) -> Slot:
         """Wait for a place in the window; the request should then go at once."""
-        self._asking += 1
-        try:
-            async with self._turn:  # only the holder sends, so one wait is enough
-                delay = self.wait(self._clock())
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self._pace.acquire()
-                return self.sent(self._clock())
-        finally:
-            self._asking -= 1
+        async with self._turn:  # only the holder sends, so one wait is enough
+            delay = self.wait(self._clock())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._pace.acquire()
+            return self.sent(self._clock())
 
     def throttled(self) -> None:
         """Slow down: the platform said we went too fast."""

@@ -150,3 +150,57 @@ async def test_first_page_guess_has_a_floor_after_empty_pages() -> None:
     lease = await budget.lease(rows(0))
     guess.arrived(lease, 0)
     assert guess.rows() == 1_000
+
+
+async def test_asks_go_at_once_while_few_bodies_wait_for_rows() -> None:
+    """Asking for a page is free while fewer than `waiting_bodies` answers wait for rows."""
+    budget = RowBudget(100, waiting_bodies=2)
+    held = await budget.lease(rows(100))
+    first = asyncio.create_task(budget.lease(rows(50)))
+    await asyncio.sleep(0)
+    assert budget.waiting == 1
+    await asyncio.wait_for(budget.room_to_ask(), 0.1)
+    held.release()
+    (await first).release()
+
+
+async def test_asks_pause_while_bodies_wait_and_resume_lowest_priority_first() -> None:
+    """When the writers are behind (bodies wait for rows), new asks wait; as leases are granted
+    they go again, the oldest partition first."""
+    budget = RowBudget(100, waiting_bodies=2)
+    held = await budget.lease(rows(100))
+    bodies = [asyncio.create_task(budget.lease(rows(100), priority=p)) for p in (0, 1)]
+    await asyncio.sleep(0)
+    order: list[str] = []
+
+    async def ask(name: str, priority: int) -> None:
+        await budget.room_to_ask(priority=priority)
+        order.append(name)
+
+    asks = [asyncio.create_task(ask(n, p)) for n, p in (("late", 9), ("old", 1), ("mid", 5))]
+    await asyncio.sleep(0)
+    assert order == []
+    held.release()  # the first body gets its rows: one place to ask
+    lease = await bodies[0]
+    await asyncio.sleep(0)
+    assert order == ["old"]
+    lease.release()  # the second body gets its rows: nothing waits, everyone may ask
+    (await bodies[1]).release()
+    await asyncio.gather(*asks)
+    assert order == ["old", "mid", "late"]
+
+
+async def test_a_cancelled_ask_does_not_hold_back_the_others() -> None:
+    """An ask cancelled while waiting (its partition stopped) takes no place."""
+    budget = RowBudget(10, waiting_bodies=1)
+    held = await budget.lease(rows(10))
+    body = asyncio.create_task(budget.lease(rows(10)))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(budget.room_to_ask(priority=0))
+    other = asyncio.create_task(budget.room_to_ask(priority=1))
+    await asyncio.sleep(0)
+    gone.cancel()
+    held.release()
+    (await body).release()
+    await asyncio.wait_for(other, 0.1)
+    assert budget.used == 0

@@ -32,7 +32,6 @@ from sync.http import Timeouts, new_session, post
 from sync.limiter import RequestLimiter
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret
-from sync.starts import Starts
 from sync.tokens import ClientTokenProvider
 from tests.engine_helpers import (
     assert_no_rule_breaks,
@@ -86,7 +85,7 @@ class _Fetching:
         )
         caller = ApiCaller(session, RequestLimiter(10.0), tokens)
         self.client = DailyDataClient(caller, sandbox.base_url)
-        self.flow = PageFlow(RowBudget(budget_rows), FirstPageGuess(PAGE), Starts(10.0, 32))
+        self.flow = PageFlow(RowBudget(budget_rows), FirstPageGuess(PAGE))
         self.query = PageQuery(page_size=PAGE)
 
     def pages(
@@ -207,19 +206,3 @@ async def test_a_server_slower_than_the_limit_still_times_out() -> None:
                 endpoint=DAILY_DATA,
                 headers={"access-token": await _token(sandbox, session)},
             )
-
-
-async def test_one_partition_at_a_time_asks_for_its_next_page_early(
-    slow_sandbox: SandboxServer, database_url: str, engine: AsyncEngine
-) -> None:
-    """With one partition in flight and slow answers the rate budget is spare, so the page after
-    a full one is asked for before its answer: two requests at once, and the guess past a
-    window's last page is a wasted call that changes nothing in the table."""
-    dates = recent_dates(1)
-    now = time.time()
-    settings = sandbox_settings(slow_sandbox, database_url)
-    result = await run_sync(settings, dates, now=now, page_size=PAGE, concurrency=1)
-    assert result.status == "succeeded", result.failed
-    assert slow_sandbox.stats()["in_flight_peak"] >= 2
-    await assert_table_is_truth(engine, slow_sandbox, dates, now)
-    assert_no_rule_breaks(slow_sandbox)
