@@ -19,7 +19,8 @@ requests); with instant answers it keeps asking at the writers' pace.
 Waiting leases and asks are served in order of priority (the partition's place in the plan): with
 fast answers, where the budget is what everyone waits on, older partitions finish first and their
 merges spread over the run instead of piling up at its end. (The limiter itself serves requests
-in arrival order: see sync.limiter.)
+in arrival order: with 0.5-3 s answers, serving older partitions first there made the youngest
+windows start their chains of pages late, 16.6-17.9 s against 13.6 s for a 1 M-row backfill.)
 
 A lease never waits for more than the whole budget, and a page larger than its lease overdraws
 instead of waiting: a page in hand is never blocked, so the budget cannot deadlock.
