@@ -122,6 +122,11 @@ class Cli:
         )
 
 
+def backfill_args(dates: list[dt.date], *extra: str) -> list[str]:
+    """`backfill --from FIRST --to LAST` for `dates`, then `extra`."""
+    return ["backfill", "--from", dates[0].isoformat(), "--to", dates[-1].isoformat(), *extra]
+
+
 async def start_cli(*args: str, env: dict[str, str]) -> Cli:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -27,6 +27,7 @@ from tests.cli_helpers import (
     CliResult,
     api_calls,
     assert_done_partitions_hold_rows,
+    backfill_args,
     cli_env,
     done_partitions,
     partitions,
@@ -53,10 +54,6 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 
 def today() -> dt.date:
     return planner.shanghai_today(time.time())
-
-
-def backfill_args(dates: list[dt.date], *extra: str) -> list[str]:
-    return ["backfill", "--from", dates[0].isoformat(), "--to", dates[-1].isoformat(), *extra]
 
 
 def assert_one_line_error(result: CliResult) -> str:

@@ -19,6 +19,7 @@ from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from tests.cli_helpers import (
     Cli,
     assert_done_partitions_hold_rows,
+    backfill_args,
     cli_env,
     partitions,
     run_cli,
@@ -73,17 +74,7 @@ async def test_sigkill_at_random_points_then_rerun_is_exact(
     marked 'interrupted' rather than left 'running'."""
     dates = recent_dates(DATES)
     env = cli_env(sandbox, database_url)
-    args = [
-        "backfill",
-        "--from",
-        dates[0].isoformat(),
-        "--to",
-        dates[-1].isoformat(),
-        "--page-size",
-        str(PAGE_SIZE),
-        "--concurrency",
-        "3",
-    ]
+    args = backfill_args(dates, "--page-size", str(PAGE_SIZE), "--concurrency", "3")
     outcomes: Counter[str] = Counter()
     resumed_partitions = 0
     lock_waits: list[float] = []

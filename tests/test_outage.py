@@ -43,6 +43,7 @@ from tests.cli_helpers import (
     CliResult,
     api_calls,
     assert_done_partitions_hold_rows,
+    backfill_args,
     cli_env,
     done_partitions,
     partitions,
@@ -131,19 +132,9 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
         yield sb
 
 
-def backfill_args(dates: list[dt.date], *extra: str) -> list[str]:
-    return [
-        "backfill",
-        "--from",
-        dates[0].isoformat(),
-        "--to",
-        dates[-1].isoformat(),
-        "--page-size",
-        str(PAGE_SIZE),
-        "--concurrency",
-        str(CONCURRENCY),
-        *extra,
-    ]
+def outage_backfill_args(dates: list[dt.date], *extra: str) -> list[str]:
+    page = ("--page-size", str(PAGE_SIZE), "--concurrency", str(CONCURRENCY))
+    return backfill_args(dates, *page, *extra)
 
 
 def restart_later(pg: ScratchCluster, seconds: float) -> threading.Thread:
@@ -175,7 +166,7 @@ async def test_short_outage_is_waited_out_and_the_run_is_exact(
     dates = recent_dates(DATES)
     now = time.time()
     env = cli_env(sandbox, db_url)
-    async with spawned(*backfill_args(dates, "--db-outage-timeout", "60"), env=env) as cli:
+    async with spawned(*outage_backfill_args(dates, "--db-outage-timeout", "60"), env=env) as cli:
 
         async def going() -> bool:
             assert cli.running, await cli.wait()
@@ -222,7 +213,7 @@ async def test_long_outage_interrupts_in_one_line_and_the_rerun_resumes(
     which records it 'interrupted', resumes, and leaves the table exact."""
     dates = recent_dates(DATES)
     env = cli_env(sandbox, db_url)
-    args = backfill_args(dates)
+    args = outage_backfill_args(dates)
     async with (
         checker(db_url) as engine,
         spawned(*args, "--db-outage-timeout", "2", env=env) as cli,
@@ -272,7 +263,7 @@ async def test_database_down_before_the_run_is_one_line(
     """The server down before the run starts: one line naming it, exit 2 (unreachable, as a
     wrong URL would be), no traceback and no API call."""
     await asyncio.to_thread(cluster.stop, "fast")
-    result = await run_cli(*backfill_args(recent_dates(1)), env=cli_env(sandbox, db_url))
+    result = await run_cli(*outage_backfill_args(recent_dates(1)), env=cli_env(sandbox, db_url))
     assert result.status == 2, result
     assert_no_traceback(result)
     assert len(result.err_lines) == 1 and "cannot connect" in result.err_lines[0], result
