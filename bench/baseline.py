@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.instrument import Probe
 from bench.measure import ScenarioSpec, Snapshot
-from sync.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
+from sync.db.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
 
 PATH = "/api/match/v2/taskbox/query_task_video_daily_data/"
 TEXTS = {

@@ -20,7 +20,7 @@ from bench import experiments, pg, report
 from bench.experiments import PATCHES
 from bench.profiles import FULL, QUICK, Profile
 from bench.run import Context, run_scenario, start
-from sync.runs import DEFAULT_CONCURRENCY
+from sync.pipeline.runs import DEFAULT_CONCURRENCY
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -5,8 +5,8 @@ The first set (typed decoding, raw staging, plain insert for empty scopes, no ne
 the merge) measured well and is now the engine's own code; what is left here:
 
 * queue-1, queue-4: 1 or 4 decoded pages queued per partition instead of 2
-  (sync.fetcher.PAGE_QUEUE_DEPTH): memory against fetchers blocked behind a busy writer.
-* budget-<N>k: the run's row budget (sync.budget, `--buffer-rows`) at N thousand rows.
+  (sync.pipeline.fetcher.PAGE_QUEUE_DEPTH): memory against fetchers blocked behind a busy writer.
+* budget-<N>k: the run's row budget (sync.pipeline.budget, `--buffer-rows`) at N thousand rows.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def install(names: Sequence[str]) -> None:
     """Apply the named patches (see PATCHES) in this process."""
     if unknown(names):
         raise ValueError(f"unknown patches {unknown(names)}; known: {', '.join(PATCHES)}")
-    from sync import fetcher, runs
+    from sync.pipeline import fetcher, runs
 
     for depth in (1, 4):
         if f"queue-{depth}" in names:

@@ -127,7 +127,9 @@ def install(probe: Probe) -> None:
     """Point the engine's decode, map, COPY, merge and HTTP calls at the probes."""
     import gc
 
-    from sync import client, engine, store
+    from sync.api import client
+    from sync.db import store
+    from sync.pipeline import engine
 
     gc.callbacks.append(probe.gc_callback)
 

@@ -11,7 +11,7 @@ from typing import Any
 from bench import pg
 from bench.instrument import Probe
 from sync import planner
-from sync.runs import DEFAULT_CONCURRENCY
+from sync.pipeline.runs import DEFAULT_CONCURRENCY
 from sync.settings import Secret, Settings
 
 

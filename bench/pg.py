@@ -12,8 +12,8 @@ import psutil  # type: ignore[import-untyped]
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sync.database import create_engine, ensure_database, migrate
-from sync.runtime import resolve_database_url
+from sync.db.connect import resolve_database_url
+from sync.db.database import create_engine, ensure_database, migrate
 from sync.settings import Settings, normalize_database_url
 
 DEFAULT_NAME = "taskbox_bench"

@@ -18,7 +18,7 @@ from bench.measure import NO_TIMELINE, ScenarioSpec
 from bench.profiles import Profile, Scenario
 from bench.sandbox import SandboxProcess, daily_calls, rejected_delta
 from sync import planner
-from sync.runs import DEFAULT_CONCURRENCY
+from sync.pipeline.runs import DEFAULT_CONCURRENCY
 
 TRUTH_SLACK = 3600  # seconds of publish time fetched before the first run's range
 

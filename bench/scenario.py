@@ -15,10 +15,10 @@ from sqlalchemy import text
 from bench import experiments
 from bench.instrument import Probe, install
 from bench.measure import ScenarioSpec, Snapshot, timeline
-from sync import runs
-from sync.database import create_engine
-from sync.engine import SyncRun
-from sync.runs import RunOptions
+from sync.db.database import create_engine
+from sync.pipeline import runs
+from sync.pipeline.engine import SyncRun
+from sync.pipeline.runs import RunOptions
 
 
 async def _partitions(url: str, run_id: int) -> list[dict[str, int]]:

@@ -13,7 +13,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from sync.schema import metadata
+from sync.db.schema import metadata
 from sync.settings import normalize_database_url
 
 config = context.config

@@ -1,5 +1,5 @@
 """`python -m sync` runs the CLI."""
 
-from sync.cli import main
+from sync.cli.main import main
 
 raise SystemExit(main())

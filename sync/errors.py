@@ -5,7 +5,7 @@
     ├── DatabaseError        PostgreSQL unreachable, refused, or its schema is behind
     │   ├── SchemaBehindError
     │   └── DatabaseUnavailable  the connection was lost or refused mid-command: an outage to
-    │                            wait out (sync.outage); past the limit, exit 69
+    │                            wait out (sync.pipeline.outage); past the limit, exit 69
     ├── RunLockedError       another run holds the app's advisory lock (exit 75)
     └── ApiError             the platform answered with an error, or did not answer usably
         ├── TransportError   timeout, reset, HTTP 5xx, a broken body            (retryable)

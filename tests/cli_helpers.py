@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import ledger
+from sync.db import ledger
+from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.sandbox import SandboxServer
-from sync.schema import sync_partitions, sync_runs, video_daily_earnings
 
 REPO = Path(__file__).resolve().parent.parent
 

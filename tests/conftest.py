@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.database import create_engine, migrate
-from sync.embedded import start_embedded
+from sync.db.database import create_engine, migrate
+from sync.db.embedded import start_embedded
 from sync.settings import normalize_database_url
 
 

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import planner
-from sync.database import create_engine
-from sync.engine import SyncRun
-from sync.runs import RunOptions, RunResult
+from sync.db.database import create_engine
+from sync.db.schema import video_daily_earnings
+from sync.pipeline.engine import SyncRun
+from sync.pipeline.runs import RunOptions, RunResult
 from sync.sandbox import SandboxServer
-from sync.schema import video_daily_earnings
 from sync.settings import Secret, Settings
 
 # Rejections that would mean the client broke the platform's rules (must never appear).

@@ -1,4 +1,4 @@
-"""The run's row budget and first-page estimate (sync.budget): pure asyncio, no servers."""
+"""The run's row budget and first-page estimate (sync.pipeline.budget): pure asyncio, no servers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sync.budget import FirstPageGuess, RowBudget
+from sync.pipeline.budget import FirstPageGuess, RowBudget
 
 
 def rows(n: int) -> Callable[[], int]:

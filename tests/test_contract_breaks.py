@@ -29,12 +29,14 @@ from aiohttp import web
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import client, engine, planner
-from sync.retry import RetryPolicy
-from sync.runs import RunResult
+from sync import planner
+from sync.api import client
+from sync.api.retry import RetryPolicy
+from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
+from sync.pipeline import engine
+from sync.pipeline.runs import RunResult
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.sandbox.catalog import SPECIAL_TITLES
-from sync.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.settings import Secret, Settings
 from tests.engine_helpers import (
     _storable,

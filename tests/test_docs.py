@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from sync.cli import build_parser
+from sync.cli.main import build_parser
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

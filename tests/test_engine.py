@@ -11,8 +11,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import planner
+from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
-from sync.schema import sync_partitions, sync_runs, video_daily_earnings
 from tests.engine_helpers import (
     assert_no_rule_breaks,
     assert_table_is_truth,

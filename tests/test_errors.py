@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.client import parse_daily_data
+from sync.api.client import parse_daily_data
 from sync.errors import (
     CapabilityError,
     ContractError,

@@ -21,12 +21,12 @@ import asyncpg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import ledger
+from sync.api.http import Timeouts
+from sync.db import ledger
+from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.errors import TaskboxError
-from sync.http import Timeouts
-from sync.runs import RunResult
+from sync.pipeline.runs import RunResult
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
-from sync.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.settings import Settings
 from tests.conftest import plain_url
 from tests.engine_helpers import (

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync import ledger
-from sync.ledger import PartitionStats, RunCounts
-from sync.schema import sync_partitions, sync_runs
+from sync.db import ledger
+from sync.db.ledger import PartitionStats, RunCounts
+from sync.db.schema import sync_partitions, sync_runs
 
 DAY = dt.date(2024, 5, 1)
 END = 1_714_579_199  # 2024-05-01 23:59:59 in Asia/Shanghai

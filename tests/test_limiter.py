@@ -1,4 +1,4 @@
-"""The request limiter (sync.limiter): the platform's window rule, tested on a fake clock."""
+"""The request limiter (sync.api.limiter): the platform's window rule, tested on a fake clock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sync.limiter import MARGIN, RECOVERY_SECONDS, RequestLimiter
+from sync.api.limiter import MARGIN, RECOVERY_SECONDS, RequestLimiter
 
 
 def drive(

@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
+from sync.db.schema import RECORD_COLUMNS
 from sync.errors import ContractError
-from sync.mapper import KEYS, MAX_ANOMALY_TEXTS, _fast_row, _layout, _Notes, _slow_row, map_page
-from sync.schema import RECORD_COLUMNS
+from sync.records.mapper import (
+    KEYS,
+    MAX_ANOMALY_TEXTS,
+    _fast_row,
+    _layout,
+    _Notes,
+    _slow_row,
+    map_page,
+)
 
 BILLING = dt.date(2023, 8, 25)
 VIDEO = 7270855478333246754  # above 2**53: a float would round it to ...246000

@@ -8,9 +8,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.database import check_schema, create_engine, downgrade, head_revision, migrate
+from sync.db.database import check_schema, create_engine, downgrade, head_revision, migrate
+from sync.db.schema import metadata
 from sync.errors import SchemaBehindError
-from sync.schema import metadata
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -22,7 +22,7 @@ def _tables(connection: Connection) -> set[str]:
 
 
 async def test_models_match_migrations(engine: AsyncEngine) -> None:
-    """Autogenerate finds no difference between sync.schema and the migrated database."""
+    """Autogenerate finds no difference between sync.db.schema and the migrated database."""
     async with engine.connect() as conn:
         assert await conn.run_sync(_diff) == []
 

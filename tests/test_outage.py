@@ -29,15 +29,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import database, ledger, talents_cmd
-from sync.cli import main
-from sync.database import create_engine, migrate
+from sync.api.retry import RetryPolicy
+from sync.cli import talents as talents_cmd
+from sync.cli.main import main
+from sync.db import database, ledger
+from sync.db.database import create_engine, migrate
+from sync.db.schema import talent_operations
 from sync.errors import DatabaseUnavailable, RunLockedError
-from sync.retry import RetryPolicy
-from sync.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
+from sync.pipeline.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.sandbox.rosters import Cooperation
-from sync.schema import talent_operations
 from sync.settings import normalize_database_url
 from tests.cli_helpers import (
     CliResult,

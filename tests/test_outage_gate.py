@@ -11,9 +11,9 @@ import asyncpg.exceptions as apg
 import pytest
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from sync.database import outage_reason
+from sync.db.database import outage_reason
 from sync.errors import DatabaseError, DatabaseUnavailable, RunLockedError, TransportError
-from sync.outage import Backoff, DatabaseGate
+from sync.pipeline.outage import Backoff, DatabaseGate
 
 # -- the arithmetic -------------------------------------------------------------------------
 
@@ -185,7 +185,7 @@ async def test_a_probe_that_finds_the_lock_taken_ends_the_wait() -> None:
     await gate.close()
 
 
-# -- which errors are an outage (sync.database.outage_reason) ---------------------------------
+# -- which errors are an outage (sync.db.database.outage_reason) ---------------------------------
 
 
 def _raised(outer: BaseException, inner: BaseException, *, cause: bool = True) -> BaseException:

@@ -113,10 +113,10 @@ def test_wheel_installs_sync_and_nothing_else(wheel: Path) -> None:
 
 
 def test_wheel_declares_the_command_and_version(wheel: Path) -> None:
-    """The `taskbox-sync` console script runs sync.cli:main; the wheel's version is this one."""
+    """The `taskbox-sync` console script is sync.cli.main:main; the wheel's version is this one."""
     entry_points = configparser.ConfigParser()
     entry_points.read_string(_read(wheel, f"{DIST_INFO}/entry_points.txt"))
-    assert dict(entry_points["console_scripts"]) == {"taskbox-sync": "sync.cli:main"}
+    assert dict(entry_points["console_scripts"]) == {"taskbox-sync": "sync.cli.main:main"}
     meta = Parser().parsestr(_read(wheel, f"{DIST_INFO}/METADATA"))
     assert (meta["Name"], meta["Version"]) == (DIST, VERSION)
 
@@ -147,7 +147,7 @@ async def test_wheel_migrates_from_outside_the_checkout(
         zf.extractall(site)
     env = cli_env(None, empty_database_url, PYTHONPATH=str(site))
 
-    where = "import sync.database as d; print(d.__file__); print(d.MIGRATIONS_DIR)"
+    where = "import sync.db.database as d; print(d.__file__); print(d.MIGRATIONS_DIR)"
     status, out, err = await _run("-c", where, cwd=elsewhere, env=env)
     assert status == 0, err
     assert out.split() == [

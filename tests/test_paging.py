@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sync.api.paging import PageCursor, PagingError
 from sync.errors import ApiError, ErrorClass, PermanentError
-from sync.paging import PageCursor, PagingError
 
 
 def _walk(total: int, size: int) -> list[int]:

@@ -21,13 +21,13 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from sync.database import check_schema, create_engine
+from sync.api.http import Timeouts, new_session
+from sync.api.tokens import ClientTokenProvider
+from sync.db.database import check_schema, create_engine
 from sync.errors import CredentialsError, DatabaseError, SettingsError
-from sync.http import Timeouts, new_session
 from sync.logs import SecretScrubber, configure_logging
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret, Settings
-from sync.tokens import ClientTokenProvider
 from tests.cli_helpers import _CLEARED
 from tests.conftest import plain_url
 from tests.engine_helpers import recent_dates

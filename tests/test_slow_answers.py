@@ -16,8 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import planner
-from sync.budget import FirstPageGuess, RowBudget
-from sync.client import (
+from sync.api.client import (
     DAILY_DATA,
     DAILY_DATA_PATH,
     ApiCaller,
@@ -26,13 +25,14 @@ from sync.client import (
     PageRequest,
     parse_daily_data,
 )
+from sync.api.http import Timeouts, new_session, post
+from sync.api.limiter import RequestLimiter
+from sync.api.tokens import ClientTokenProvider
 from sync.errors import TransportError
-from sync.fetcher import PageFlow, PageQuery, partition_pages
-from sync.http import Timeouts, new_session, post
-from sync.limiter import RequestLimiter
+from sync.pipeline.budget import FirstPageGuess, RowBudget
+from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret
-from sync.tokens import ClientTokenProvider
 from tests.engine_helpers import (
     assert_no_rule_breaks,
     assert_table_is_truth,

@@ -1,4 +1,4 @@
-"""The status queries against ledger rows written through sync.ledger, and their rendering."""
+"""The status queries against ledger rows written through sync.db.ledger, and their rendering."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync import ledger, planner, status
-from sync.ledger import PartitionStats, RunCounts
-from sync.schema import video_daily_earnings
+from sync import planner
+from sync.db import ledger, status
+from sync.db.ledger import PartitionStats, RunCounts
+from sync.db.schema import video_daily_earnings
 
 NOW = time.time()  # runs get the database's clock as started_at; windows are planned from it
 TODAY = planner.shanghai_today(NOW)

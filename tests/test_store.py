@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync.db.schema import RECORD_COLUMNS
+from sync.db.store import AppendConflict, MergeCounts, PartitionWriter
 from sync.errors import DatabaseError
-from sync.schema import RECORD_COLUMNS
-from sync.store import AppendConflict, MergeCounts, PartitionWriter
 
 DAY = dt.date(2024, 5, 1)
 START = 1_714_000_000  # the partition's publish window, inclusive

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from sync.api.talents import parse_task_info, parse_update, update_body
 from sync.errors import (
     ApiError,
     ContractError,
@@ -15,7 +16,7 @@ from sync.errors import (
     SettingsError,
     TokenError,
 )
-from sync.talents import (
+from sync.talents.roster import (
     CALL_ERRORS,
     MAX_ROSTER,
     NO_RESULT,
@@ -28,7 +29,6 @@ from sync.talents import (
     precheck,
     results_by_id,
 )
-from sync.talents_api import parse_task_info, parse_update, update_body
 
 
 def test_ids_are_trimmed_and_duplicates_dropped_with_a_note() -> None:

@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import talents_cmd
-from sync.cli import main
-from sync.retry import RetryPolicy
+from sync.api.retry import RetryPolicy
+from sync.cli import talents as talents_cmd
+from sync.cli.main import main
+from sync.db.schema import talent_operations
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.sandbox.rosters import Cooperation, Member
-from sync.schema import talent_operations
 
 UPDATE = "update_orient_talents"
 CAP = 200

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken
 from sync.errors import CredentialsError
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.settings import Secret
-from sync.tokens import AppTokenProvider, ClientTokenProvider, StaticToken
 
 
 @pytest.fixture

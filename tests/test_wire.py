@@ -1,4 +1,4 @@
-"""The typed decode of daily-data pages (sync.wire): the dict path's records, or None."""
+"""The typed decode of daily-data pages (sync.records.wire): the dict path's records, or None."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from sync.client import parse_daily_data
+from sync.api.client import parse_daily_data
+from sync.api.http import decode_json
+from sync.db.schema import RECORD_COLUMNS
 from sync.errors import ContractError, PermanentError, ThrottledError
-from sync.http import decode_json
-from sync.mapper import MappedPage, map_page
-from sync.schema import RECORD_COLUMNS
-from sync.wire import TypedRows, decode_page
+from sync.records.mapper import MappedPage, map_page
+from sync.records.wire import TypedRows, decode_page
 
 BILLING = dt.date(2023, 8, 25)
 VIDEO = 7270855478333246754  # above 2**53: a float would round it to ...246000
 TASK = 7270785143852253123
 I64_MAX = 2**63 - 1
 
-# The API's keys, written out here rather than taken from sync.wire: PascalCase as in the doc
+# The API's keys, written out here rather than taken from records.wire: PascalCase as in the doc
 # samples, snake_case (the names below) as in the doc tables and the SDK. `date` is the same.
 PASCAL = {
     "video_id": "VideoId",

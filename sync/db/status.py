@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sync import ledger, planner
-from sync.schema import sync_partitions, sync_runs, video_daily_earnings
+from sync import planner
+from sync.db import ledger
+from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 
 REACH_DAYS = 90  # a billing date leaves the API's reach this many days after itself
 WARN_DAYS_LEFT = 7  # an incomplete date this close to leaving the reach is a problem

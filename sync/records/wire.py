@@ -1,6 +1,6 @@
 """The daily-data answer as typed rows: msgspec decodes and validates a page in C.
 
-This is the fast path of `sync.client.parse_daily_data`, taken by ordinary pages: one key casing
+This is the fast path of `sync.api.client.parse_daily_data`, taken by ordinary pages: one key casing
 throughout, the documented fields with their documented types (ids and figures non-negative
 int64, texts strings or null, PublishTime in datetime's range; ExpectedProfit is left to the
 mapper, as int, Decimal or whatever else it was).
@@ -22,9 +22,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sync.schema import FIGURE_COLUMNS, TEXT_COLUMNS
+from sync.db.schema import FIGURE_COLUMNS, TEXT_COLUMNS
 
-# The API's keys for each mapped column (sync.schema.RECORD_COLUMNS without billing_date and
+# The API's keys for each mapped column (sync.db.schema.RECORD_COLUMNS without billing_date and
 # extra, in that order), in order of preference when an item carries several: the doc samples'
 # PascalCase, then the doc tables' and the official SDK's snake_case.
 KEYS: dict[str, tuple[str, ...]] = {
@@ -84,7 +84,7 @@ def _answer(casing: dict[str, str]) -> msgspec.json.Decoder[Any]:
 
 
 class TypedRows(list[Any]):
-    """A page's rows as decoded structs (sync.mapper maps them without re-checking types).
+    """A page's rows as decoded structs (sync.records.mapper maps them without re-checking types).
 
     `has_nul`: some text may hold a NUL, which only the careful path repairs and counts, so the
     mapper sends the rows that do that way.

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-log = logging.getLogger("sync.progress")
+log = logging.getLogger("sync.pipeline.progress")
 
 
 @dataclasses.dataclass(slots=True)

@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 from sync import planner
-from sync.engine import SyncRun
+from sync.cli.summary import render_result
+from sync.db.connect import open_engine
 from sync.logs import configure_logging
-from sync.outage import DEFAULT_OUTAGE_TIMEOUT
-from sync.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
-from sync.runtime import open_engine
+from sync.pipeline.engine import SyncRun
+from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
+from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.settings import MAX_QPS, Settings, parse_qps
-from sync.summary import render_result
 
 MAX_CONCURRENCY = 64
 
@@ -99,7 +99,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_backfill)
 
-    from sync import demo, status_cmd, talents_cmd  # each command registers its own flags
+    from sync.cli import demo  # each command registers its own flags
+    from sync.cli import status as status_cmd
+    from sync.cli import talents as talents_cmd
 
     status_cmd.register(sub)
     demo.register(sub)

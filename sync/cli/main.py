@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sync import __version__
-from sync.database import migrate, outage_reason
+from sync.db.connect import open_engine
+from sync.db.database import migrate, outage_reason
 from sync.errors import (
     CredentialsError,
     DatabaseError,
@@ -26,8 +27,7 @@ from sync.errors import (
     TaskboxError,
 )
 from sync.logs import json_configured
-from sync.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
-from sync.runtime import open_engine
+from sync.pipeline.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
 from sync.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help; main() hands `sandbox …` to the sandbox's own parser.
     sub.add_parser("sandbox", help="serve the offline simulation of the platform's API")
 
-    from sync import commands  # keeps start-up light
+    from sync.cli import jobs as commands  # keeps start-up light
 
     commands.register(sub)
     return parser
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fail(message: str, status: int) -> int:
     if json_configured():  # --log-format json: every stderr line stays a JSON object
-        logging.getLogger("sync.cli").error(message)
+        logging.getLogger("sync.cli.main").error(message)
     else:
         print(f"taskbox-sync: {message}", file=sys.stderr)
     return status

@@ -27,7 +27,7 @@ from sync.settings import redact_database_url
 # a wheel carries them inside the package as sync/migrations (pyproject.toml maps them in). So:
 # the package's own copy when installed from a wheel, else the checkout's (editable installs,
 # `python -m sync` and the tests run from the repository).
-_PACKAGED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PACKAGED_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATIONS_DIR = (
     _PACKAGED_MIGRATIONS
     if _PACKAGED_MIGRATIONS.is_dir()

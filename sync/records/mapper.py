@@ -1,9 +1,9 @@
 """API items to database records: exact IDs and money, storable text, nothing guessed.
 
-A page's items come either as `sync.wire.TypedRows` (the typed decode already checked every type)
+A page's items come either as `wire.TypedRows` (the typed decode already checked every type)
 or as dicts decoded from JSON with exact ints and with JSON floats as `Decimal`, whose keys come in
 PascalCase (the doc samples) or snake_case (the doc tables and the official SDK). A record is a
-tuple in the order of `sync.schema.RECORD_COLUMNS`, in the form the bulk path stages it:
+tuple in the order of `sync.db.schema.RECORD_COLUMNS`, in the form the bulk path stages it:
 publish_time as Unix seconds (int) and expected_profit as its exact decimal text (str), which
 asyncpg's binary COPY encodes at a third of the cost of a datetime and a Decimal.
 
@@ -32,9 +32,9 @@ from typing import Any
 
 import msgspec
 
+from sync.db.schema import FIGURE_COLUMNS, RECORD_COLUMNS, TEXT_COLUMNS
 from sync.errors import ContractError
-from sync.schema import FIGURE_COLUMNS, RECORD_COLUMNS, TEXT_COLUMNS
-from sync.wire import KEYS, TypedRows
+from sync.records.wire import KEYS, TypedRows
 
 ENDPOINT = "query_task_video_daily_data"
 MAX_ANOMALY_TEXTS = 20
@@ -48,7 +48,7 @@ if (
     or (*_EXPECTED, *FIGURE_COLUMNS, "expected_profit") != _COLUMNS
     or set(KEYS) != set(_COLUMNS)
 ):
-    raise ImportError("sync.mapper is out of step with sync.schema.RECORD_COLUMNS")
+    raise ImportError("sync.records.mapper is out of step with sync.db.schema.RECORD_COLUMNS")
 # Every accepted key -> (position among the mapped columns, preference rank).
 _KEY_SLOT: dict[str, tuple[int, int]] = {
     key: (_COLUMNS.index(column), rank)
@@ -329,7 +329,7 @@ def _slow_row(
 def _map_typed(rows: TypedRows, billing_date: dt.date) -> MappedPage:
     """Records of typed rows; a row with another date or an odd profit takes the dict path.
 
-    The typed decode checked every other value. Texts hold no lone surrogate (sync.wire wrote
+    The typed decode checked every other value. Texts hold no lone surrogate (`wire` wrote
     those as NUL) and, unless `rows.has_nul`, no NUL.
     """
     records: list[tuple[object, ...]] = []

@@ -16,16 +16,16 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync import planner
-from sync.database import create_engine, ensure_database, migrate
-from sync.engine import SyncRun
+from sync.cli.summary import render_result
+from sync.db.connect import resolve_database_url
+from sync.db.database import create_engine, ensure_database, migrate
+from sync.db.schema import video_daily_earnings
+from sync.db.status import collect_status, render_status
 from sync.logs import configure_logging
-from sync.runs import RunOptions
-from sync.runtime import resolve_database_url
+from sync.pipeline.engine import SyncRun
+from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxConfig, SandboxServer
-from sync.schema import video_daily_earnings
 from sync.settings import Secret, Settings
-from sync.status import collect_status, render_status
-from sync.summary import render_result
 
 DEMO_DATABASE = "taskbox_demo"
 

@@ -1,11 +1,11 @@
 """`taskbox-sync talents add|cancel|list`: the command line, the calls and the audit rows.
 
-The decisions are in sync.talents and the wire formats in sync.talents_api; this module reads
+The decisions are in sync.talents.roster and the wire formats in sync.api.talents; this module reads
 the input, runs the requests in batches, writes one talent_operations row per creator outcome
 (pre-check refusals and unsent ids included) and prints the table.
 
 A change the platform accepted is never lost from the audit: each batch is recorded before the
-next is sent, through a database outage too (sync.outage, --db-outage-timeout); past the limit
+next is sent, through a database outage too (`pipeline.outage`, --db-outage-timeout); past the limit
 the rows not recorded are printed on stderr, one JSON object per row in talent_operations'
 columns, the batches not yet sent are not sent, and the command exits 69.
 """
@@ -29,19 +29,21 @@ from aiohttp import ClientSession
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import database
-from sync.client import ApiCaller, CallStats
-from sync.commands import add_outage_flag
+from sync.api.client import ApiCaller, CallStats
+from sync.api.http import Timeouts, new_session
+from sync.api.limiter import RequestLimiter
+from sync.api.retry import RetryPolicy
+from sync.api.talents import TalentsApi
+from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
+from sync.cli.jobs import add_outage_flag
+from sync.db import database
+from sync.db.connect import open_engine
+from sync.db.schema import talent_operations
 from sync.errors import ApiError, CredentialsError, DatabaseUnavailable, SettingsError
-from sync.http import Timeouts, new_session
-from sync.limiter import RequestLimiter
 from sync.logs import configure_logging
-from sync.outage import DatabaseGate
-from sync.retry import RetryPolicy
-from sync.runtime import open_engine
-from sync.schema import talent_operations
+from sync.pipeline.outage import DatabaseGate
 from sync.settings import Secret, Settings, parse_qps
-from sync.talents import (
+from sync.talents.roster import (
     Operation,
     Roster,
     batches,
@@ -52,8 +54,6 @@ from sync.talents import (
     results_by_id,
     state_label,
 )
-from sync.talents_api import TalentsApi
-from sync.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
 
 log = logging.getLogger(__name__)
 

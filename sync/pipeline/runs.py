@@ -8,18 +8,18 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from sync.api.http import Timeouts
+from sync.api.retry import RetryPolicy
+from sync.db.ledger import RunCounts
 from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
-from sync.http import Timeouts
-from sync.ledger import RunCounts
-from sync.outage import DEFAULT_OUTAGE_TIMEOUT
-from sync.retry import RetryPolicy
+from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
 
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: the database stayed away past the limit
 EXIT_LOCKED = 75  # sysexits' EX_TEMPFAIL: another run holds the app's lock
 
 # Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
 DEFAULT_CONCURRENCY = 32
-# Rows in memory at once (sync.budget): 4 full pages, ~60 MB decoded.
+# Rows in memory at once (sync.pipeline.budget): 4 full pages, ~60 MB decoded.
 DEFAULT_BUFFER_ROWS = 40_000
 
 

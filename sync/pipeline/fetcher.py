@@ -14,10 +14,10 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from sync.budget import FirstPageGuess, Lease, RowBudget
-from sync.client import DailyDataClient, Page, PageRequest
+from sync.api.client import DailyDataClient, Page, PageRequest
+from sync.api.paging import PageCursor
 from sync.errors import TaskboxError
-from sync.paging import PageCursor
+from sync.pipeline.budget import FirstPageGuess, Lease, RowBudget
 from sync.planner import Partition
 
 PAGE_QUEUE_DEPTH = 2

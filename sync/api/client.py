@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from sync.api.http import decode_json, post
+from sync.api.limiter import RequestLimiter
+from sync.api.retry import RetryPolicy
+from sync.api.tokens import TokenProvider
 from sync.errors import ApiError, ContractError, ErrorClass, api_error
-from sync.http import decode_json, post
-from sync.limiter import RequestLimiter
-from sync.retry import RetryPolicy
-from sync.tokens import TokenProvider
-from sync.wire import decode_page
+from sync.records.wire import decode_page
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Page:
 def parse_daily_data(body: bytes) -> Page:
     """The open-platform envelope {err_no, err_msg, log_id, data: {video_daily_data_list}}.
 
-    Ordinary pages decode straight into typed rows (sync.wire); any other answer, error codes
+    Ordinary pages decode straight into typed rows (`records.wire`); any other answer, error codes
     included, is decoded exactly into dicts and read here.
     """
     typed = decode_page(body)

@@ -24,7 +24,7 @@ Choices, each measured (see `MergeCounts` for what is counted):
   row, 7 MB for a 40,000-row partition) made that the largest part of the process. A hash seen
   before only names candidates: their exact keys are deleted from staging, and the DELETE's count
   says how many were really repeated.
-* The merge is one statement (`sync.store_sql.merge_sql`): a FULL JOIN of the staging table
+* The merge is one statement (`sync.db.store_sql.merge_sql`): a FULL JOIN of the staging table
   with the partition's stored rows classifies each key as new, changed, gone or unchanged, keeps
   only the first three for the UPDATE, INSERT and DELETE that follow. A FULL JOIN can only be a hash
   or merge join, so no stale estimate can turn it into a nested loop: the first version (three
@@ -66,13 +66,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sync import store_sql as sql
+from sync.db import store_sql as sql
+from sync.db.schema import RECORD_COLUMNS
+from sync.db.store_sql import STAGE_TABLE
 from sync.errors import DatabaseError
-from sync.schema import RECORD_COLUMNS
-from sync.store_sql import STAGE_TABLE
 
 Record = Sequence[Any]
-"""One mapped row: values in sync.schema.RECORD_COLUMNS order."""
+"""One mapped row: values in sync.db.schema.RECORD_COLUMNS order."""
 Key = tuple[int, int]
 """(video_id, task_id): the billing date is the partition's (merge refuses strays)."""
 

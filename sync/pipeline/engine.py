@@ -7,10 +7,10 @@ window under the shared limiter, and commits each partition's rows with its ledg
                                    └ merge + mirror delete + ledger "done"  ── one transaction
 
 Many workers keep enough requests in flight when answers are slow (each answer leases its rows
-from the run's budget only when its body is read: sync.budget); the budget keeps memory flat
+from the run's budget only when its body is read: `pipeline.budget`); the budget keeps memory flat
 when answers are fast, and then serves older partitions first.
 
-A lost database connection is an outage, not a failure of the partition (sync.outage): the run
+A lost database connection is an outage, not a failure of the partition (`pipeline.outage`): the run
 pauses (no new attempt, no API request), waits up to --db-outage-timeout, takes its run lock
 back, and starts the partitions in flight again; past the limit it stops as interrupted.
 """
@@ -29,9 +29,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync import database, ledger
-from sync.budget import FirstPageGuess, RowBudget
-from sync.client import ApiCaller, CallStats, DailyDataClient, Page
+from sync.api.client import ApiCaller, CallStats, DailyDataClient, Page
+from sync.api.http import new_session
+from sync.api.limiter import RequestLimiter
+from sync.api.tokens import token_provider
+from sync.db import database, ledger
+from sync.db.store import AppendConflict, PartitionWriter
 from sync.errors import (
     ApiError,
     ContractError,
@@ -42,17 +45,14 @@ from sync.errors import (
     RunLockedError,
     TaskboxError,
 )
-from sync.fetcher import PageFlow, PageQuery, partition_pages
-from sync.http import new_session
-from sync.limiter import RequestLimiter
-from sync.mapper import map_page
-from sync.outage import Backoff, DatabaseGate
+from sync.pipeline.budget import FirstPageGuess, RowBudget
+from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
+from sync.pipeline.outage import Backoff, DatabaseGate
+from sync.pipeline.progress import Counters, Progress
+from sync.pipeline.runs import FailedPartition, RunOptions, RunResult
 from sync.planner import Partition, Plan
-from sync.progress import Counters, Progress
-from sync.runs import FailedPartition, RunOptions, RunResult
+from sync.records.mapper import map_page
 from sync.settings import Settings
-from sync.store import AppendConflict, PartitionWriter
-from sync.tokens import token_provider
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class SyncRun:
             options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
         )
         # Closed while the database is away: workers wait before each attempt, fetchers stop
-        # before each request, the run end waits to be recorded (sync.outage).
+        # before each request, the run end waits to be recorded (sync.pipeline.outage).
         self._gate = DatabaseGate(
             self._recover, limit=options.db_outage_timeout, backoff=outage_backoff
         )
@@ -401,7 +401,7 @@ class SyncRun:
     async def _partition(self, client: DailyDataClient, p: Partition, place: int) -> None:
         """Sync one partition, with a fresh attempt (and connection) after a passing failure.
 
-        A lost database is not an attempt: the partition waits for it (sync.outage) and starts
+        A lost database is not an attempt: the partition waits for it (`pipeline.outage`) and starts
         again from its first page, its transaction having gone with the connection.
         """
         w = p.window

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from sync.api.http import decode_json, post
 from sync.errors import (
     ContractError,
     CredentialsError,
@@ -23,7 +24,6 @@ from sync.errors import (
     api_error,
     classify,
 )
-from sync.http import decode_json, post
 from sync.settings import Secret, Settings
 
 REFRESH_MARGIN = 300.0  # refresh this many seconds before the platform's expiry

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sync.db.status import table as status_table
+from sync.pipeline.runs import RunResult
 from sync.planner import SHANGHAI
-from sync.runs import RunResult
-from sync.status import table as status_table
 
 
 def _when(ts: int) -> str:

@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.database import check_schema, create_engine, migrate
-from sync.embedded import start_embedded
+from sync.db.database import check_schema, create_engine, migrate
+from sync.db.embedded import start_embedded
 from sync.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,10 @@ import asyncio
 import time
 from typing import Any
 
-from sync import planner, status
+from sync import planner
+from sync.db import status
+from sync.db.connect import open_engine
 from sync.errors import SettingsError
-from sync.runtime import open_engine
 from sync.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""The statements of the bulk path (sync.store), written once from the schema: pure text.
+"""The statements of the bulk path (sync.db.store), written once from the schema: pure text.
 
 Staging holds the records as the mapper makes them (publish time as Unix seconds, the profit as
 decimal text); every statement that reads it converts to the table's types.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from sync.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
+from sync.db.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
 
 STAGE_TABLE = "taskbox_stage"
 

@@ -1,7 +1,7 @@
 """The ledger: one sync_runs row per run, one sync_partitions row per partition attempt.
 
 Nothing here commits: every function runs in the caller's transaction, so that a partition's
-`partition_done` commits together with its rows (sync.store) or not at all.
+`partition_done` commits together with its rows (sync.db.store) or not at all.
 
 A run's life:
 
@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import cast
 
-from sync.schema import sync_partitions, sync_runs
+from sync.db.schema import sync_partitions, sync_runs
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "interrupted")

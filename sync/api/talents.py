@@ -13,11 +13,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sync.client import ApiCaller
+from sync.api.client import ApiCaller
+from sync.api.http import decode_json
 from sync.errors import ContractError, api_error
-from sync.http import decode_json
 from sync.settings import Settings
-from sync.talents import OP_TYPE, Operation, call_error_message
+from sync.talents.roster import OP_TYPE, Operation, call_error_message
 
 UPDATE = "update_orient_talents"
 UPDATE_PATH = "/api/apps/taskbox/update_orient_talents/"
