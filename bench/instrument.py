@@ -129,13 +129,13 @@ def install(probe: Probe) -> None:
 
     from sync.api import client
     from sync.db import store
-    from sync.pipeline import engine
+    from sync.pipeline import partition
 
     gc.callbacks.append(probe.gc_callback)
 
     _patch(client, "parse_daily_data", lambda fn: probe.timed("decode", fn))
     _patch(client, "post", probe.requests)
-    _patch(engine, "map_page", lambda fn: probe.timed("map", fn))
+    _patch(partition, "map_page", lambda fn: probe.timed("map", fn))
     _patch(store.PartitionWriter, "add_page", lambda fn: probe.timed_async("write", fn))
     _patch(store.PartitionWriter, "merge", lambda fn: probe.timed_async("merge", fn))
-    _patch(engine.SyncRun, "_partition", probe.partitions)
+    _patch(partition.PartitionWork, "sync", probe.partitions)

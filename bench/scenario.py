@@ -17,7 +17,7 @@ from bench.instrument import Probe, install
 from bench.measure import ScenarioSpec, Snapshot, timeline
 from sync.db.database import create_engine
 from sync.pipeline import runs
-from sync.pipeline.engine import SyncRun
+from sync.pipeline.engine import run_app
 from sync.pipeline.runs import RunOptions
 
 
@@ -51,10 +51,9 @@ async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
         buffer_rows=runs.DEFAULT_BUFFER_ROWS,  # read now: a --patch may have changed it
         restart=True,
     )
-    run = SyncRun(db, spec.settings(), options, spec.plan(), progress_interval=3600.0)
     try:
         before = Snapshot.take(spec)
-        result = await run.execute()
+        result = await run_app(db, spec.settings(), options, spec.plan(), progress_interval=3600.0)
         after = Snapshot.take(spec)  # before dispose: the server's backends are still alive
     finally:
         await db.dispose()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sync import planner
 from sync.db.database import create_engine
 from sync.db.schema import video_daily_earnings
-from sync.pipeline.engine import SyncRun
+from sync.pipeline.engine import run_app
 from sync.pipeline.runs import RunOptions, RunResult
 from sync.sandbox import SandboxServer
 from sync.settings import Secret, Settings
@@ -59,8 +59,7 @@ async def run_sync(
     db = create_engine(settings.database_url.reveal(), pool_size=24)
     try:
         the_plan = plan or planner.plan(dates, now if now is not None else time.time())
-        run = SyncRun(db, settings, RunOptions(kind=kind, **options), the_plan)
-        return await run.execute()
+        return await run_app(db, settings, RunOptions(kind=kind, **options), the_plan)
     finally:
         await db.dispose()
 

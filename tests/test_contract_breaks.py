@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +33,6 @@ from sync import planner
 from sync.api import client
 from sync.api.retry import RetryPolicy
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
-from sync.pipeline import engine
 from sync.pipeline.runs import RunResult
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.sandbox.catalog import SPECIAL_TITLES
@@ -183,20 +182,6 @@ def part() -> OneWindow:
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.02)
 
 
-class _FastCaller(client.ApiCaller):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["policy"] = FAST
-        super().__init__(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Answers that are wrong every time would take the default policy ~1 min to give up on:
-    the tests give the engine's request loop a short policy."""
-    monkeypatch.setattr(engine, "ApiCaller", _FastCaller)
-    yield
-
-
 def stub_settings(stub: StubApi, database_url: str) -> Settings:
     return Settings(
         database_url=Secret(database_url),
@@ -209,6 +194,8 @@ def stub_settings(stub: StubApi, database_url: str) -> Settings:
 
 async def sync(stub: StubApi, database_url: str, part: OneWindow, **options: Any) -> RunResult:
     options.setdefault("page_size", 10)
+    # Answers that are wrong every time would take the default policy ~1 min to give up on.
+    options.setdefault("retry", FAST)
     return await run_sync(
         stub_settings(stub, database_url), [part.day], plan=part.plan, now=part.now, **options
     )

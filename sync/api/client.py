@@ -204,6 +204,15 @@ class DailyDataClient:
         self._caller = caller
         self._url = base_url + DAILY_DATA_PATH
 
+    @property
+    def stats(self) -> CallStats:
+        """The requests this client made, over its whole life."""
+        return self._caller.stats
+
+    async def check_token(self) -> None:
+        """Get a token now: refused credentials raise CredentialsError before any work starts."""
+        await self._caller.tokens.get()
+
     async def fetch_page(
         self,
         request: PageRequest,

@@ -22,7 +22,7 @@ from sync.db.database import create_engine, ensure_database, migrate
 from sync.db.schema import video_daily_earnings
 from sync.db.status import collect_status, render_status
 from sync.logs import configure_logging
-from sync.pipeline.engine import SyncRun
+from sync.pipeline.engine import run_app
 from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.settings import Secret, Settings
@@ -71,7 +71,7 @@ async def run_demo(settings: Settings, *, videos: int, seed: int) -> int:
         db = create_engine(url, pool_size=options.concurrency + 2)
         try:
             await migrate(db)
-            result = await SyncRun(db, demo_settings, options, plan).execute()
+            result = await run_app(db, demo_settings, options, plan)
             print(render_result(result))
             mismatches = await _verify(db, sandbox, plan, now)
             stats = sandbox.stats()

@@ -11,7 +11,7 @@ from sync import planner
 from sync.cli.summary import render_result
 from sync.db.connect import open_engine
 from sync.logs import configure_logging
-from sync.pipeline.engine import SyncRun
+from sync.pipeline.engine import run_app
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
 from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.settings import MAX_QPS, Settings, parse_qps
@@ -172,4 +172,4 @@ def _sync(
 
 async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:
     async with open_engine(settings, pool_size=options.concurrency + 2) as db:
-        return await SyncRun(db, settings, options, plan).execute()
+        return await run_app(db, settings, options, plan)

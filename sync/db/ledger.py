@@ -23,8 +23,8 @@ import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -33,6 +33,9 @@ from sqlalchemy.sql.expression import cast
 
 from sync.db.schema import sync_partitions, sync_runs
 
+if TYPE_CHECKING:
+    from sync.db.store import MergeCounts
+
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "interrupted")
 INTERRUPTED = "interrupted"
@@ -40,28 +43,11 @@ _LOCK_NAMESPACE = "taskbox-sync:"
 
 
 @dataclass(slots=True)
-class RunCounts:
-    """The counters of a run, as stored in sync_runs; the engine adds to them as it goes."""
-
-    partitions_total: int = 0
-    partitions_done: int = 0
-    partitions_failed: int = 0
-    partitions_skipped: int = 0
-    rows_fetched: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    rows_removed: int = 0
-    rows_rejected: int = 0
-    api_calls: int = 0
-    throttled: int = 0
-    retries: int = 0
-    qps_used: float | None = None
-
-
-@dataclass(slots=True)
 class PartitionStats:
-    """What one partition attempt did, as stored in sync_partitions."""
+    """What one partition attempt did, as stored in sync_partitions.
+
+    The fetch side counts pages and rows as they are staged; `merged` adds what the merge did.
+    """
 
     pages: int = 0
     api_calls: int = 0
@@ -74,6 +60,12 @@ class PartitionStats:
     repeated: int = 0
     sanitized: int = 0
     last_log_id: str | None = None
+
+    def merged(self, counts: MergeCounts) -> None:
+        """Take the merge's outcome (sync.db.store)."""
+        self.inserted, self.updated = counts.inserted, counts.updated
+        self.unchanged, self.removed = counts.unchanged, counts.removed
+        self.repeated = counts.repeated
 
     def columns(self) -> dict[str, Any]:
         """The sync_partitions columns these stats fill."""
@@ -90,6 +82,63 @@ class PartitionStats:
             "texts_sanitized": self.sanitized,
             "last_log_id": self.last_log_id,
         }
+
+
+@dataclass(slots=True)
+class RunCounts:
+    """The one set of counters of a run: the ledger stores it (sync_runs), the live progress line
+    and the closing summary read it.
+
+    Partition and row totals grow as partitions finish (`add`); `pages` and `rows_read` as pages
+    are staged, attempts that were rolled back included (they are what the progress line shows);
+    the request counters come from the API client's counts at the end (`took_calls`), and
+    `api_calls` also live, page by page.
+    """
+
+    partitions_total: int = 0
+    partitions_done: int = 0
+    partitions_failed: int = 0
+    partitions_skipped: int = 0
+    rows_fetched: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_removed: int = 0
+    rows_rejected: int = 0
+    api_calls: int = 0
+    throttled: int = 0
+    retries: int = 0
+    qps_used: float | None = None
+    pages: int = 0  # live only, not stored
+    rows_read: int = 0  # live only, not stored
+
+    def add(self, stats: PartitionStats) -> None:
+        """A partition is done: its rows join the run's totals."""
+        self.partitions_done += 1
+        self.rows_fetched += stats.rows_fetched
+        self.rows_inserted += stats.inserted
+        self.rows_updated += stats.updated
+        self.rows_unchanged += stats.unchanged
+        self.rows_removed += stats.removed
+        self.rows_rejected += stats.rejected
+
+    def page_read(self, rows: int, requests: int) -> None:
+        """A page was staged after `requests` requests (retries included)."""
+        self.pages += 1
+        self.rows_read += rows
+        self.api_calls += requests
+
+    def took_calls(self, api_calls: int, throttled: int, retries: int, elapsed: float) -> None:
+        """The run's requests as the API client counted them (failed pages' requests too)."""
+        self.api_calls, self.throttled, self.retries = api_calls, throttled, retries
+        self.qps_used = round(api_calls / elapsed, 3) if elapsed else None
+
+    def columns(self) -> dict[str, Any]:
+        """The sync_runs columns these counters fill."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _LIVE_ONLY}
+
+
+_LIVE_ONLY = frozenset({"pages", "rows_read"})
 
 
 def from_unix(seconds: int) -> dt.datetime:
@@ -263,7 +312,7 @@ async def finish_run(
     await conn.execute(
         update(sync_runs)
         .where(sync_runs.c.id == run_id)
-        .values(status=status, finished_at=func.clock_timestamp(), error=error, **asdict(counts))
+        .values(status=status, finished_at=func.clock_timestamp(), error=error, **counts.columns())
     )
 
 

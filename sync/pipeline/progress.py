@@ -4,41 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable
 from typing import TextIO
+
+from sync.db.ledger import RunCounts
 
 log = logging.getLogger("sync.pipeline.progress")
 
 
-@dataclasses.dataclass(slots=True)
-class Counters:
-    """Live totals of a run, updated by the engine as pages and partitions finish."""
-
-    partitions_total: int = 0
-    partitions_done: int = 0
-    partitions_failed: int = 0
-    partitions_skipped: int = 0
-    pages: int = 0
-    rows: int = 0
-
-
 class Progress:
-    """Reports `Counters` every `interval` seconds until stopped."""
+    """Reports a run's counters every `interval` seconds until stopped."""
 
     def __init__(
         self,
-        counters: Counters,
-        api_calls: Callable[[], int],
+        counters: RunCounts,
         *,
         stream: TextIO | None = None,
         interval: float | None = None,
     ) -> None:
         self.counters = counters
-        self.api_calls = api_calls
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
@@ -51,8 +37,8 @@ class Progress:
         return (
             f"partitions {c.partitions_done + c.partitions_failed + c.partitions_skipped}"
             f"/{c.partitions_total} (failed {c.partitions_failed}) · pages {c.pages} · "
-            f"rows {c.rows:,} · {self.api_calls() / elapsed:.1f} req/s · "
-            f"{c.rows / elapsed:,.0f} rows/s"
+            f"rows {c.rows_read:,} · {c.api_calls / elapsed:.1f} req/s · "
+            f"{c.rows_read / elapsed:,.0f} rows/s"
         )
 
     async def _loop(self) -> None:

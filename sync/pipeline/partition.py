@@ -1,0 +1,255 @@
+"""The partition worker: one partition from its first page to its ledger entry, with attempts.
+
+    ledger "running" ─► fetch page k+1 ─┐   (pipelined: while page k is written)
+                        map + COPY page k ◄┘
+                        merge + mirror delete + ledger "done"  ── one transaction
+
+An attempt that fails in passing (a retryable API error that outlived its request's retries, a
+database error, an append conflict, a torn read) is rolled back and the partition starts again
+from its first page on a fresh connection, up to `RunOptions.partition_attempts`. A permanent
+API error fails the partition at once; a fatal one is raised to the run. A lost database is not
+an attempt at all: the partition waits for it (`pipeline.outage`) and starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncGenerator, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sync.api.client import DailyDataClient, Page
+from sync.db import database, ledger
+from sync.db.store import AppendConflict, PartitionWriter
+from sync.errors import (
+    ApiError,
+    ContractError,
+    DatabaseError,
+    DatabaseUnavailable,
+    ErrorClass,
+    TaskboxError,
+)
+from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
+from sync.pipeline.outage import DatabaseGate
+from sync.pipeline.runs import FailedPartition, RunOptions
+from sync.planner import Partition
+from sync.records.mapper import map_page
+
+log = logging.getLogger("sync.pipeline.engine")
+
+DATABASE_ERRORS = (DatabaseError, SQLAlchemyError, OSError)
+
+
+class FatalApiError(Exception):
+    """Raised out of a partition when the API said something that stops the whole run."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclasses.dataclass(slots=True)
+class PartitionWork:
+    """What every partition of one run shares: its parts, and where outcomes are counted."""
+
+    db: AsyncEngine
+    api: DailyDataClient
+    options: RunOptions
+    query: PageQuery
+    flow: PageFlow
+    gate: DatabaseGate
+    run_id: int
+    counts: ledger.RunCounts
+    failed: list[FailedPartition]
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+    async def sync(self, p: Partition, place: int) -> None:
+        """Sync one partition: done, or failed and recorded so; FatalApiError stops the run."""
+        pid: int | None = None
+        stats = ledger.PartitionStats()
+        error: TaskboxError | None = None
+        attempts = self.options.partition_attempts
+        attempt = 1
+        lost = False  # an outage hit the commit that recorded the partition
+        while True:
+            since = await self.gate.ready()
+            stats = ledger.PartitionStats()
+            try:
+                # A connection per attempt from the pool: one the database dropped is replaced.
+                async with database.connection(self.db) as conn:
+                    async with conn.begin():
+                        entry = pid
+                        if entry is None and lost:
+                            entry = await ledger.running_partition(
+                                conn, self.run_id, p.billing_date, p.window.start, p.window.end
+                            )
+                        if entry is None:
+                            lost = True  # until the commit returns, recorded or not: unknown
+                            entry = await self._start(conn, p)
+                        elif attempt > 1:
+                            await ledger.partition_retry(conn, entry)
+                    pid, lost = entry, False
+                    async with conn.begin():
+                        done = await self._attempt(conn, p, place, pid, stats, attempt)
+                if done:
+                    self.counts.add(stats)
+                    return
+                error = None  # a torn read: read the partition again (logged by the attempt)
+            except DatabaseUnavailable as exc:
+                self.gate.report(exc, since)
+                continue  # not an attempt of the partition's own
+            except ApiError as exc:
+                error = exc
+                if exc.error_class is ErrorClass.FATAL:
+                    raise FatalApiError(exc) from exc
+                if exc.error_class is ErrorClass.PERMANENT:
+                    break
+            except AppendConflict as exc:  # rare: sync it again with the full merge, at once
+                error = exc
+            except DATABASE_ERRORS as exc:
+                error = exc if isinstance(exc, TaskboxError) else DatabaseError(first_line(exc))
+                await asyncio.sleep(self.options.retry.backoff(attempt, self.rng))
+            if attempt >= attempts:
+                break
+            attempt += 1
+            if error is not None:
+                log.warning("%s: %s; attempt %d of %d", label(p), error, attempt, attempts)
+        assert error is not None
+        await self._fail(p, pid, stats, error)
+
+    async def _start(self, conn: AsyncConnection, p: Partition) -> int:
+        w = p.window
+        return await ledger.start_partition(
+            conn, self.run_id, p.billing_date, w.start, w.end, self.options.scope
+        )
+
+    async def _attempt(
+        self,
+        conn: AsyncConnection,
+        p: Partition,
+        place: int,
+        pid: int,
+        stats: ledger.PartitionStats,
+        attempt: int,
+    ) -> bool:
+        """Fetch, stage and merge one partition inside the caller's transaction; True when done.
+
+        A key repeated across pages means the data moved while we paged (offset paging can
+        then skip rows too): unless this is the last attempt, return False so the partition
+        rolls back and is read again.
+        """
+        last = attempt >= self.options.partition_attempts
+        writer = await PartitionWriter.open(conn)
+        if attempt == 1 and not last:  # appending; a conflict must leave a retry
+            writer.append_to(
+                p.billing_date, p.window.start, p.window.end,
+                run_id=self.run_id, douyin_id=self.options.douyin_id,
+            )  # fmt: skip
+        pages = partition_pages(
+            self.api, p, self.query, self.flow, self._on_page(stats), priority=place
+        )
+        async with contextlib.aclosing(pages):  # closed now, not when collected: leases go back
+            await self._stage_pages(pages, writer, p, stats)
+        if writer.repeated:
+            log.warning(
+                "%s: %d keys repeated across pages (data changed while paging)%s",
+                label(p),
+                writer.repeated,
+                "" if last else "; re-reading",
+            )
+            if not last:
+                return False
+        # Never delete on the strength of an answer we could not fully read: rows rejected,
+        # a torn read (offset paging may have skipped rows), or a filter we cannot scope.
+        mirror = not (stats.rejected or writer.repeated or self.options.agency_client_key)
+        merged = await writer.merge(
+            p.billing_date,
+            p.window.start,
+            p.window.end,
+            run_id=self.run_id,
+            douyin_id=self.options.douyin_id,
+            mirror=mirror,
+        )
+        stats.merged(merged)
+        await ledger.partition_done(conn, pid, stats)
+        return True
+
+    async def _stage_pages(
+        self,
+        pages: AsyncGenerator[Page, None],
+        writer: PartitionWriter,
+        p: Partition,
+        stats: ledger.PartitionStats,
+    ) -> None:
+        """Map each page and hand its records to the writer."""
+        async for page in pages:
+            try:
+                mapped = map_page(page.items, p.billing_date)
+            except ContractError as exc:
+                exc.log_id = exc.log_id or page.log_id
+                raise
+            stats.rows_fetched += len(page.items)
+            stats.rejected += mapped.rejected
+            stats.sanitized += mapped.sanitized
+            if mapped.rejected or mapped.anomalies:
+                log.warning(
+                    "%s page log_id=%s: %d rows rejected; %s",
+                    label(p),
+                    page.log_id,
+                    mapped.rejected,
+                    "; ".join(mapped.anomalies[:3]),
+                )
+            await writer.add_page(mapped.records)
+            del page, mapped  # copied: not held while the next page is awaited
+
+    def _on_page(self, stats: ledger.PartitionStats) -> Callable[[Page, int], None]:
+        def seen(page: Page, sent: int) -> None:
+            stats.api_calls += sent
+            stats.pages += 1
+            stats.last_log_id = page.log_id
+            self.counts.page_read(len(page.items), sent)
+
+        return seen
+
+    async def _fail(
+        self, p: Partition, pid: int | None, stats: ledger.PartitionStats, error: TaskboxError
+    ) -> None:
+        """Count and record a failed partition, through an outage too: the failure is kept."""
+        w = p.window
+        err_no = getattr(error, "err_no", None)
+        log_id = getattr(error, "log_id", None) or stats.last_log_id
+        self.failed.append(
+            FailedPartition(p.billing_date, w.start, w.end, err_no, str(error), log_id)
+        )
+        self.counts.partitions_failed += 1
+        log.error("%s failed: %s", label(p), error)
+
+        async def record() -> None:
+            nonlocal pid
+            async with database.connection(self.db) as conn, conn.begin():
+                if pid is None:
+                    pid = await self._start(conn, p)
+                await ledger.partition_failed(conn, pid, stats, err_no, str(error), log_id)
+
+        try:
+            await self.gate.run(record)
+        except DATABASE_ERRORS as exc:
+            if exc is self.gate.failure:
+                raise
+            # The next run marks the partition failed instead.
+            log.error("%s: cannot record the failure: %s", label(p), first_line(exc))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a (driver's) error message, never a multi-line dump."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def label(p: Partition) -> str:
+    return f"partition {p.billing_date} [{p.window.start}..{p.window.end}]"

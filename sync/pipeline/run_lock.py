@@ -1,0 +1,104 @@
+"""The app's run lock, held by a run on a connection of its own for the run's whole length.
+
+The lock is PostgreSQL's session-level advisory lock (`ledger.acquire_run_lock`): one run per app
+at a time. It dies with its session, so after a database outage a run takes it again on a new
+connection, unless another run took it meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sync.db import database, ledger
+from sync.errors import RunLockedError
+
+
+class RunLock:
+    """`take()` at the start, `keep(run_id)` after an outage, `release()` at the end."""
+
+    def __init__(self, db: AsyncEngine, app_key: str) -> None:
+        self.db = db
+        self.app_key = app_key
+        self.conn: AsyncConnection | None = None  # holds the lock (its session)
+        self._session: ledger.Session | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.conn is not None
+
+    async def take(self) -> None:
+        """The app's run lock, on a connection kept for the run (RunLockedError if taken)."""
+        async with database.outages():
+            conn = await self.db.connect()
+            async with database.outages(conn):
+                locked = await ledger.acquire_run_lock(conn, self.app_key)
+                holder = await ledger.current_session(conn)
+                await conn.commit()
+        if not locked:
+            await conn.close()
+            raise RunLockedError(
+                f"another taskbox-sync run for app {self.app_key} is in progress; "
+                "try again when it has finished"
+            )
+        self.conn, self._session = conn, holder
+
+    async def keep(self, run_id: int) -> None:
+        """After an outage: keep the lock's connection if it lived through it, else take the
+        lock again on a new one (a restarted server forgot it with the session).
+
+        If another run took the lock meanwhile, this run stops with RunLockedError (exit 75,
+        as for a run refused at start): that run marked this one 'interrupted' when it began
+        and owns the app's ledger now; it, or the next run, resumes the work.
+        """
+        old = self.conn
+        assert old is not None
+        if await _alive(old):
+            return
+        self.conn = None
+        await database.discard(old)
+        async with database.outages():
+            conn = await self.db.connect()
+            async with database.outages(conn):
+                if self._session is not None:
+                    locked = await ledger.take_over_run_lock(conn, self.app_key, self._session)
+                else:
+                    locked = await ledger.acquire_run_lock(conn, self.app_key)
+                holder = await ledger.current_session(conn)
+                await conn.commit()
+        if not locked:
+            await database.discard(conn)
+            this = f"run {run_id} stopped (interrupted)" if run_id else "this run stopped"
+            raise RunLockedError(
+                f"another taskbox-sync run for app {self.app_key} took the run lock while the "
+                f"database was unavailable; {this} and that run owns the work now: run this "
+                "command again when it has finished"
+            )
+        self.conn, self._session = conn, holder
+
+    async def release(self) -> None:
+        """Give the lock back; a connection in doubt is discarded so the lock dies with it."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            await conn.rollback()
+            await ledger.release_run_lock(conn, self.app_key)
+            await conn.commit()
+            await conn.close()
+        except Exception:  # the database went away: closing the session frees the lock anyway
+            await database.discard(conn)
+
+
+async def _alive(conn: AsyncConnection) -> bool:
+    """Whether a connection still answers (within 2 s)."""
+    if conn.closed or conn.invalidated:
+        return False
+    try:
+        await asyncio.wait_for(conn.scalar(text("SELECT 1")), 2.0)
+        await conn.commit()
+    except Exception:
+        return False
+    return True
