@@ -151,7 +151,7 @@ async def test_wheel_migrates_from_outside_the_checkout(
     status, out, err = await _run("-c", where, cwd=elsewhere, env=env)
     assert status == 0, err
     assert out.split() == [
-        str(site / "sync" / "database.py"),
+        str(site / "sync" / "db" / "database.py"),
         str(site / "sync" / "migrations"),
     ]
 
