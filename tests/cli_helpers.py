@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.db import ledger
+from sync.db import ledger, locks
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.sandbox import SandboxServer
 
@@ -262,6 +262,6 @@ async def wait_lock_free(engine: AsyncEngine, app_key: str, limit: float = 15.0)
 
     async def free() -> bool:
         async with engine.connect() as conn:
-            return not await ledger.lock_held_elsewhere(conn, app_key)
+            return not await locks.lock_held_elsewhere(conn, app_key)
 
     return await wait_until(free, limit=limit, what=f"the run lock of {app_key} to be free")

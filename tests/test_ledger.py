@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync.db import ledger
+from sync.db import ledger, locks
 from sync.db.ledger import PartitionStats, RunCounts
 from sync.db.schema import sync_partitions, sync_runs
 
@@ -53,35 +53,35 @@ async def done(conn: AsyncConnection, run_id: int, start: int = START, end: int 
 
 def test_run_lock_key_is_stable_signed_int64() -> None:
     """The lock key is the same in every process and fits PostgreSQL's bigint."""
-    assert ledger.run_lock_key("app") == ledger.run_lock_key("app")
-    assert ledger.run_lock_key("app") != ledger.run_lock_key("app2")
-    keys = [ledger.run_lock_key(f"app{i}") for i in range(200)]
+    assert locks.run_lock_key("app") == locks.run_lock_key("app")
+    assert locks.run_lock_key("app") != locks.run_lock_key("app2")
+    keys = [locks.run_lock_key(f"app{i}") for i in range(200)]
     assert all(-(2**63) <= k < 2**63 for k in keys)
     assert any(k < 0 for k in keys)  # the sign bit is used, not dropped
-    assert ledger.run_lock_key("app") == 6902467519290553815
+    assert locks.run_lock_key("app") == 6902467519290553815
 
 
 async def test_run_lock_excludes_a_second_session(engine: AsyncEngine) -> None:
     """One session holds an app's lock across commits; others fail until it is released."""
     async with engine.connect() as first, engine.connect() as second:
-        assert await ledger.acquire_run_lock(first, "app")
+        assert await locks.acquire_run_lock(first, "app")
         await first.commit()  # the lock is the session's, not the transaction's
-        assert not await ledger.acquire_run_lock(second, "app")
-        assert await ledger.acquire_run_lock(second, "other app")
-        assert await ledger.release_run_lock(first, "app")
-        assert not await ledger.release_run_lock(first, "app")
-        assert await ledger.acquire_run_lock(second, "app")
-        assert await ledger.release_run_lock(second, "app")
-        assert await ledger.release_run_lock(second, "other app")
+        assert not await locks.acquire_run_lock(second, "app")
+        assert await locks.acquire_run_lock(second, "other app")
+        assert await locks.release_run_lock(first, "app")
+        assert not await locks.release_run_lock(first, "app")
+        assert await locks.acquire_run_lock(second, "app")
+        assert await locks.release_run_lock(second, "app")
+        assert await locks.release_run_lock(second, "other app")
 
 
 async def test_lock_is_released_when_the_session_ends(engine: AsyncEngine) -> None:
     """A killed process's lock goes with its session."""
     async with engine.connect() as holder, engine.connect() as other:
-        assert await ledger.acquire_run_lock(holder, "app")
+        assert await locks.acquire_run_lock(holder, "app")
         await holder.invalidate()  # closes the database session, as a crash would
-        assert await ledger.acquire_run_lock(other, "app")
-        await ledger.release_run_lock(other, "app")
+        assert await locks.acquire_run_lock(other, "app")
+        await locks.release_run_lock(other, "app")
 
 
 async def test_run_is_started_and_finished_with_its_counters(engine: AsyncEngine) -> None:
@@ -259,9 +259,9 @@ async def test_stale_runs_become_interrupted(engine: AsyncEngine) -> None:
     """'running' runs whose app lock nobody else holds are interrupted, their running
     partitions failed; a run whose lock is held elsewhere, and `keep`, are left alone."""
     async with engine.connect() as conn, engine.connect() as live:
-        assert await ledger.acquire_run_lock(live, "busy app")
+        assert await locks.acquire_run_lock(live, "busy app")
         async with conn.begin():
-            assert await ledger.acquire_run_lock(conn, "app")
+            assert await locks.acquire_run_lock(conn, "app")
             dead = await new_run(conn)
             running = await ledger.start_partition(conn, dead, DAY, START, END, "")
             finished = await done(conn, dead)
@@ -279,7 +279,7 @@ async def test_stale_runs_become_interrupted(engine: AsyncEngine) -> None:
             row = await partition_row(conn, running)
             assert (row["status"], row["error"]) == ("failed", "interrupted")
             assert (await partition_row(conn, finished))["status"] == "done"
-            await ledger.release_run_lock(live, "busy app")
+            await locks.release_run_lock(live, "busy app")
             assert await ledger.mark_stale_runs(conn, "other app") == []
             assert await ledger.mark_stale_runs(conn, "busy app") == [busy]
-            await ledger.release_run_lock(conn, "app")
+            await locks.release_run_lock(conn, "app")

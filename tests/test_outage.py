@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sync.api.retry import RetryPolicy
 from sync.cli import talents as talents_cmd
 from sync.cli.main import main
-from sync.db import database, ledger
+from sync.db import database, ledger, locks
 from sync.db.database import create_engine, migrate
 from sync.db.schema import talent_operations
 from sync.errors import DatabaseUnavailable, RunLockedError
@@ -286,9 +286,11 @@ def stop_at(
     back_after: float | None = 1.5,
     then: Callable[[], Awaitable[None]] | None = None,
 ) -> list[int]:
-    """Wrap ledger.`name`: at its `call`-th call, stop the server (before the call, or `after`
-    it: then the transaction's commit is what fails), and start it `back_after` s later."""
-    original: Wrapped = getattr(ledger, name)
+    """Wrap ledger.`name` (or locks.`name`): at its `call`-th call, stop the server (before the
+    call, or `after` it: then the transaction's commit is what fails), and start it `back_after`
+    s later."""
+    owner = ledger if hasattr(ledger, name) else locks
+    original: Wrapped = getattr(owner, name)
     seen = [0]
 
     async def outage() -> None:
@@ -307,7 +309,7 @@ def stop_at(
             await outage()
         return result
 
-    monkeypatch.setattr(ledger, name, wrapper)
+    monkeypatch.setattr(owner, name, wrapper)
     return seen
 
 
@@ -428,7 +430,7 @@ async def test_lock_taken_during_the_outage_stops_the_run_as_locked(
     run does not go on beside it; it stops as interrupted with the 'locked' exit (75)."""
     caplog.set_level(logging.WARNING)
     held: list[asyncpg.Connection] = []
-    key = ledger.run_lock_key(sandbox.config.client_key)
+    key = locks.run_lock_key(sandbox.config.client_key)
     taken = asyncio.Event()
     probe = database.probe
 
@@ -475,15 +477,15 @@ async def test_a_stale_session_of_the_same_run_gives_the_lock_back(db_url: str) 
     engine = create_engine(db_url)
     try:
         old = await engine.connect()
-        assert await ledger.acquire_run_lock(old, "app-x")
-        old_session = await ledger.current_session(old)
+        assert await locks.acquire_run_lock(old, "app-x")
+        old_session = await locks.current_session(old)
         await old.commit()
         async with engine.connect() as new:
-            other = ledger.Session(old_session.pid, old_session.started - dt.timedelta(hours=1))
-            assert not await ledger.take_over_run_lock(new, "app-x", other)
-            assert await ledger.take_over_run_lock(new, "app-x", old_session)
-            assert not await ledger.lock_held_elsewhere(new, "app-x")
-            await ledger.release_run_lock(new, "app-x")
+            other = locks.Session(old_session.pid, old_session.started - dt.timedelta(hours=1))
+            assert not await locks.take_over_run_lock(new, "app-x", other)
+            assert await locks.take_over_run_lock(new, "app-x", old_session)
+            assert not await locks.lock_held_elsewhere(new, "app-x")
+            await locks.release_run_lock(new, "app-x")
             await new.commit()
         await old.invalidate()
         await old.close()

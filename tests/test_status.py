@@ -10,7 +10,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import planner
-from sync.db import ledger, status
+from sync.db import ledger, locks, status
 from sync.db.ledger import PartitionStats, RunCounts
 from sync.db.schema import video_daily_earnings
 
@@ -197,9 +197,9 @@ async def test_check_skips_a_nightly_run_in_progress(engine: AsyncEngine) -> Non
             False,
             [f"the last nightly run ({stuck}) stopped without finishing"],
         )
-        assert await ledger.acquire_run_lock(live, "a")
+        assert await locks.acquire_run_lock(live, "a")
         assert await status.check(conn, TODAY) == (True, [])
-        await ledger.release_run_lock(live, "a")
+        await locks.release_run_lock(live, "a")
 
 
 async def test_check_flags_an_old_nightly_run(engine: AsyncEngine) -> None:

@@ -5,32 +5,26 @@ Nothing here commits: every function runs in the caller's transaction, so that a
 
 A run's life:
 
-    acquire_run_lock(conn, app_key)   session-level advisory lock: one run per app at a time
-    (take_over_run_lock)              after a database outage: the lock again, on a new session
+    locks.acquire_run_lock(...)       one run per app at a time (sync.db.locks)
     mark_stale_runs(conn)             'running' runs whose process died become 'interrupted'
     find_resumable_run / done_windows what an unfinished identical run already did
     start_run -> start_partition -> partition_done | partition_failed ... -> finish_run
-    release_run_lock(conn, app_key)
-
-The lock belongs to the database session, not to a transaction: it is released by
-`release_run_lock` or when the session ends. A pooled connection does not end its session when
-it is returned to the pool, so release the lock on every path (or invalidate the connection).
+    locks.release_run_lock(...)
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import cast
 
+from sync.db.locks import locks_held_elsewhere, run_lock_key
 from sync.db.schema import sync_partitions, sync_runs
 
 if TYPE_CHECKING:
@@ -39,7 +33,6 @@ if TYPE_CHECKING:
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "interrupted")
 INTERRUPTED = "interrupted"
-_LOCK_NAMESPACE = "taskbox-sync:"
 
 
 @dataclass(slots=True)
@@ -151,96 +144,6 @@ def to_unix(moment: dt.datetime) -> int:
     return int(moment.timestamp())
 
 
-# -- the run lock ---------------------------------------------------------------------------
-
-
-def run_lock_key(app_key: str) -> int:
-    """The advisory lock key of an app: the first 8 bytes of BLAKE2b, as a signed int64.
-
-    Stable across processes and versions (unlike hash()), so two processes agree on it.
-    """
-    digest = hashlib.blake2b((_LOCK_NAMESPACE + app_key).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-async def acquire_run_lock(conn: AsyncConnection, app_key: str) -> bool:
-    """Take the app's run lock for this session without waiting; False if another holds it."""
-    got = await conn.scalar(select(func.pg_try_advisory_lock(run_lock_key(app_key))))
-    return bool(got)
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A database session (backend), told apart from a later one that reuses its pid."""
-
-    pid: int
-    started: dt.datetime
-
-
-async def current_session(conn: AsyncConnection) -> Session:
-    row = (
-        await conn.execute(
-            text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
-        )
-    ).one()
-    return Session(int(row.pid), row.backend_start)
-
-
-async def take_over_run_lock(
-    conn: AsyncConnection, app_key: str, old: Session, *, wait: float = 5.0
-) -> bool:
-    """Take the app's run lock that `old`, a session of this same run, may still hold: after a
-    lost connection the server can keep the session (and its lock) until it notices the socket
-    is gone. Ends `old` if it holds the lock; False if the lock is someone else's."""
-    holders = await conn.execute(
-        text(
-            "SELECT a.pid, a.backend_start FROM pg_locks l"
-            " JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-            " AND (l.classid::bigint << 32) | l.objid::bigint = :key"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        {"key": run_lock_key(app_key)},
-    )
-    holder = holders.first()
-    if holder is None or Session(int(holder.pid), holder.backend_start) != old:
-        return await acquire_run_lock(conn, app_key)  # free, or another run's
-    await conn.execute(select(func.pg_terminate_backend(old.pid)))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while not await acquire_run_lock(conn, app_key):
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-async def release_run_lock(conn: AsyncConnection, app_key: str) -> bool:
-    """Release the app's run lock held by this session; False if it did not hold it."""
-    released = await conn.scalar(select(func.pg_advisory_unlock(run_lock_key(app_key))))
-    return bool(released)
-
-
-async def _locks_held_elsewhere(conn: AsyncConnection) -> set[int]:
-    """Keys of the advisory locks (int64 form) other sessions hold in this database."""
-    # A bigint key shows as two 32-bit halves (classid high, objid low; objsubid 1). Shifting
-    # in bigint wraps, which gives back the signed key.
-    result = await conn.execute(
-        text(
-            "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
-            " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-            " AND pid <> pg_backend_pid()"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-    )
-    return set(result.scalars())
-
-
-async def lock_held_elsewhere(conn: AsyncConnection, app_key: str) -> bool:
-    """Whether another session holds the app's run lock: a run of that app is in progress."""
-    return run_lock_key(app_key) in await _locks_held_elsewhere(conn)
-
-
 async def mark_stale_runs(
     conn: AsyncConnection, app_key: str | None = None, *, keep: int | None = None
 ) -> list[int]:
@@ -259,7 +162,7 @@ async def mark_stale_runs(
     running = (await conn.execute(query)).all()
     if not running:
         return []
-    held = await _locks_held_elsewhere(conn)
+    held = await locks_held_elsewhere(conn)
     stale = [r.id for r in running if run_lock_key(r.app_key) not in held]
     if not stale:
         return []

@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sync import planner
-from sync.db import ledger
+from sync.db import ledger, locks
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 
 REACH_DAYS = 90  # a billing date leaves the API's reach this many days after itself
@@ -274,7 +274,7 @@ async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int)
     query = select(sync_runs).where(sync_runs.c.kind == "nightly").order_by(sync_runs.c.id.desc())
     runs = [_run(r) for r in await conn.execute(query.limit(2))]
     if runs and runs[0].status == "running":
-        if await ledger.lock_held_elsewhere(conn, runs[0].app_key):
+        if await locks.lock_held_elsewhere(conn, runs[0].app_key):
             runs = runs[1:]  # in progress: judge the one before it
         else:
             return [f"the last nightly run ({runs[0].id}) stopped without finishing"]

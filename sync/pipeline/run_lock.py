@@ -1,6 +1,6 @@
 """The app's run lock, held by a run on a connection of its own for the run's whole length.
 
-The lock is PostgreSQL's session-level advisory lock (`ledger.acquire_run_lock`): one run per app
+The lock is PostgreSQL's session-level advisory lock (`locks.acquire_run_lock`): one run per app
 at a time. It dies with its session, so after a database outage a run takes it again on a new
 connection, unless another run took it meanwhile.
 """
@@ -12,7 +12,7 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync.db import database, ledger
+from sync.db import database, locks
 from sync.errors import RunLockedError
 
 
@@ -23,7 +23,7 @@ class RunLock:
         self.db = db
         self.app_key = app_key
         self.conn: AsyncConnection | None = None  # holds the lock (its session)
-        self._session: ledger.Session | None = None
+        self._session: locks.Session | None = None
 
     @property
     def held(self) -> bool:
@@ -34,8 +34,8 @@ class RunLock:
         async with database.outages():
             conn = await self.db.connect()
             async with database.outages(conn):
-                locked = await ledger.acquire_run_lock(conn, self.app_key)
-                holder = await ledger.current_session(conn)
+                locked = await locks.acquire_run_lock(conn, self.app_key)
+                holder = await locks.current_session(conn)
                 await conn.commit()
         if not locked:
             await conn.close()
@@ -63,10 +63,10 @@ class RunLock:
             conn = await self.db.connect()
             async with database.outages(conn):
                 if self._session is not None:
-                    locked = await ledger.take_over_run_lock(conn, self.app_key, self._session)
+                    locked = await locks.take_over_run_lock(conn, self.app_key, self._session)
                 else:
-                    locked = await ledger.acquire_run_lock(conn, self.app_key)
-                holder = await ledger.current_session(conn)
+                    locked = await locks.acquire_run_lock(conn, self.app_key)
+                holder = await locks.current_session(conn)
                 await conn.commit()
         if not locked:
             await database.discard(conn)
@@ -85,7 +85,7 @@ class RunLock:
             return
         try:
             await conn.rollback()
-            await ledger.release_run_lock(conn, self.app_key)
+            await locks.release_run_lock(conn, self.app_key)
             await conn.commit()
             await conn.close()
         except Exception:  # the database went away: closing the session frees the lock anyway
