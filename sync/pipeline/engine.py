@@ -26,7 +26,6 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.api.client import ApiCaller, CallStats, DailyDataClient, Page
@@ -34,16 +33,19 @@ from sync.api.http import new_session
 from sync.api.limiter import RequestLimiter
 from sync.api.tokens import token_provider
 from sync.db import database, ledger
-from sync.db.store import AppendConflict, PartitionWriter
+from sync.db.store import PartitionWriter
 from sync.errors import (
     ApiError,
+    AppendConflict,
     ContractError,
     CredentialsError,
     DatabaseError,
     DatabaseUnavailable,
-    ErrorClass,
+    FatalError,
+    PermanentError,
     RunLockedError,
     TaskboxError,
+    TornReadError,
 )
 from sync.pipeline.budget import FirstPageGuess, RowBudget
 from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
@@ -164,9 +166,9 @@ class SyncRun:
 
     async def _take_lock(self) -> None:
         """The app's run lock, on a connection kept for the run (RunLockedError if taken)."""
-        async with database.outages():
+        async with database.translate_errors():
             conn = await self.db.connect()
-            async with database.outages(conn):
+            async with database.translate_errors(conn):
                 locked = await ledger.acquire_run_lock(conn, self.app_key)
                 holder = await ledger.current_session(conn)
                 await conn.commit()
@@ -183,7 +185,7 @@ class SyncRun:
         whose own lock must not count as another live run."""
         conn = self._lock_conn
         assert conn is not None
-        async with database.outages(conn):
+        async with database.translate_errors(conn):
             await ledger.mark_stale_runs(conn, self.app_key)
             self.live.partitions_skipped = 0
             todo = await self._resume_filter(conn, params)
@@ -213,9 +215,9 @@ class SyncRun:
             return
         self._lock_conn = None
         await database.discard(old)
-        async with database.outages():
+        async with database.translate_errors():
             conn = await self.db.connect()
-            async with database.outages(conn):
+            async with database.translate_errors(conn):
                 if self._lock_session is not None:
                     locked = await ledger.take_over_run_lock(conn, self.app_key, self._lock_session)
                 else:
@@ -442,15 +444,15 @@ class SyncRun:
                 continue  # not an attempt of the partition's own
             except ApiError as exc:
                 error = exc
-                if exc.error_class is ErrorClass.FATAL:
+                if isinstance(exc, FatalError):
                     self._stop_all(exc)
                     raise asyncio.CancelledError from exc
-                if exc.error_class is ErrorClass.PERMANENT:
+                if isinstance(exc, PermanentError):
                     break
             except AppendConflict as exc:  # rare: sync it again with the full merge, at once
                 error = exc
-            except _DATABASE_ERRORS as exc:
-                error = exc if isinstance(exc, TaskboxError) else DatabaseError(_first_line(exc))
+            except DatabaseError as exc:  # translated by database.connection
+                error = exc
                 await asyncio.sleep(min(2.0**attempt, 10.0))
             else:
                 self._count_done(stats)
@@ -486,7 +488,7 @@ class SyncRun:
 
         try:
             await self._gate.run(record)  # through an outage too: the failure is kept
-        except _DATABASE_ERRORS as exc:
+        except DatabaseError as exc:
             if exc is self._gate.failure:
                 raise
             # The next run marks the partition failed instead.
@@ -528,7 +530,7 @@ class SyncRun:
                 "; re-reading" if attempt < self.options.partition_attempts else "",
             )
             if attempt < self.options.partition_attempts:
-                raise _TornRead
+                raise TornReadError
         # Never delete on the strength of an answer we could not fully read: rows rejected,
         # a torn read (offset paging may have skipped rows), or a filter we cannot scope.
         mirror = not (stats.rejected or writer.repeated or self.options.agency_client_key)
@@ -595,9 +597,6 @@ class SyncRun:
         self.live.partitions_done += 1
 
 
-_DATABASE_ERRORS = (DatabaseError, SQLAlchemyError, OSError)
-
-
 async def _alive(conn: AsyncConnection) -> bool:
     """Whether a connection still answers (within 2 s)."""
     if conn.closed or conn.invalidated:
@@ -625,15 +624,6 @@ def _interrupted_note(run_id: int, recorded: bool) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-class _TornRead(ApiError):
-    """Internal: roll the partition back and read it again."""
-
-    error_class = ErrorClass.RETRYABLE
-
-    def __init__(self) -> None:
-        super().__init__("keys repeated across pages", endpoint="query_task_video_daily_data")
 
 
 def _label(p: Partition) -> str:
