@@ -8,8 +8,9 @@ from importlib import metadata as _metadata
 from sync.errors import (
     ApiError,
     ContractError,
-    ErrorClass,
+    FatalError,
     PermanentError,
+    RetryableError,
     SettingsError,
     TaskboxError,
     ThrottledError,
@@ -26,8 +27,9 @@ except _metadata.PackageNotFoundError:  # a checkout used without installing it
 __all__ = [
     "ApiError",
     "ContractError",
-    "ErrorClass",
+    "FatalError",
     "PermanentError",
+    "RetryableError",
     "Secret",
     "Settings",
     "SettingsError",

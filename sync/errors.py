@@ -1,55 +1,201 @@
-"""Every error taskbox-sync raises, and the one table that classifies API error codes.
+"""Every error taskbox-sync raises. The class says what a caller does about it:
 
     TaskboxError
-    ├── SettingsError        a setting or argument is missing or malformed (exit 2)
-    ├── DatabaseError        PostgreSQL unreachable, refused, or its schema is behind
-    │   ├── SchemaBehindError
-    │   └── DatabaseUnavailable  the connection was lost or refused mid-command: an outage to
-    │                            wait out (sync.pipeline.outage); past the limit, exit 69
-    ├── RunLockedError       another run holds the app's advisory lock (exit 75)
-    └── ApiError             the platform answered with an error, or did not answer usably
-        ├── TransportError   timeout, reset, HTTP 5xx, a broken body            (retryable)
-        ├── ThrottledError   28003018: over 10 QPS                              (throttled)
-        ├── TokenError       28001008 / 28001003 / 5501 / 5502: get a new token (token)
-        ├── PermanentError   bad parameter, task gone, …: retrying cannot help  (permanent)
-        │   └── CapabilityError  28001018: the app lacks the data permission    (fatal)
-        ├── CredentialsError 10013, 40017, …: key or secret refused             (fatal, exit 2)
-        └── ContractError    an answer that is not the documented shape         (retryable)
+    ├── RetryableError           try again: after a backoff with jitter (an outage: once the
+    │   │                        database is back)
+    │   ├── TransportError       (api) timeout, reset, HTTP 5xx, a broken body
+    │   ├── ServerBusyError      (api) 28001005, 28001006, 4001010, apps -1: a passing fault
+    │   ├── ContractError        (api) an answer that is not of the documented shape
+    │   └── DatabaseError        a statement failed: the partition rolls back, is tried again
+    │       ├── AppendConflict   a page could not be appended: again at once, full merge
+    │       └── DatabaseUnavailable  the connection was lost or refused mid-command: wait it
+    │                                out (sync.pipeline.outage); past the limit, exit 69
+    ├── ThrottledError           slow the shared limiter down, then try again
+    │   └── RateLimitedError     (api) 28003018 over 10 QPS, oauth 10020
+    ├── TokenError               get a new token (one shared refresh), then try again
+    │   └── TokenRejectedError   (api) 28001008, 28001003, 5501, 5502
+    ├── PermanentError           fail this unit of work with its data: trying again cannot help
+    │   ├── RequestRefusedError  (api) a bad parameter, a task gone, a code not in the table
+    │   └── PagingError          (api) a window's pages do not add up
+    └── FatalError               stop the command: nothing else can succeed either
+        ├── SettingsError        a setting or argument missing or malformed (exit 2)
+        ├── CredentialsError     (api) 10013, 40017, 5503, …: key, secret or app id refused
+        │                        (exit 2)
+        ├── CapabilityError      (api) 28001018: the app lacks the 数据分析 permission
+        ├── DatabaseConnectError PostgreSQL unreachable or refusing us as a command starts
+        │                        (exit 2)
+        ├── SchemaBehindError    the schema is older than this version (exit 2)
+        └── RunLockedError       another run holds the app's advisory lock (exit 75)
 
-Every ApiError carries `endpoint`, `err_no`, `message` and `log_id` so that failures can be
-stored and reported as data. Messages never contain secrets: callers pass only redacted text.
+(api): also an `ApiError`, which is no class of its own but the data every error from the
+platform carries: `endpoint`, `err_no`, `message`, `log_id` (and `http_status`), so failures
+can be stored and reported as data. Messages never contain secrets: callers pass only redacted
+text. `isinstance(exc, FatalError)` is the whole test of what to do; `ERROR_CLASSES` maps each
+platform code to its class and `api_error` builds the error from an answer. Foreign errors
+become these at the edges: aiohttp's in `sync.api.http`, the database's in
+`sync.db.database`; `sync.cli.main` maps classes to exit statuses.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
-
-class ErrorClass(enum.Enum):
-    """What a caller should do about an error."""
-
-    RETRYABLE = "retryable"  # back off with jitter and try again, a bounded number of times
-    THROTTLED = "throttled"  # slow the shared limiter down, then try again
-    TOKEN = "token"  # noqa: S105 - refresh the token once (shared by all requests), then try again
-    PERMANENT = "permanent"  # fail this unit of work with the code, message and log_id
-    FATAL = "fatal"  # stop the whole run: nothing else will succeed either
+DAILY_DATA = "query_task_video_daily_data"  # the endpoint paging errors are about
 
 
 class TaskboxError(Exception):
-    """Base of every error raised by taskbox-sync."""
+    """Base of every error raised by taskbox-sync; raise one of its leaves, never a base."""
 
 
-class SettingsError(TaskboxError):
+# -- what a caller does: the five bases ---------------------------------------------------
+
+
+class RetryableError(TaskboxError):
+    """Passing: the same work may succeed when tried again, after a backoff with jitter."""
+
+
+class ThrottledError(TaskboxError):
+    """The platform's rate limit was hit: slow the shared limiter down, then try again."""
+
+
+class TokenError(TaskboxError):
+    """The access token is expired, invalid or missing: refresh it once for everyone, retry."""
+
+
+class PermanentError(TaskboxError):
+    """This unit of work cannot succeed: fail it with its data, go on with the others."""
+
+
+class FatalError(TaskboxError):
+    """Nothing in this command can succeed: stop it."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """The one predicate: whether sending the same request again may succeed (each class
+    with its own wait: backoff, the slowed limiter, a new token)."""
+    return isinstance(exc, RetryableError | ThrottledError | TokenError)
+
+
+# -- the platform's errors ----------------------------------------------------------------
+
+
+class ApiError(TaskboxError):
+    """The data of an error from the platform: the platform answered with an error code, or
+    its answer could not be used. Raised only as one of its subclasses, each of which is also
+    under exactly one of the five bases."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        err_no: int | None = None,
+        log_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        if type(self) is ApiError:  # unclassified: the caller would not know what to do
+            raise TypeError("raise a subclass of ApiError (sync.errors), not ApiError itself")
+        super().__init__(message)
+        self.message = message
+        self.endpoint = endpoint
+        self.err_no = err_no
+        self.log_id = log_id
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.err_no is not None:
+            parts.append(f"err_no={self.err_no}")
+        if self.http_status is not None and self.err_no is None:
+            parts.append(f"http={self.http_status}")
+        if self.log_id:
+            parts.append(f"log_id={self.log_id}")
+        return f"{self.endpoint}: " + ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(endpoint={self.endpoint!r}, err_no={self.err_no!r}, "
+            f"message={self.message!r}, log_id={self.log_id!r})"
+        )
+
+
+class TransportError(ApiError, RetryableError):
+    """No usable answer: timeout, connection reset, HTTP 5xx, truncated or malformed body."""
+
+
+class ServerBusyError(ApiError, RetryableError):
+    """The platform reported a passing internal problem (28001005, 28001006, 4001010, -1)."""
+
+
+class ContractError(ApiError, RetryableError):
+    """The answer is not of the documented shape (valid JSON, wrong structure)."""
+
+
+class RateLimitedError(ApiError, ThrottledError):
+    """Over the platform's request rate (28003018: 10 QPS; oauth 10020: token calls)."""
+
+
+class TokenRejectedError(ApiError, TokenError):
+    """The platform refused the access token as expired, invalid or missing."""
+
+
+class RequestRefusedError(ApiError, PermanentError):
+    """The request itself is wrong or refused (or its code is unknown to us)."""
+
+
+class PagingError(ApiError, PermanentError):
+    """The pages of a window do not add up: a page repeated, or more pages than the cap."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = DAILY_DATA,
+        err_no: int | None = None,
+        log_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(
+            message, endpoint=endpoint, err_no=err_no, log_id=log_id, http_status=http_status
+        )
+
+
+class CredentialsError(ApiError, FatalError):
+    """The platform refused our key/secret or appid/secret: a settings problem (exit 2)."""
+
+
+class CapabilityError(ApiError, FatalError):
+    """The app lacks a permission the platform requires; nothing in this run can succeed."""
+
+
+# -- our own and the database's ------------------------------------------------------------
+
+
+class SettingsError(FatalError):
     """A setting or argument is missing or malformed; the message names it and what is expected."""
 
 
-class DatabaseError(TaskboxError):
-    """PostgreSQL could not be reached or used."""
+class RunLockedError(FatalError):
+    """Another run for the same app is in progress."""
 
 
-class SchemaBehindError(DatabaseError):
+class DatabaseConnectError(FatalError):
+    """PostgreSQL could not be reached, or refused us, as a command started: its URL,
+    password or server need fixing; there is nothing yet to wait for or resume."""
+
+
+class SchemaBehindError(FatalError):
     """The database schema is older than this version of taskbox-sync."""
+
+
+class DatabaseError(RetryableError):
+    """A statement failed in the middle of the work (the message is the driver's first line,
+    never a password): its transaction is lost, the work is tried again on a new one."""
+
+
+class AppendConflict(DatabaseError):
+    """A page could not be appended: a key came again or is stored already. The transaction is
+    lost; the partition must be synced again without appending."""
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -90,141 +236,52 @@ class DatabaseUnavailable(DatabaseError):
         )
 
 
-class RunLockedError(TaskboxError):
-    """Another run for the same app is in progress."""
+# -- the one table --------------------------------------------------------------------------
 
-
-class ApiError(TaskboxError):
-    """The platform answered with an error code, or its answer could not be used."""
-
-    error_class = ErrorClass.PERMANENT
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str,
-        err_no: int | None = None,
-        log_id: str | None = None,
-        http_status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.endpoint = endpoint
-        self.err_no = err_no
-        self.log_id = log_id
-        self.http_status = http_status
-
-    def __str__(self) -> str:
-        parts = [self.message]
-        if self.err_no is not None:
-            parts.append(f"err_no={self.err_no}")
-        if self.http_status is not None and self.err_no is None:
-            parts.append(f"http={self.http_status}")
-        if self.log_id:
-            parts.append(f"log_id={self.log_id}")
-        return f"{self.endpoint}: " + ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, err_no={self.err_no!r}, "
-            f"message={self.message!r}, log_id={self.log_id!r})"
-        )
-
-
-class TransportError(ApiError):
-    """No usable answer: timeout, connection reset, HTTP 5xx, truncated or malformed body."""
-
-    error_class = ErrorClass.RETRYABLE
-
-
-class ThrottledError(ApiError):
-    """The platform's rate limit was hit (28003018)."""
-
-    error_class = ErrorClass.THROTTLED
-
-
-class TokenError(ApiError):
-    """The access token is expired, invalid or missing."""
-
-    error_class = ErrorClass.TOKEN
-
-
-class PermanentError(ApiError):
-    """The request itself is wrong or refused; repeating it cannot succeed."""
-
-    error_class = ErrorClass.PERMANENT
-
-
-class RetryableApiError(ApiError):
-    """The platform reported a passing internal problem (28001005, 28001006, 4001010)."""
-
-    error_class = ErrorClass.RETRYABLE
-
-
-class CapabilityError(PermanentError):
-    """The app lacks a permission the platform requires; nothing in this run can succeed."""
-
-    error_class = ErrorClass.FATAL
-
-
-class CredentialsError(ApiError):
-    """The platform refused our key/secret or appid/secret: a settings problem (exit 2)."""
-
-    error_class = ErrorClass.FATAL
-
-
-class ContractError(ApiError):
-    """The answer is not of the documented shape (valid JSON, wrong structure)."""
-
-    error_class = ErrorClass.RETRYABLE
-
-
-# The one table: (API family, code) -> class. Families have their own code spaces:
+# (API family, code) -> class. Families have their own code spaces:
 #   "open"    open.douyin.com JSON envelope {err_no, err_msg, log_id, data}
 #   "oauth"   /oauth/client_token/ {data: {error_code}, extra: {logid}}
 #   "apps"    /api/apps/v2/token {err_no, err_tips}
 #   "talents" developer.toutiao.com update_orient_talents {error, message, log_id}
-ERROR_CLASSES: Mapping[tuple[str, int], ErrorClass] = {
-    ("open", 28001005): ErrorClass.RETRYABLE,  # system busy / internal error
-    ("open", 28001006): ErrorClass.RETRYABLE,  # network call error
-    ("open", 28001007): ErrorClass.PERMANENT,  # invalid parameter
-    ("open", 28013009): ErrorClass.PERMANENT,  # start earlier than 90 days: a planning bug
-    ("open", 28013010): ErrorClass.PERMANENT,  # page size over 10000: a planning bug
-    ("open", 28003018): ErrorClass.THROTTLED,  # over 10 QPS
-    ("open", 28001018): ErrorClass.FATAL,  # app lacks the "数据分析" capability
-    ("open", 28001008): ErrorClass.TOKEN,  # access token expired
-    ("open", 28001003): ErrorClass.TOKEN,  # access token invalid
-    ("oauth", 10002): ErrorClass.FATAL,  # bad parameter
-    ("oauth", 10003): ErrorClass.FATAL,  # unknown client_key
-    ("oauth", 10013): ErrorClass.FATAL,  # wrong key or secret
-    ("oauth", 10020): ErrorClass.THROTTLED,  # over 500 token calls in 5 minutes
-    ("apps", -1): ErrorClass.RETRYABLE,  # system error
-    ("apps", 40015): ErrorClass.FATAL,  # bad appid
-    ("apps", 40017): ErrorClass.FATAL,  # bad secret
-    ("apps", 40020): ErrorClass.FATAL,  # bad grant_type
-    ("talents", 5501): ErrorClass.TOKEN,  # access token missing
-    ("talents", 5502): ErrorClass.TOKEN,  # access token invalid
-    ("talents", 5503): ErrorClass.FATAL,  # appid does not match the token: settings
-    ("talents", 5442): ErrorClass.PERMANENT,  # task not found or not exclusive
-    ("talents", 5591): ErrorClass.PERMANENT,  # task terminated
-    ("talents", 5592): ErrorClass.PERMANENT,  # bad number of ids
-    ("talents", 4001010): ErrorClass.RETRYABLE,  # service unavailable
-    ("talents", 4001015): ErrorClass.PERMANENT,  # parameter error
+ERROR_CLASSES: Mapping[tuple[str, int], type[ApiError]] = {
+    ("open", 28001005): ServerBusyError,  # system busy / internal error
+    ("open", 28001006): ServerBusyError,  # network call error
+    ("open", 28001007): RequestRefusedError,  # invalid parameter
+    ("open", 28013009): RequestRefusedError,  # start earlier than 90 days: a planning bug
+    ("open", 28013010): RequestRefusedError,  # page size over 10000: a planning bug
+    ("open", 28003018): RateLimitedError,  # over 10 QPS
+    ("open", 28001018): CapabilityError,  # app lacks the "数据分析" capability
+    ("open", 28001008): TokenRejectedError,  # access token expired
+    ("open", 28001003): TokenRejectedError,  # access token invalid
+    ("oauth", 10002): CredentialsError,  # bad parameter
+    ("oauth", 10003): CredentialsError,  # unknown client_key
+    ("oauth", 10013): CredentialsError,  # wrong key or secret
+    ("oauth", 10020): RateLimitedError,  # over 500 token calls in 5 minutes
+    ("apps", -1): ServerBusyError,  # system error
+    ("apps", 40015): CredentialsError,  # bad appid
+    ("apps", 40017): CredentialsError,  # bad secret
+    ("apps", 40020): CredentialsError,  # bad grant_type
+    ("talents", 5501): TokenRejectedError,  # access token missing
+    ("talents", 5502): TokenRejectedError,  # access token invalid
+    ("talents", 5503): CredentialsError,  # appid does not match the token: settings
+    ("talents", 5442): RequestRefusedError,  # task not found or not exclusive
+    ("talents", 5591): RequestRefusedError,  # task terminated
+    ("talents", 5592): RequestRefusedError,  # bad number of ids
+    ("talents", 4001010): ServerBusyError,  # service unavailable
+    ("talents", 4001015): RequestRefusedError,  # parameter error
 }
 
-_EXCEPTION_FOR: Mapping[ErrorClass, type[ApiError]] = {
-    ErrorClass.RETRYABLE: RetryableApiError,
-    ErrorClass.THROTTLED: ThrottledError,
-    ErrorClass.TOKEN: TokenError,
-    ErrorClass.PERMANENT: PermanentError,
-    ErrorClass.FATAL: CapabilityError,
+# The settings a family's token request sends: a refused credential names them, so the one
+# line the CLI prints says what to fix.
+CREDENTIAL_SETTINGS: Mapping[str, str] = {
+    "oauth": "DOUYIN_CLIENT_KEY/DOUYIN_CLIENT_SECRET",
+    "apps": "DOUYIN_APP_ID/DOUYIN_APP_SECRET",
 }
 
 
-def classify(family: str, code: int) -> ErrorClass:
+def class_for(family: str, code: int) -> type[ApiError]:
     """The class of a platform error code; codes we have never seen are permanent."""
-    return ERROR_CLASSES.get((family, code), ErrorClass.PERMANENT)
+    return ERROR_CLASSES.get((family, code), RequestRefusedError)
 
 
 def api_error(
@@ -236,6 +293,8 @@ def api_error(
     log_id: str | None,
     http_status: int | None = None,
 ) -> ApiError:
-    """Build the exception for a platform error code, typed by its class."""
-    cls = _EXCEPTION_FOR[classify(family, code)]
+    """The error for an answer carrying a platform error code: its class from the table."""
+    cls = class_for(family, code)
+    if cls is CredentialsError and family in CREDENTIAL_SETTINGS:
+        message = f"{CREDENTIAL_SETTINGS[family]} refused by the platform: {message}"
     return cls(message, endpoint=endpoint, err_no=code, log_id=log_id, http_status=http_status)

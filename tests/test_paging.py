@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync.api.paging import PageCursor, PagingError
-from sync.errors import ApiError, ErrorClass, PermanentError
+from sync.api.paging import PageCursor
+from sync.errors import ApiError, PagingError, PermanentError
 
 
 def _walk(total: int, size: int) -> list[int]:
@@ -89,7 +89,6 @@ def test_paging_error_is_permanent_for_the_endpoint() -> None:
     """PagingError fails the partition: permanent, and it names the endpoint."""
     err = PagingError("page 2 repeated page 1")
     assert isinstance(err, PermanentError) and isinstance(err, ApiError)
-    assert err.error_class is ErrorClass.PERMANENT
     assert str(err) == "query_task_video_daily_data: page 2 repeated page 1"
 
 

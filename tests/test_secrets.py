@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sync.api.http import Timeouts, new_session
 from sync.api.tokens import ClientTokenProvider
 from sync.db.database import check_schema, create_engine
-from sync.errors import CredentialsError, DatabaseError, SettingsError
+from sync.errors import CredentialsError, DatabaseConnectError, SettingsError
 from sync.logs import SecretScrubber, configure_logging
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret, Settings
@@ -317,7 +317,7 @@ async def test_database_error_hides_the_password(database_url: str) -> None:
     url = make_url(database_url).set(port=1, password=PASSWORD).render_as_string(False)
     engine = create_engine(url)
     try:
-        with pytest.raises(DatabaseError) as info:
+        with pytest.raises(DatabaseConnectError) as info:
             await check_schema(engine)
     finally:
         await engine.dispose()
@@ -325,7 +325,7 @@ async def test_database_error_hides_the_password(database_url: str) -> None:
     parsed = make_url(database_url)  # a TCP host, or the embedded server's socket directory
     server = parsed.host or str(parsed.query["host"])
     assert server in shown or urllib.parse.quote(server, safe="") in shown
-    assert_clean(shown, [PASSWORD], "the DatabaseError")
+    assert_clean(shown, [PASSWORD], "the DatabaseConnectError")
 
 
 async def test_refused_credentials_error_hides_the_secret() -> None:

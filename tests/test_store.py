@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.db.schema import RECORD_COLUMNS
-from sync.db.store import AppendConflict, MergeCounts, PartitionWriter
-from sync.errors import DatabaseError
+from sync.db.store import MergeCounts, PartitionWriter
+from sync.errors import AppendConflict, DatabaseError
 
 DAY = dt.date(2024, 5, 1)
 START = 1_714_000_000  # the partition's publish window, inclusive

@@ -12,7 +12,7 @@ from sync.errors import (
     ApiError,
     ContractError,
     PermanentError,
-    RetryableApiError,
+    ServerBusyError,
     SettingsError,
     TokenError,
 )
@@ -213,7 +213,7 @@ def test_parse_update_reads_results_and_log_id() -> None:
 
 @pytest.mark.parametrize(
     ("code", "kind"),
-    [(5502, TokenError), (4001010, RetryableApiError), (5591, PermanentError), ("5442", ApiError)],
+    [(5502, TokenError), (4001010, ServerBusyError), (5591, PermanentError), ("5442", ApiError)],
 )
 def test_parse_update_raises_the_error_tables_class(code: object, kind: type[ApiError]) -> None:
     """A non-zero error (even quoted) raises the talents family's class with message and log_id."""

@@ -18,7 +18,14 @@ from sync.api.http import decode_json, post
 from sync.api.limiter import RequestLimiter
 from sync.api.retry import RetryPolicy
 from sync.api.tokens import TokenProvider
-from sync.errors import ApiError, ContractError, ErrorClass, api_error
+from sync.errors import (
+    ApiError,
+    ContractError,
+    ThrottledError,
+    TokenError,
+    api_error,
+    retryable,
+)
 from sync.records.wire import decode_page
 
 log = logging.getLogger(__name__)
@@ -42,10 +49,12 @@ class CallStats:
 
 
 class ApiCaller:
-    """Sends a request under the shared limiter and applies the error table's verdict.
+    """Sends a request under the shared limiter; the one place that retries a request.
 
-    retryable → backoff with jitter; throttled → slow the limiter, wait, retry; token → one
-    shared refresh, retry; permanent and fatal → raised to the caller with their data.
+    Whether to retry is one predicate on the error's class (`errors.retryable`), and the class
+    says how: RetryableError → backoff with jitter; ThrottledError → slow the limiter, wait;
+    TokenError → one shared refresh. PermanentError and FatalError are raised to the caller
+    with their data, and so is the last error once the attempts are spent.
     """
 
     def __init__(
@@ -103,17 +112,20 @@ class ApiCaller:
                 return parse(resp.body), sent
             except ApiError as exc:
                 last = exc
-                verdict = exc.error_class
-                if verdict is ErrorClass.THROTTLED:
+                if not retryable(exc):
+                    raise
+                if isinstance(exc, ThrottledError):
                     self.stats.throttled += 1
                     self.limiter.throttled()
                     log.warning("throttled by the platform; slowing to %.1f/s", self.limiter.rate)
                     await asyncio.sleep(self.policy.throttle_wait)
-                elif verdict is ErrorClass.TOKEN and refreshes < MAX_TOKEN_REFRESHES:
+                elif isinstance(exc, TokenError):
+                    if refreshes >= MAX_TOKEN_REFRESHES:
+                        raise
                     refreshes += 1
                     self.stats.token_refreshes += 1
                     await self.tokens.invalidate(token)
-                elif verdict is ErrorClass.RETRYABLE and attempt < self.policy.attempts:
+                elif attempt < self.policy.attempts:  # RetryableError
                     self.stats.retries += 1
                     delay = self.policy.backoff(attempt, self.rng)
                     log.info("%s; retry %d in %.2fs", exc, attempt, delay)

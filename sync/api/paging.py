@@ -10,28 +10,10 @@ Pure: no I/O, no clock. The caller fetches page `next_page` and reports it with 
 
 from __future__ import annotations
 
-from sync.errors import PermanentError
+from sync.errors import PagingError
 
-ENDPOINT = "query_task_video_daily_data"
 MAX_PAGE_SIZE = 10_000  # the API refuses larger pages
 DEFAULT_MAX_PAGES = 10_000
-
-
-class PagingError(PermanentError):
-    """The pages of a window do not add up: a page repeated, or more pages than the cap."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str = ENDPOINT,
-        err_no: int | None = None,
-        log_id: str | None = None,
-        http_status: int | None = None,
-    ) -> None:
-        super().__init__(
-            message, endpoint=endpoint, err_no=err_no, log_id=log_id, http_status=http_status
-        )
 
 
 class PageCursor:

@@ -16,14 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sync.api.http import decode_json, post
-from sync.errors import (
-    ContractError,
-    CredentialsError,
-    ErrorClass,
-    TokenError,
-    api_error,
-    classify,
-)
+from sync.errors import ContractError, CredentialsError, TokenError, api_error
 from sync.settings import Secret, Settings
 
 REFRESH_MARGIN = 300.0  # refresh this many seconds before the platform's expiry
@@ -137,13 +130,6 @@ class ClientTokenProvider(_CachedToken):
         log_id = str(extra.get("logid") or "") or None
         if code != 0:
             message = str(data.get("description") or doc.get("message") or "token refused")
-            if classify("oauth", code) is ErrorClass.FATAL:
-                raise CredentialsError(
-                    f"DOUYIN_CLIENT_KEY/DOUYIN_CLIENT_SECRET refused by the platform: {message}",
-                    endpoint=self.endpoint,
-                    err_no=code,
-                    log_id=log_id,
-                )
             raise api_error("oauth", code, message, endpoint=self.endpoint, log_id=log_id)
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
@@ -187,13 +173,6 @@ class AppTokenProvider(_CachedToken):
         log_id = str(doc.get("log_id") or "") or None
         if code != 0:
             message = str(doc.get("err_tips") or "token refused")
-            if classify("apps", code) is ErrorClass.FATAL:
-                raise CredentialsError(
-                    f"DOUYIN_APP_ID/DOUYIN_APP_SECRET refused by the platform: {message}",
-                    endpoint=self.endpoint,
-                    err_no=code,
-                    log_id=log_id,
-                )
             raise api_error("apps", code, message, endpoint=self.endpoint, log_id=log_id)
         data = doc.get("data")
         token = data.get("access_token") if isinstance(data, dict) else None

@@ -2,7 +2,8 @@
 
 Exit statuses: 0 done; 1 some work failed; 2 usage or settings; 69 the database went away and
 stayed away past --db-outage-timeout; 75 another run holds the lock; 130/143 interrupted by
-SIGINT/SIGTERM.
+SIGINT/SIGTERM. An error ends a command as one line on stderr and the status `EXIT_STATUSES`
+gives its class.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from sync import __version__
 from sync.db.connect import open_engine
-from sync.db.database import migrate, outage_reason
+from sync.db.database import migrate, translate
 from sync.errors import (
     CredentialsError,
-    DatabaseError,
+    DatabaseConnectError,
     DatabaseUnavailable,
     RunLockedError,
     SchemaBehindError,
@@ -31,6 +32,19 @@ from sync.pipeline.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
 from sync.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+# The one table from error class to exit status: an error takes the status of the nearest
+# class in its ancestry (its method resolution order) that is listed.
+EXIT_STATUSES: Mapping[type[TaskboxError], int] = {
+    SettingsError: EXIT_USAGE,  # nothing was called or written: fix what the line names
+    CredentialsError: EXIT_USAGE,
+    DatabaseConnectError: EXIT_USAGE,
+    SchemaBehindError: EXIT_USAGE,
+    DatabaseUnavailable: EXIT_UNAVAILABLE,
+    RunLockedError: EXIT_LOCKED,
+    TaskboxError: EXIT_FAILED,  # work failed or stopped: the line and the summary say why
+}
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -90,6 +104,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return settings.replace(**overrides) if overrides else settings
 
 
+def exit_status(error: TaskboxError) -> int:
+    """The exit status of a command that ended with `error`."""
+    return next(EXIT_STATUSES[c] for c in type(error).__mro__ if c in EXIT_STATUSES)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["sandbox"]:  # the sandbox parses its own flags
@@ -101,27 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, settings_from(args))
-    except SettingsError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except SchemaBehindError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except DatabaseUnavailable as exc:
-        return _fail(str(exc), EXIT_UNAVAILABLE)
-    except DatabaseError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except CredentialsError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except RunLockedError as exc:
-        return _fail(str(exc), EXIT_LOCKED)
-    except TaskboxError as exc:
-        return _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except Exception as exc:  # a lost database anywhere else (status, talents list): one line
-        reason = outage_reason(exc)
-        if reason is None:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:
+        # Ours as it is; a database error from a command that queries outside
+        # `database.connection` (status, demo) through the database edge's one translation.
+        error = exc if isinstance(exc, TaskboxError) else translate(exc)
+        if error is None:  # a bug: its traceback shows
             raise
-        return _fail(str(DatabaseUnavailable(reason)), EXIT_UNAVAILABLE)
+        return _fail(str(error), exit_status(error))
 
 
 def _fail(message: str, status: int) -> int:

@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 import unicodedata
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -39,7 +39,7 @@ from sync.cli.jobs import add_outage_flag
 from sync.db import database
 from sync.db.connect import open_engine
 from sync.db.schema import talent_operations
-from sync.errors import ApiError, CredentialsError, DatabaseUnavailable, SettingsError
+from sync.errors import ApiError, DatabaseUnavailable, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.outage import DatabaseGate
 from sync.settings import Secret, Settings, parse_qps
@@ -57,7 +57,6 @@ from sync.talents.roster import (
 
 log = logging.getLogger(__name__)
 
-APPID_MISMATCH = 5503
 RETRY_POLICY = RetryPolicy()  # the engine's default; tests shorten it
 
 
@@ -330,9 +329,7 @@ async def _update(args: argparse.Namespace, settings: Settings, op: Operation) -
             f"{audit.printed} audit rows not recorded are printed above as JSON lines "
             "(talent_operations columns): add them when the database is back"
         )
-    if error is not None:
-        if error.err_no == APPID_MISMATCH:
-            raise SettingsError(str(error))
+    if error is not None:  # its class gives the exit status (5503, a wrong app id: 2)
         raise error
     return 0 if all(o.ok for o in outcomes) else 1
 
@@ -350,18 +347,11 @@ async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[st
     return 1 if refused else 0
 
 
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    try:
-        return asyncio.run(coro)
-    except CredentialsError as exc:  # a settings problem: the platform refused our secrets
-        raise SettingsError(str(exc)) from None
-
-
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     """`talents add|cancel`: 0 every creator succeeded, 1 some failed, 2 bad input."""
     configure_logging(args.log_format, secrets=_secrets(settings))
     op = cast(Operation, args.talents_command)
-    return _run(_update(args, settings, op))
+    return asyncio.run(_update(args, settings, op))
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -369,7 +359,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
     settings.require_daily_data_credentials()
     async with open_engine(settings) as engine, open_api(settings) as api:
         task = await api.query_task(task_id)
-        async with engine.connect() as conn:
+        async with database.connection(engine) as conn:
             query = (
                 select(talent_operations)
                 .where(talent_operations.c.task_id == task_id)
@@ -403,4 +393,4 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     """`talents list`: the platform's roster beside talent_operations for the task."""
     configure_logging(args.log_format, secrets=_secrets(settings))
-    return _run(_list(args, settings))
+    return asyncio.run(_list(args, settings))

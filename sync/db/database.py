@@ -1,12 +1,13 @@
-"""Engines, migrations, the schema-version check, and the one place that tells a lost database
-connection (an outage: `outage_reason`) from an error of the work. The only module that knows
+"""Engines, migrations, the schema-version check, and the database's edge for errors: the one
+place where SQLAlchemy's, asyncpg's and the socket's errors become ours (`translate`, used
+through `translate_errors` and `connection`), telling a lost connection (an outage:
+`DatabaseUnavailable`) from an error of the work (`DatabaseError`). The only module that knows
 Alembic."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from sync.errors import ApiError, DatabaseError, DatabaseUnavailable, SchemaBehindError
+from sync.errors import (
+    ApiError,
+    DatabaseConnectError,
+    DatabaseError,
+    DatabaseUnavailable,
+    SchemaBehindError,
+    TaskboxError,
+)
 from sync.settings import redact_database_url
 
 # The Alembic scripts live at the top of the repository (alembic.ini and `alembic` use them there);
@@ -62,7 +70,18 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
     return f"cannot connect to {redact_database_url(url)}: {reason}"
 
 
-_CONNECT_ERRORS = (OSError, OperationalError, DBAPIError, socket.gaierror, asyncio.TimeoutError)
+# What stops a command at its start: a server that is not there, a wrong password or database.
+_CONNECT_ERRORS = (OSError, DBAPIError)
+
+
+@contextlib.contextmanager
+def _connecting(url: str) -> Iterator[None]:
+    """At a command's start, a database that cannot be used is a settings problem (exit 2), not
+    an outage to wait out: nothing was done yet."""
+    try:
+        yield
+    except _CONNECT_ERRORS as exc:
+        raise DatabaseConnectError(describe_connect_error(url, exc)) from None
 
 
 def _upgrade(connection: Connection, cfg: Config, revision: str) -> None:
@@ -87,11 +106,9 @@ def head_revision() -> str:
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Upgrade the schema (alembic upgrade) through the given engine."""
-    try:
+    with _connecting(str(engine.url)):
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade, alembic_config(), revision)
-    except _CONNECT_ERRORS as exc:
-        raise DatabaseError(describe_connect_error(str(engine.url), exc)) from None
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
@@ -101,11 +118,9 @@ async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
 
 async def check_schema(engine: AsyncEngine) -> None:
     """Refuse to work on a database whose schema is not at this version's head."""
-    try:
+    with _connecting(str(engine.url)):
         async with engine.connect() as conn:
             current = await conn.run_sync(_current_revision)
-    except _CONNECT_ERRORS as exc:
-        raise DatabaseError(describe_connect_error(str(engine.url), exc)) from None
     head = head_revision()
     if current != head:
         have = current or "empty"
@@ -119,20 +134,19 @@ async def ensure_database(url: str, name: str) -> str:
     """Create database `name` on the server of `url` if it is missing; return its URL."""
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        async with admin.connect() as conn:
-            exists = await conn.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            )
-            if not exists:
-                await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except _CONNECT_ERRORS as exc:
-        raise DatabaseError(describe_connect_error(url, exc)) from None
+        with _connecting(url):
+            async with admin.connect() as conn:
+                exists = await conn.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+                if not exists:
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         await admin.dispose()
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-# -- outages --------------------------------------------------------------------------------
+# -- the edge: foreign errors become ours, and which of them are outages -----------------
 
 # SQLSTATEs of a connection that is gone: class 08 (connection exception: refused, lost,
 # 08003 "connection was closed in the middle of operation") and the server going down or not
@@ -228,23 +242,54 @@ def quiet_orphaned_disconnects() -> Iterator[None]:
         loop.set_exception_handler(previous)
 
 
+# The driver's and SQLAlchemy's own errors, and the socket's (OSError: always an outage).
+_DRIVER_ERRORS = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+def translate(exc: BaseException) -> TaskboxError | None:
+    """Our error for `exc`, the one translation of the database's errors:
+
+    - the connection is gone (`outage_reason`) → DatabaseUnavailable, even under our own
+      DatabaseError (sync.db.store wraps asyncpg's);
+    - any other error of ours → itself;
+    - any other error of asyncpg, SQLAlchemy or the socket → DatabaseError (its first line);
+    - anything else → None: a bug, to be shown as it is.
+    """
+    reason = outage_reason(exc)
+    if reason is not None:
+        return exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable(reason)
+    if isinstance(exc, TaskboxError):
+        return exc
+    if isinstance(exc, _DRIVER_ERRORS):
+        return DatabaseError(_first_line(exc))
+    return None
+
+
 @contextlib.asynccontextmanager
-async def outages(conn: AsyncConnection | None = None) -> AsyncIterator[None]:
-    """Raise DatabaseUnavailable for an error that means the connection is gone; `conn`, if
-    given, is then discarded (a dead connection must not go back to the pool)."""
+async def translate_errors(conn: AsyncConnection | None = None) -> AsyncIterator[None]:
+    """Errors inside become ours (`translate`); `conn`, if given, is looked at when an error
+    is not plainly an outage (its socket may have closed under it) and discarded after an
+    outage (a dead connection must not go back to the pool)."""
     try:
         yield
     except Exception as exc:
-        reason = outage_reason(exc)
-        if reason is None and conn is not None and await _closed_under(conn):
-            reason = f"connection closed by the server ({_first_line(exc)})"
-        if reason is None:
+        error = translate(exc)
+        gone = isinstance(error, DatabaseUnavailable)
+        if not gone and conn is not None and await _closed_under(conn):
+            error = DatabaseUnavailable(f"connection closed by the server ({_first_line(exc)})")
+        if error is None:
             raise
-        if conn is not None:
+        if isinstance(error, DatabaseUnavailable) and conn is not None:
             await discard(conn)
-        if isinstance(exc, DatabaseUnavailable):
+        if error is exc:
             raise
-        raise DatabaseUnavailable(reason) from exc
+        raise error from exc
 
 
 async def _closed_under(conn: AsyncConnection) -> bool:
@@ -264,11 +309,12 @@ async def _closed_under(conn: AsyncConnection) -> bool:
 
 @contextlib.asynccontextmanager
 async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection; a lost or refused one raises DatabaseUnavailable."""
-    async with outages():
+    """A pooled connection whose errors are ours (`translate_errors`): a lost or refused one
+    raises DatabaseUnavailable, any other error of the database DatabaseError."""
+    async with translate_errors():
         conn = await engine.connect()
         try:
-            async with outages(conn):  # while the connection is still open to look at
+            async with translate_errors(conn):  # while the connection is still open to look at
                 yield conn
         finally:
             if not conn.closed:
@@ -290,7 +336,7 @@ async def probe(engine: AsyncEngine) -> None:
     try:
         async with engine.connect() as conn:
             standby = await conn.scalar(text("SELECT pg_is_in_recovery()"))
-    except (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except _DRIVER_ERRORS as exc:
         # Anything that stops a connection counts here (an error after a failover, say): the
         # gate keeps waiting and names it if the limit passes.
         raise DatabaseUnavailable(outage_reason(exc) or _first_line(exc)) from exc

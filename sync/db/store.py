@@ -69,7 +69,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sync.db import store_sql as sql
 from sync.db.schema import RECORD_COLUMNS
 from sync.db.store_sql import STAGE_TABLE
-from sync.errors import DatabaseError
+from sync.errors import AppendConflict, DatabaseError
 
 Record = Sequence[Any]
 """One mapped row: values in sync.db.schema.RECORD_COLUMNS order."""
@@ -80,11 +80,6 @@ Key = tuple[int, int]
 WORK_MEM = "64MB"
 _key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in sql.IDS))
 _date_of = itemgetter(RECORD_COLUMNS.index("billing_date"))
-
-
-class AppendConflict(DatabaseError):
-    """A page could not be appended: a key came again or is stored already. The transaction is
-    lost; the partition must be synced again without appending."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from sync.errors import (
 from sync.pipeline.budget import FirstPageGuess, RowBudget
 from sync.pipeline.fetcher import PageFlow, PageQuery
 from sync.pipeline.outage import Backoff, DatabaseGate
-from sync.pipeline.partition import FatalApiError, PartitionWork
+from sync.pipeline.partition import PartitionWork
 from sync.pipeline.progress import Progress
 from sync.pipeline.run_lock import RunLock
 from sync.pipeline.runs import FailedPartition, RunOptions, RunResult
@@ -143,7 +143,7 @@ class SyncRun:
         whose own lock must not count as another live run."""
         conn = self._lock.conn
         assert conn is not None
-        async with database.outages(conn):
+        async with database.translate_errors(conn):
             await ledger.mark_stale_runs(conn, self.app_key)
             self.counts.partitions_skipped = 0
             todo = await self._resume_filter(conn, params)
@@ -320,8 +320,8 @@ class SyncRun:
                     return
                 try:
                     await work.sync(partition, place)
-                except FatalApiError as exc:
-                    self._stop_all(exc.error)
+                except ApiError as exc:  # only a fatal one comes out of a partition
+                    self._stop_all(exc)
                     return
         except BaseException as exc:
             if exc is self._gate.failure:  # past the limit: roll back what is in flight, now

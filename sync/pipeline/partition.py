@@ -20,18 +20,19 @@ import logging
 import random
 from collections.abc import AsyncGenerator, Callable
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.api.client import DailyDataClient, Page
 from sync.db import database, ledger
-from sync.db.store import AppendConflict, PartitionWriter
+from sync.db.store import PartitionWriter
 from sync.errors import (
     ApiError,
+    AppendConflict,
     ContractError,
     DatabaseError,
     DatabaseUnavailable,
-    ErrorClass,
+    FatalError,
+    PermanentError,
     TaskboxError,
 )
 from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
@@ -41,16 +42,6 @@ from sync.planner import Partition
 from sync.records.mapper import map_page
 
 log = logging.getLogger("sync.pipeline.engine")
-
-DATABASE_ERRORS = (DatabaseError, SQLAlchemyError, OSError)
-
-
-class FatalApiError(Exception):
-    """Raised out of a partition when the API said something that stops the whole run."""
-
-    def __init__(self, error: ApiError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,7 +60,7 @@ class PartitionWork:
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
     async def sync(self, p: Partition, place: int) -> None:
-        """Sync one partition: done, or failed and recorded so; FatalApiError stops the run."""
+        """Sync one partition: done, or failed and recorded so; a fatal API error is raised."""
         pid: int | None = None
         stats = ledger.PartitionStats()
         error: TaskboxError | None = None
@@ -105,14 +96,14 @@ class PartitionWork:
                 continue  # not an attempt of the partition's own
             except ApiError as exc:
                 error = exc
-                if exc.error_class is ErrorClass.FATAL:
-                    raise FatalApiError(exc) from exc
-                if exc.error_class is ErrorClass.PERMANENT:
+                if isinstance(exc, FatalError):
+                    raise
+                if isinstance(exc, PermanentError):
                     break
             except AppendConflict as exc:  # rare: sync it again with the full merge, at once
                 error = exc
-            except DATABASE_ERRORS as exc:
-                error = exc if isinstance(exc, TaskboxError) else DatabaseError(first_line(exc))
+            except DatabaseError as exc:  # translated by database.connection
+                error = exc
                 await asyncio.sleep(self.options.retry.backoff(attempt, self.rng))
             if attempt >= attempts:
                 break
@@ -238,7 +229,7 @@ class PartitionWork:
 
         try:
             await self.gate.run(record)
-        except DATABASE_ERRORS as exc:
+        except DatabaseError as exc:
             if exc is self.gate.failure:
                 raise
             # The next run marks the partition failed instead.

@@ -31,9 +31,9 @@ class RunLock:
 
     async def take(self) -> None:
         """The app's run lock, on a connection kept for the run (RunLockedError if taken)."""
-        async with database.outages():
+        async with database.translate_errors():
             conn = await self.db.connect()
-            async with database.outages(conn):
+            async with database.translate_errors(conn):
                 locked = await locks.acquire_run_lock(conn, self.app_key)
                 holder = await locks.current_session(conn)
                 await conn.commit()
@@ -59,9 +59,9 @@ class RunLock:
             return
         self.conn = None
         await database.discard(old)
-        async with database.outages():
+        async with database.translate_errors():
             conn = await self.db.connect()
-            async with database.outages(conn):
+            async with database.translate_errors(conn):
                 if self._session is not None:
                     locked = await locks.take_over_run_lock(conn, self.app_key, self._session)
                 else:
