@@ -1,4 +1,5 @@
-"""The status queries against ledger rows written through sync.db.ledger, and their rendering."""
+"""The status queries against ledger rows written through sync.db.ledger, and the screen
+sync.cli.status draws from them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import planner
+from sync.cli.status import RUN_HEADERS, render_run_detail, render_status
 from sync.db import ledger, locks, status
 from sync.db.ledger import PartitionStats, RunCounts
 from sync.db.schema import video_daily_earnings
@@ -60,12 +62,6 @@ async def store_rows(conn: AsyncConnection, day: dt.date, n: int) -> None:
         for i in range(n)
     ]
     await conn.execute(insert(video_daily_earnings), values)
-
-
-def test_table_is_fixed_width_with_right_aligned_numbers() -> None:
-    """Columns line up; numeric columns align right; no trailing blanks."""
-    text = status.table(["name", "n"], [("a", 5), ("longer", 1234)], right={1})
-    assert text.splitlines() == ["name       n", "------  ----", "a          5", "longer  1234"]
 
 
 def test_days_left_counts_to_the_end_of_the_reach() -> None:
@@ -223,16 +219,16 @@ async def test_render_status(engine: AsyncEngine) -> None:
         )
         report = await status.collect_status(conn, TODAY)
         detail = await status.run_detail(conn, run_id)
-    text = status.render_status(report)
+    text = render_status(report)
     assert text.startswith(f"taskbox-sync status for {TODAY} (times in China time): PROBLEMS\n")
     assert f"  ! the last nightly run ({run_id}) ended partial\n" in text
     for heading in ("Recent runs", "Recent billing dates", "Failed partitions not yet made good"):
         assert f"\n{heading}\n" in text
     lines = text.splitlines()
     header = lines.index("Recent runs") + 1
-    assert lines[header].split() == [*status._RUN_HEADERS.split(), "calls", "error"]
+    assert lines[header].split() == list(RUN_HEADERS)
     assert len(lines[header + 1]) >= len(lines[header + 2].rstrip()) - len("error")
     assert all(line == line.rstrip() for line in lines)
     assert "28001007" in text and "it broke" in text
     assert detail is not None
-    assert "28001007" in status.render_run_detail(*detail)
+    assert "28001007" in render_run_detail(*detail)

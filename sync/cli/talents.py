@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 import sys
-import unicodedata
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
 from sync.cli.jobs import add_outage_flag
+from sync.cli.tables import table
 from sync.db import database
 from sync.db.connect import open_engine
 from sync.db.schema import talent_operations
@@ -149,16 +149,9 @@ async def open_api(settings: Settings) -> AsyncIterator[TalentsApi]:
         yield TalentsApi(app, client, settings)
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns aligned for terminals, wide (CJK) characters counted as two."""
-    widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    for line in [list(headers), *(list(r) for r in rows)]:
-        cells = [c + " " * (w - _width(c)) for c, w in zip(line[:-1], widths, strict=False)]
-        print("  ".join([*cells, line[-1]]).rstrip())
+    """Print one of the CLI's tables (sync.cli.tables: Chinese text aligns)."""
+    print(table(headers, rows))
 
 
 async def _roster(api: TalentsApi, task_id: int) -> tuple[Roster | None, int | None]:

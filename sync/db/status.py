@@ -1,6 +1,7 @@
-"""What `taskbox-sync status` shows: queries over the ledger, and plain-text tables of them.
+"""What `taskbox-sync status` shows: queries over the ledger and the problems they reveal.
 
-Nothing here prints. Times are shown in China time (Asia/Shanghai), the platform's clock.
+Nothing here prints: sync.cli.status draws the tables. Times are in China time (Asia/Shanghai),
+the platform's clock.
 
 When is a billing date completely synced? When the done partitions of full scope (scope '', no
 API filter), from any runs, cover its whole publish range without a gap: from the last second
@@ -12,8 +13,7 @@ window was synced but whose older windows failed or were never reached (an inter
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
@@ -256,7 +256,7 @@ async def incomplete_dates(
         if d in failed:
             f = failed[d]
             code = f" err_no {f.err_no}" if f.err_no is not None else ""
-            reason += f"; failed{code}: {_clip(f.error or '', ERROR_WIDTH)}"
+            reason += f"; failed{code}: {_excerpt(f.error or '', ERROR_WIDTH)}"
         out.append(IncompleteDate(d, days_left(d, today), reason))
     return out
 
@@ -282,7 +282,7 @@ async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int)
         return ["no finished nightly run is recorded"]
     run, problems = runs[0], []
     if run.status != "succeeded":
-        why = f": {_clip(run.error, ERROR_WIDTH)}" if run.error else ""
+        why = f": {_excerpt(run.error, ERROR_WIDTH)}" if run.error else ""
         problems.append(f"the last nightly run ({run.id}) ended {run.status}{why}")
     started = run.started_at.astimezone(planner.SHANGHAI).date()
     if (today - started).days > max_age:
@@ -321,114 +321,7 @@ async def collect_status(
     )
 
 
-# -- rendering ------------------------------------------------------------------------------
-
-
-def _clip(value: str, width: int) -> str:
+def _excerpt(value: str, limit: int) -> str:
+    """An error's text for a one-line message: whitespace collapsed, at most `limit` characters."""
     flat = " ".join(value.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _time(moment: dt.datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone(planner.SHANGHAI).strftime("%Y-%m-%d %H:%M")
-
-
-def _duration(run: RunInfo) -> str:
-    if run.finished_at is None:
-        return "-"
-    seconds = round((run.finished_at - run.started_at).total_seconds())
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes // 60}:{minutes % 60:02}:{rest:02}"
-
-
-def table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], right: Collection[int] = ()
-) -> str:
-    """A fixed-width text table; the columns whose index is in `right` align right."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if i in right else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)]
-    return "\n".join(out)
-
-
-_RUN_HEADERS = "run kind status started took done failed skipped fetched inserted updated removed"
-_PARTITION_HEADERS = (
-    "date|publish window (China time)|scope|status|run|pages|fetched|inserted|updated"
-)
-
-
-def _run_cells(r: RunInfo) -> tuple[object, ...]:
-    start = (r.id, r.kind, r.status, _time(r.started_at), _duration(r))
-    done = (f"{r.partitions_done}/{r.partitions_total}", r.partitions_failed, r.partitions_skipped)
-    rows = (r.rows_fetched, r.rows_inserted, r.rows_updated, r.rows_removed, r.api_calls)
-    return (*start, *done, *rows, _clip(r.error or "", ERROR_WIDTH))
-
-
-def render_runs(runs: Sequence[RunInfo]) -> str:
-    """The runs as a table."""
-    if not runs:
-        return "no runs recorded"
-    headers = [*_RUN_HEADERS.split(), "calls", "error"]
-    return table(headers, [_run_cells(r) for r in runs], right={0, *range(5, 13)})
-
-
-def _partition_cells(p: PartitionInfo) -> tuple[object, ...]:
-    window = f"{planner.shanghai_text(p.window_start)} .. {planner.shanghai_text(p.window_end)}"
-    start = (p.billing_date, window, p.scope or "-", p.status, p.run_id, p.pages)
-    rows = (p.rows_fetched, p.rows_inserted, p.rows_updated, p.rows_removed)
-    error = ("-" if p.err_no is None else p.err_no, p.last_log_id or "-")
-    return (*start, *rows, *error, _clip(p.error or "", ERROR_WIDTH))
-
-
-def render_partitions(partitions: Sequence[PartitionInfo]) -> str:
-    """Partitions as a table (windows in China time)."""
-    if not partitions:
-        return "none"
-    headers = [*_PARTITION_HEADERS.split("|"), "removed", "err_no", "log_id", "error"]
-    return table(headers, [_partition_cells(p) for p in partitions], right=range(4, 10))
-
-
-def render_run_detail(run: RunInfo, partitions: Sequence[PartitionInfo]) -> str:
-    """One run: its summary line, its parameters and API figures, then its partitions."""
-    qps = "-" if run.qps_used is None else f"{run.qps_used} calls/s"
-    params = json.dumps(run.params, ensure_ascii=False, sort_keys=True)
-    about = f"app {run.app_key}; params {params}; throttled {run.throttled}; "
-    about += f"retries {run.retries}; {qps}; {run.rows_unchanged} rows unchanged"
-    return "\n\n".join([render_runs([run]), about, render_partitions(partitions)])
-
-
-def render_dates(dates: Sequence[DateSummary]) -> str:
-    """Billing dates: last full sync and stored rows."""
-    rows = [(d.billing_date, _time(d.last_synced_at), d.rows) for d in dates]
-    return table(("billing date", "last full sync", "rows"), rows, right={2})
-
-
-def render_incomplete(items: Sequence[IncompleteDate]) -> str:
-    """Incomplete billing dates, with the days they have left."""
-    if not items:
-        return "none"
-    rows = [(i.billing_date, i.days_left, i.reason) for i in items]
-    return table(("billing date", "days left", "reason"), rows, right={1})
-
-
-def render_status(report: StatusReport) -> str:
-    """The whole status screen as plain text."""
-    verdict = "OK" if report.ok else "PROBLEMS"
-    head = [f"taskbox-sync status for {report.today} (times in China time): {verdict}"]
-    never = "Billing dates never completely synced (within the 90-day reach)"
-    sections = [
-        ("Recent runs", render_runs(report.runs)),
-        ("Recent billing dates", render_dates(report.dates)),
-        (never, render_incomplete(report.incomplete)),
-        ("Failed partitions not yet made good", render_partitions(report.failures)),
-    ]
-    body = [f"\n{title}\n{text}" for title, text in sections]
-    return "\n".join([*head, *(f"  ! {p}" for p in report.problems), *body]) + "\n"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
