@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sync import planner
 from sync.db import ledger, locks
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
+from sync.db.statuses import PartitionStatus, RunStatus
 
 REACH_DAYS = 90  # a billing date leaves the API's reach this many days after itself
 WARN_DAYS_LEFT = 7  # an incomplete date this close to leaving the reach is a problem
@@ -39,7 +40,7 @@ class RunInfo:
     kind: str
     app_key: str
     params: dict[str, Any]
-    status: str
+    status: RunStatus
     started_at: dt.datetime
     finished_at: dt.datetime | None
     partitions_total: int
@@ -69,7 +70,7 @@ class PartitionInfo:
     window_start: int
     window_end: int
     scope: str
-    status: str
+    status: PartitionStatus
     attempts: int
     pages: int
     api_calls: int
@@ -120,12 +121,14 @@ class StatusReport:
 
 
 def _run(row: Any) -> RunInfo:
-    m = row._mapping
+    m = dict(row._mapping)
+    m["status"] = RunStatus(m["status"])
     return RunInfo(**{f.name: m[f.name] for f in fields(RunInfo)})
 
 
 def _partition(row: Any) -> PartitionInfo:
     m = dict(row._mapping)
+    m["status"] = PartitionStatus(m["status"])
     m["window_start"] = ledger.to_unix(m["window_start"])
     m["window_end"] = ledger.to_unix(m["window_end"])
     return PartitionInfo(**{f.name: m[f.name] for f in fields(PartitionInfo)})
@@ -171,7 +174,7 @@ async def billing_date_summary(
     p, v = sync_partitions, video_daily_earnings
     synced = await conn.execute(
         select(p.c.billing_date, func.max(p.c.finished_at))
-        .where(p.c.billing_date.in_(wanted), p.c.status == "done", p.c.scope == "")
+        .where(p.c.billing_date.in_(wanted), p.c.status == PartitionStatus.DONE, p.c.scope == "")
         .group_by(p.c.billing_date)
     )
     last = {d: at for d, at in synced}
@@ -196,13 +199,12 @@ async def unrecovered_failures(
         later.c.scope == failed.c.scope,
         later.c.id > failed.c.id,
     )
-    made_good = and_(later.c.status == "done", later.c.window_start <= failed.c.window_start)
-    superseded = or_(made_good, later.c.status == "failed")  # the later failure is shown
+    done, failure = PartitionStatus.DONE, PartitionStatus.FAILED
+    made_good = and_(later.c.status == done, later.c.window_start <= failed.c.window_start)
+    superseded = or_(made_good, later.c.status == failure)  # the later failure is shown
     query = (
         select(failed)
-        .where(
-            failed.c.status == "failed", ~select(later.c.id).where(same_key, superseded).exists()
-        )
+        .where(failed.c.status == failure, ~select(later.c.id).where(same_key, superseded).exists())
         .order_by(failed.c.billing_date, failed.c.window_end.desc(), failed.c.scope)
     )
     if earliest_date is not None:
@@ -232,7 +234,11 @@ async def incomplete_dates(
     result = await conn.execute(
         select(p.c.billing_date, p.c.window_start, p.c.window_end, r.c.started_at)
         .select_from(p.join(r, r.c.id == p.c.run_id))
-        .where(p.c.billing_date.between(earliest_date, last), p.c.status == "done", p.c.scope == "")
+        .where(
+            p.c.billing_date.between(earliest_date, last),
+            p.c.status == PartitionStatus.DONE,
+            p.c.scope == "",
+        )
     )
     done: dict[dt.date, list[tuple[int, int, int]]] = {}
     for d, start, end, run_started in result:
@@ -273,7 +279,7 @@ def _date_problems(incomplete: Sequence[IncompleteDate]) -> list[str]:
 async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int) -> list[str]:
     query = select(sync_runs).where(sync_runs.c.kind == "nightly").order_by(sync_runs.c.id.desc())
     runs = [_run(r) for r in await conn.execute(query.limit(2))]
-    if runs and runs[0].status == "running":
+    if runs and runs[0].status is RunStatus.RUNNING:
         if await locks.lock_held_elsewhere(conn, runs[0].app_key):
             runs = runs[1:]  # in progress: judge the one before it
         else:
@@ -281,7 +287,7 @@ async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int)
     if not runs:
         return ["no finished nightly run is recorded"]
     run, problems = runs[0], []
-    if run.status != "succeeded":
+    if run.status is not RunStatus.SUCCEEDED:
         why = f": {_excerpt(run.error, ERROR_WIDTH)}" if run.error else ""
         problems.append(f"the last nightly run ({run.id}) ended {run.status}{why}")
     started = run.started_at.astimezone(planner.SHANGHAI).date()
