@@ -5,17 +5,20 @@ at most 30 days apart and no older than 90 days. A billing date's publish range 
 oldest second the API still accepts to the last second of that (China-time) day; it is cut into
 windows anchored at its end, so that runs on the same day plan the same windows except the oldest.
 
-Pure: no clock, no I/O. `now` is always passed in, as Unix seconds.
+Pure: no clock, no I/O. `now` is always passed in, as Unix seconds. Dates the API cannot serve
+raise DateRangeError, which says which bound is wrong and why; the caller names the bounds in the
+message (the CLI by its flags, `--from`, `--to`, `--today`, `--lookback-days`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import itertools
 import math
 import re
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sync.errors import SettingsError
@@ -92,56 +95,95 @@ def earliest_billing_date(now: float, margin: int = DEFAULT_MARGIN) -> dt.date:
     return shanghai_today(earliest_start(now, margin))
 
 
+class DateBound(enum.StrEnum):
+    """Which bound of a range of billing dates an error is about."""
+
+    FIRST = "first"
+    LAST = "last"
+    LOOKBACK = "lookback"
+
+
+class DateProblem(enum.StrEnum):
+    """Why a bound was refused."""
+
+    REVERSED = "reversed"  # first after last
+    NOT_YET = "not yet"  # last not closed yet: the data is T+1
+    BEYOND_REACH = "beyond reach"  # first older than the API's 90 days
+    LOOKBACK = "lookback"  # lookback days outside 1..MAX_NIGHTLY_LOOKBACK
+
+
+# The sentence of each problem; {first}, {last} and {lookback} are the names of the bounds.
+_WORDING: Mapping[DateProblem, str] = {
+    DateProblem.REVERSED: "{first} {value} is after {last} {limit}; "
+    "give a {first} on or before {last}",
+    DateProblem.NOT_YET: "{last} {value} is not available yet (data is T+1, China time); "
+    "the latest billing date is {limit}",
+    DateProblem.BEYOND_REACH: "{first} {value} is beyond the API's 90-day reach; "
+    "the earliest billing date it can serve is {limit}",
+    DateProblem.LOOKBACK: "{lookback}: expected a number of days from 1 to {limit}, got {value}",
+}
+
+_PLAIN_NAMES: Mapping[DateBound, str] = {
+    DateBound.FIRST: "first date",
+    DateBound.LAST: "last date",
+    DateBound.LOOKBACK: "lookback days",
+}
+
+
+# moves to sync/errors.py at merge
+class DateRangeError(SettingsError):
+    """Billing dates the API cannot serve. Carries the bound at fault, the value given for it
+    (a date, or a number of lookback days), the limit it broke (the other bound, the latest
+    or earliest servable date, the most lookback days) and the problem; `worded` names the
+    bounds as the caller knows them (the CLI: by its flags)."""
+
+    def __init__(
+        self, bound: DateBound, problem: DateProblem, value: dt.date | int, limit: dt.date | int
+    ) -> None:
+        self.bound, self.problem, self.value, self.limit = bound, problem, value, limit
+        super().__init__(self.worded({}))
+
+    def worded(self, names: Mapping[DateBound, str]) -> str:
+        """The one-line message, each bound called by its name in `names` (a bound missing
+        there by a plain name: "first date", "last date", "lookback days")."""
+        named = {bound.value: names.get(bound, _PLAIN_NAMES[bound]) for bound in DateBound}
+        return _WORDING[self.problem].format(value=self.value, limit=self.limit, **named)
+
+
 def check_billing_dates(
-    first: dt.date,
-    last: dt.date,
-    now: float,
-    *,
-    margin: int = DEFAULT_MARGIN,
-    first_flag: str = "--from",
-    last_flag: str = "--to",
+    first: dt.date, last: dt.date, now: float, *, margin: int = DEFAULT_MARGIN
 ) -> list[dt.date]:
-    """Every date from `first` to `last` inclusive, or SettingsError if the API cannot serve one."""
+    """Every date from `first` to `last` inclusive, or DateRangeError if the API cannot serve
+    one of them (the dates reversed, `last` not yet closed, `first` beyond the 90-day reach)."""
     if first > last:
-        raise SettingsError(
-            f"{first_flag} {first} is after {last_flag} {last}; "
-            f"give a {first_flag} on or before {last_flag}"
-        )
+        raise DateRangeError(DateBound.FIRST, DateProblem.REVERSED, first, last)
     latest = shanghai_today(now) - dt.timedelta(days=1)
     if last > latest:
-        raise SettingsError(
-            f"{last_flag} {last} is not available yet (data is T+1, China time); "
-            f"the latest billing date is {latest}"
-        )
+        raise DateRangeError(DateBound.LAST, DateProblem.NOT_YET, last, latest)
     oldest = earliest_billing_date(now, margin)
     if first < oldest:
-        raise SettingsError(
-            f"{first_flag} {first} is beyond the API's 90-day reach; "
-            f"the earliest billing date it can serve is {oldest}"
-        )
+        raise DateRangeError(DateBound.FIRST, DateProblem.BEYOND_REACH, first, oldest)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def nightly_dates(
-    today: dt.date, lookback_days: int, *, flag: str = "--lookback-days"
-) -> tuple[dt.date, dt.date]:
-    """The nightly run's range: `today - lookback_days` to yesterday, inclusive."""
+def nightly_dates(today: dt.date, lookback_days: int) -> tuple[dt.date, dt.date]:
+    """The nightly run's range: `today - lookback_days` to yesterday, inclusive; DateRangeError
+    when `lookback_days` is not 1 to MAX_NIGHTLY_LOOKBACK."""
     if not 1 <= lookback_days <= MAX_NIGHTLY_LOOKBACK:
-        raise SettingsError(
-            f"{flag}: expected a number of days from 1 to {MAX_NIGHTLY_LOOKBACK}, "
-            f"got {lookback_days}"
+        raise DateRangeError(
+            DateBound.LOOKBACK, DateProblem.LOOKBACK, lookback_days, MAX_NIGHTLY_LOOKBACK
         )
     return today - dt.timedelta(days=lookback_days), today - dt.timedelta(days=1)
 
 
-def parse_date(text: str, flag: str) -> dt.date:
-    """A strict `YYYY-MM-DD` date; SettingsError naming `flag` for anything else."""
+def parse_date(text: str) -> dt.date:
+    """A strict `YYYY-MM-DD` date (ASCII digits, a real day); ValueError for anything else."""
     if _DATE.fullmatch(text):
         try:
             return dt.date.fromisoformat(text)
         except ValueError:
             pass
-    raise SettingsError(f"{flag}: expected a date as YYYY-MM-DD, got {text!r}")
+    raise ValueError(f"expected a date as YYYY-MM-DD, got {text!r}")
 
 
 @dataclass(frozen=True)
