@@ -14,6 +14,7 @@ from sync.cli.tables import clip, one_line, table, width
 from sync.cli.talents import print_table
 from sync.db.ledger import RunCounts
 from sync.db.status import PartitionInfo
+from sync.db.statuses import RunStatus
 from sync.pipeline.runs import FailedPartition, RunResult
 from sync.planner import shanghai_text
 
@@ -138,7 +139,7 @@ def test_summary_tables_align_with_chinese_text() -> None:
         FailedPartition(dt.date(2026, 10, 30), 1_761_000_000, 1_762_000_000, 1, ERR_MSG * 99, "L1"),
         FailedPartition(dt.date(2026, 10, 31), 1_761_000_000, 1_762_000_000, None, "x", None),
     ]
-    result = RunResult(7, "partial", RunCounts(rows_fetched=1234567), failed, 2.0)
+    result = RunResult(7, RunStatus.PARTIAL, RunCounts(rows_fetched=1234567), failed, 2.0)
     lines = render_result(result).splitlines()
     assert lines[0] == "run 7: partial in 2.0s"
     head = next(i for i, x in enumerate(lines) if x.startswith("rows fetched"))
