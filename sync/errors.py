@@ -19,6 +19,7 @@
     │   └── PagingError          (api) a window's pages do not add up
     └── FatalError               stop the command: nothing else can succeed either
         ├── SettingsError        a setting or argument missing or malformed (exit 2)
+        │   └── DateRangeError   billing dates the API cannot serve (the CLI names the flag)
         ├── CredentialsError     (api) 10013, 40017, 5503, …: key, secret or app id refused
         │                        (exit 2)
         ├── CapabilityError      (api) 28001018: the app lacks the 数据分析 permission
@@ -38,6 +39,8 @@ become these at the edges: aiohttp's in `sync.api.http`, the database's in
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 from collections.abc import Mapping
 
 DAILY_DATA = "query_task_video_daily_data"  # the endpoint paging errors are about
@@ -298,3 +301,60 @@ def api_error(
     if cls is CredentialsError and family in CREDENTIAL_SETTINGS:
         message = f"{CREDENTIAL_SETTINGS[family]} refused by the platform: {message}"
     return cls(message, endpoint=endpoint, err_no=code, log_id=log_id, http_status=http_status)
+
+
+# -- billing dates the API cannot serve (the planner raises, the CLI names the flags) ---------
+
+
+class DateBound(enum.StrEnum):
+    """Which bound of a range of billing dates an error is about."""
+
+    FIRST = "first"
+    LAST = "last"
+    LOOKBACK = "lookback"
+
+
+class DateProblem(enum.StrEnum):
+    """Why a bound was refused."""
+
+    REVERSED = "reversed"  # first after last
+    NOT_YET = "not yet"  # last not closed yet: the data is T+1
+    BEYOND_REACH = "beyond reach"  # first older than the API's 90 days
+    LOOKBACK = "lookback"  # lookback days outside 1..MAX_NIGHTLY_LOOKBACK
+
+
+# The sentence of each problem; {first}, {last} and {lookback} are the names of the bounds.
+_WORDING: Mapping[DateProblem, str] = {
+    DateProblem.REVERSED: "{first} {value} is after {last} {limit}; "
+    "give a {first} on or before {last}",
+    DateProblem.NOT_YET: "{last} {value} is not available yet (data is T+1, China time); "
+    "the latest billing date is {limit}",
+    DateProblem.BEYOND_REACH: "{first} {value} is beyond the API's 90-day reach; "
+    "the earliest billing date it can serve is {limit}",
+    DateProblem.LOOKBACK: "{lookback}: expected a number of days from 1 to {limit}, got {value}",
+}
+
+_PLAIN_NAMES: Mapping[DateBound, str] = {
+    DateBound.FIRST: "first date",
+    DateBound.LAST: "last date",
+    DateBound.LOOKBACK: "lookback days",
+}
+
+
+class DateRangeError(SettingsError):
+    """Billing dates the API cannot serve. Carries the bound at fault, the value given for it
+    (a date, or a number of lookback days), the limit it broke (the other bound, the latest
+    or earliest servable date, the most lookback days) and the problem; `worded` names the
+    bounds as the caller knows them (the CLI: by its flags)."""
+
+    def __init__(
+        self, bound: DateBound, problem: DateProblem, value: dt.date | int, limit: dt.date | int
+    ) -> None:
+        self.bound, self.problem, self.value, self.limit = bound, problem, value, limit
+        super().__init__(self.worded({}))
+
+    def worded(self, names: Mapping[DateBound, str]) -> str:
+        """The one-line message, each bound called by its name in `names` (a bound missing
+        there by a plain name: "first date", "last date", "lookback days")."""
+        named = {bound.value: names.get(bound, _PLAIN_NAMES[bound]) for bound in DateBound}
+        return _WORDING[self.problem].format(value=self.value, limit=self.limit, **named)

@@ -5,7 +5,9 @@ at most 30 days apart and no older than 90 days. A billing date's publish range 
 oldest second the API still accepts to the last second of that (China-time) day; it is cut into
 windows anchored at its end, so that runs on the same day plan the same windows except the oldest.
 
-Pure: no clock, no I/O. `now` is always passed in, as Unix seconds.
+Pure: no clock, no I/O. `now` is always passed in, as Unix seconds. Dates the API cannot serve
+raise DateRangeError, which says which bound is wrong and why; the caller names the bounds in the
+message (the CLI by its flags, `--from`, `--to`, `--today`, `--lookback-days`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sync.errors import SettingsError
+from sync.errors import DateBound, DateProblem, DateRangeError
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 DAY = 86400
@@ -93,55 +95,39 @@ def earliest_billing_date(now: float, margin: int = DEFAULT_MARGIN) -> dt.date:
 
 
 def check_billing_dates(
-    first: dt.date,
-    last: dt.date,
-    now: float,
-    *,
-    margin: int = DEFAULT_MARGIN,
-    first_flag: str = "--from",
-    last_flag: str = "--to",
+    first: dt.date, last: dt.date, now: float, *, margin: int = DEFAULT_MARGIN
 ) -> list[dt.date]:
-    """Every date from `first` to `last` inclusive, or SettingsError if the API cannot serve one."""
+    """Every date from `first` to `last` inclusive, or DateRangeError if the API cannot serve
+    one of them (the dates reversed, `last` not yet closed, `first` beyond the 90-day reach)."""
     if first > last:
-        raise SettingsError(
-            f"{first_flag} {first} is after {last_flag} {last}; "
-            f"give a {first_flag} on or before {last_flag}"
-        )
+        raise DateRangeError(DateBound.FIRST, DateProblem.REVERSED, first, last)
     latest = shanghai_today(now) - dt.timedelta(days=1)
     if last > latest:
-        raise SettingsError(
-            f"{last_flag} {last} is not available yet (data is T+1, China time); "
-            f"the latest billing date is {latest}"
-        )
+        raise DateRangeError(DateBound.LAST, DateProblem.NOT_YET, last, latest)
     oldest = earliest_billing_date(now, margin)
     if first < oldest:
-        raise SettingsError(
-            f"{first_flag} {first} is beyond the API's 90-day reach; "
-            f"the earliest billing date it can serve is {oldest}"
-        )
+        raise DateRangeError(DateBound.FIRST, DateProblem.BEYOND_REACH, first, oldest)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def nightly_dates(
-    today: dt.date, lookback_days: int, *, flag: str = "--lookback-days"
-) -> tuple[dt.date, dt.date]:
-    """The nightly run's range: `today - lookback_days` to yesterday, inclusive."""
+def nightly_dates(today: dt.date, lookback_days: int) -> tuple[dt.date, dt.date]:
+    """The nightly run's range: `today - lookback_days` to yesterday, inclusive; DateRangeError
+    when `lookback_days` is not 1 to MAX_NIGHTLY_LOOKBACK."""
     if not 1 <= lookback_days <= MAX_NIGHTLY_LOOKBACK:
-        raise SettingsError(
-            f"{flag}: expected a number of days from 1 to {MAX_NIGHTLY_LOOKBACK}, "
-            f"got {lookback_days}"
+        raise DateRangeError(
+            DateBound.LOOKBACK, DateProblem.LOOKBACK, lookback_days, MAX_NIGHTLY_LOOKBACK
         )
     return today - dt.timedelta(days=lookback_days), today - dt.timedelta(days=1)
 
 
-def parse_date(text: str, flag: str) -> dt.date:
-    """A strict `YYYY-MM-DD` date; SettingsError naming `flag` for anything else."""
+def parse_date(text: str) -> dt.date:
+    """A strict `YYYY-MM-DD` date (ASCII digits, a real day); ValueError for anything else."""
     if _DATE.fullmatch(text):
         try:
             return dt.date.fromisoformat(text)
         except ValueError:
             pass
-    raise SettingsError(f"{flag}: expected a date as YYYY-MM-DD, got {text!r}")
+    raise ValueError(f"expected a date as YYYY-MM-DD, got {text!r}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Planning: billing dates to publish-time windows, at the edges of the API's limits."""
+"""Planning: billing dates to publish-time windows, at the edges of the API's limits; the
+planner's refusals as plain date errors, and the CLI naming its flags in them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import itertools
 
 import pytest
 
+from sync.cli.main import main
 from sync.errors import SettingsError
 from sync.planner import (
     DEFAULT_MARGIN,
     MAX_LOOKBACK,
     MAX_WINDOW_SPAN,
     SHANGHAI,
+    DateBound,
+    DateProblem,
+    DateRangeError,
     Partition,
     Plan,
     Window,
@@ -141,8 +146,9 @@ def test_midnight_follows_shanghai_not_utc() -> None:
     assert dt.datetime.fromtimestamp(now, dt.UTC).date() == D(2026, 8, 31)
     assert shanghai_today(now) == D(2026, 9, 1)
     assert check_billing_dates(D(2026, 8, 31), D(2026, 8, 31), now) == [D(2026, 8, 31)]
-    with pytest.raises(SettingsError, match="latest billing date is 2026-08-31"):
+    with pytest.raises(DateRangeError) as info:
         check_billing_dates(D(2026, 9, 1), D(2026, 9, 1), now)
+    assert (info.value.bound, info.value.limit) == (DateBound.LAST, D(2026, 8, 31))
 
 
 def test_check_dates_inclusive_range() -> None:
@@ -152,16 +158,33 @@ def test_check_dates_inclusive_range() -> None:
 
 
 def test_check_dates_reversed() -> None:
-    """--from after --to is refused, naming both."""
-    with pytest.raises(SettingsError, match="--from 2026-11-02 is after --to 2026-11-01"):
+    """A first date after the last is refused: the first bound, with both dates."""
+    with pytest.raises(DateRangeError) as info:
         check_billing_dates(D(2026, 11, 2), D(2026, 11, 1), NOW)
+    error = info.value
+    assert (error.bound, error.problem) == (DateBound.FIRST, DateProblem.REVERSED)
+    assert (error.value, error.limit) == (D(2026, 11, 2), D(2026, 11, 1))
+    assert str(error) == (
+        "first date 2026-11-02 is after last date 2026-11-01; "
+        "give a first date on or before last date"
+    )
+    assert error.worded({DateBound.FIRST: "--from", DateBound.LAST: "--to"}) == (
+        "--from 2026-11-02 is after --to 2026-11-01; give a --from on or before --to"
+    )
 
 
 @pytest.mark.parametrize("last", [D(2026, 11, 15), D(2026, 11, 16)])
 def test_check_dates_today_or_future(last: dt.date) -> None:
     """Today and later are refused: the data is T+1, the latest date is yesterday."""
-    with pytest.raises(SettingsError, match="latest billing date is 2026-11-14"):
+    with pytest.raises(DateRangeError) as info:
         check_billing_dates(D(2026, 11, 10), last, NOW)
+    error = info.value
+    assert (error.bound, error.problem) == (DateBound.LAST, DateProblem.NOT_YET)
+    assert (error.value, error.limit) == (last, D(2026, 11, 14))
+    assert str(error) == (
+        f"last date {last} is not available yet (data is T+1, China time); "
+        "the latest billing date is 2026-11-14"
+    )
 
 
 def test_check_dates_90_day_boundary() -> None:
@@ -171,12 +194,16 @@ def test_check_dates_90_day_boundary() -> None:
     assert windows_for(oldest - dt.timedelta(days=1), NOW) == []
     assert check_billing_dates(oldest, oldest, NOW) == [oldest]
     before = oldest - dt.timedelta(days=1)
-    with pytest.raises(SettingsError) as info:
+    with pytest.raises(DateRangeError) as info:
         check_billing_dates(before, D(2026, 11, 1), NOW)
-    assert str(info.value) == (
+    error = info.value
+    assert (error.bound, error.problem) == (DateBound.FIRST, DateProblem.BEYOND_REACH)
+    assert (error.value, error.limit) == (before, oldest)
+    assert error.worded({DateBound.FIRST: "--from"}) == (
         f"--from {before} is beyond the API's 90-day reach; "
         f"the earliest billing date it can serve is {oldest}"
     )
+    assert isinstance(error, SettingsError)  # a caller that names nothing still exits 2
 
 
 def test_boundary_on_exact_second() -> None:
@@ -184,8 +211,9 @@ def test_boundary_on_exact_second() -> None:
     d = D(2026, 9, 1)
     now = day_end(d) + MAX_LOOKBACK - DEFAULT_MARGIN
     assert check_billing_dates(d, d, now) == [d]
-    with pytest.raises(SettingsError, match="earliest billing date it can serve is 2026-09-02"):
+    with pytest.raises(DateRangeError) as info:
         check_billing_dates(d, d, now + 1)
+    assert (info.value.bound, info.value.limit) == (DateBound.FIRST, D(2026, 9, 2))
 
 
 def test_nightly_dates() -> None:
@@ -193,8 +221,16 @@ def test_nightly_dates() -> None:
     assert nightly_dates(D(2026, 3, 1), 3) == (D(2026, 2, 26), D(2026, 2, 28))
     assert nightly_dates(D(2026, 3, 1), 1) == (D(2026, 2, 28), D(2026, 2, 28))
     for bad in (0, -1, 90):
-        with pytest.raises(SettingsError, match="--lookback-days"):
+        with pytest.raises(DateRangeError) as info:
             nightly_dates(D(2026, 3, 1), bad)
+        assert (info.value.bound, info.value.value, info.value.limit) == (
+            DateBound.LOOKBACK,
+            bad,
+            89,
+        )
+        assert (
+            str(info.value) == f"lookback days: expected a number of days from 1 to 89, got {bad}"
+        )
 
 
 def test_nightly_max_lookback_always_servable() -> None:
@@ -208,14 +244,15 @@ def test_nightly_max_lookback_always_servable() -> None:
     "text", ["2026-2-28", "20260228", "2026-02-30", "2026-02-28 ", "２０２６-02-28"]
 )
 def test_parse_date_strict(text: str) -> None:
-    """Only YYYY-MM-DD with ASCII digits and a real day is a date; errors name the flag."""
-    with pytest.raises(SettingsError, match="--from: expected a date as YYYY-MM-DD"):
-        parse_date(text, "--from")
+    """Only YYYY-MM-DD with ASCII digits and a real day is a date; the error shows the text."""
+    with pytest.raises(ValueError, match="expected a date as YYYY-MM-DD, got") as info:
+        parse_date(text)
+    assert repr(text) in str(info.value)
 
 
 def test_parse_date_ok() -> None:
     """A strict date parses."""
-    assert parse_date("2026-02-28", "--to") == D(2026, 2, 28)
+    assert parse_date("2026-02-28") == D(2026, 2, 28)
 
 
 def test_plan_orders_and_counts() -> None:
@@ -241,3 +278,51 @@ def test_describe_lines() -> None:
         "total: 1 billing date, 3 partitions, at least 3 calls, at least 0.3 s at 10 QPS"
     )
     assert describe(Plan(()), 2.5)[-1].startswith("total: 0 billing dates, 0 partitions")
+
+
+# -- the CLI names the flags ------------------------------------------------------------------
+
+
+def _refusal(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run the CLI in process; it must refuse with exit 2 and one line on stderr, returned."""
+    status: object
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse's own refusals
+        status = exc.code
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == "", captured
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured
+    return lines[0]
+
+
+def test_cli_names_the_flags_of_a_refused_range(capsys: pytest.CaptureFixture[str]) -> None:
+    """backfill words the planner's refusal with --from and --to; nightly says which of --today
+    and --lookback-days produced the date refused."""
+    line = _refusal(capsys, "backfill", "--from", "2026-11-02", "--to", "2026-11-01")
+    assert line == (
+        "taskbox-sync: --from 2026-11-02 is after --to 2026-11-01; give a --from on or before --to"
+    )
+    line = _refusal(capsys, "backfill", "--from", "2000-01-01", "--to", "2000-01-02")
+    assert line.startswith("taskbox-sync: --from 2000-01-01 is beyond the API's 90-day reach; ")
+    line = _refusal(capsys, "nightly", "--today", "2999-01-02")
+    assert line.startswith(
+        "taskbox-sync: --today 2999-01-02: billing date 2999-01-01 is not available yet "
+        "(data is T+1, China time); the latest billing date is "
+    )
+    line = _refusal(capsys, "nightly", "--today", "2000-01-08", "--lookback-days", "7")
+    assert line.startswith(
+        "taskbox-sync: --today 2000-01-08 --lookback-days 7: billing date 2000-01-01 is beyond "
+        "the API's 90-day reach; the earliest billing date it can serve is "
+    )
+
+
+def test_cli_refuses_a_malformed_date_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """A date that is not YYYY-MM-DD is refused by the flag that carried it."""
+    line = _refusal(capsys, "backfill", "--from", "2024-13-01", "--to", "2024-12-01")
+    assert line == (
+        "taskbox-sync backfill: argument --from: expected a date as YYYY-MM-DD, "
+        "got '2024-13-01' (see --help)"
+    )
+    assert "argument --today: " in _refusal(capsys, "nightly", "--today", "20240101")

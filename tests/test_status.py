@@ -1,4 +1,5 @@
-"""The status queries against ledger rows written through sync.db.ledger, and their rendering."""
+"""The status queries against ledger rows written through sync.db.ledger, and the screen
+sync.cli.status draws from them."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import datetime as dt
 import time
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import planner
+from sync.cli.status import RUN_HEADERS, render_run_detail, render_status
 from sync.db import ledger, locks, status
 from sync.db.ledger import PartitionStats, RunCounts
 from sync.db.schema import video_daily_earnings
+from sync.db.statuses import PartitionStatus, RunStatus
 
 NOW = time.time()  # runs get the database's clock as started_at; windows are planned from it
 TODAY = planner.shanghai_today(NOW)
@@ -20,7 +23,10 @@ DAY = TODAY - dt.timedelta(days=3)
 
 
 async def run(
-    conn: AsyncConnection, status_: str | None = "succeeded", kind: str = "nightly", app: str = "a"
+    conn: AsyncConnection,
+    status_: RunStatus | None = RunStatus.SUCCEEDED,
+    kind: str = "nightly",
+    app: str = "a",
 ) -> int:
     run_id = await ledger.start_run(conn, kind, app, {"kind": kind})
     if status_ is not None:
@@ -33,15 +39,15 @@ async def partition(
     run_id: int,
     day: dt.date,
     window: planner.Window,
-    outcome: str = "done",
+    outcome: PartitionStatus = PartitionStatus.DONE,
     *,
     scope: str = "",
     err_no: int | None = None,
 ) -> int:
     pid = await ledger.start_partition(conn, run_id, day, window.start, window.end, scope)
-    if outcome == "done":
+    if outcome is PartitionStatus.DONE:
         await ledger.partition_done(conn, pid, PartitionStats(inserted=1))
-    elif outcome == "failed":
+    elif outcome is PartitionStatus.FAILED:
         await ledger.partition_failed(conn, pid, PartitionStats(), err_no, "it broke", "log-1")
     return pid
 
@@ -62,12 +68,6 @@ async def store_rows(conn: AsyncConnection, day: dt.date, n: int) -> None:
     await conn.execute(insert(video_daily_earnings), values)
 
 
-def test_table_is_fixed_width_with_right_aligned_numbers() -> None:
-    """Columns line up; numeric columns align right; no trailing blanks."""
-    text = status.table(["name", "n"], [("a", 5), ("longer", 1234)], right={1})
-    assert text.splitlines() == ["name       n", "------  ----", "a          5", "longer  1234"]
-
-
 def test_days_left_counts_to_the_end_of_the_reach() -> None:
     """days_left is date + 90 days - today."""
     assert status.days_left(dt.date(2024, 1, 1), dt.date(2024, 3, 24)) == 7
@@ -77,9 +77,9 @@ async def test_recent_runs_and_run_detail(engine: AsyncEngine) -> None:
     """Runs come newest first; a run's detail lists its partitions with Unix-second windows."""
     async with engine.begin() as conn:
         first = await run(conn)
-        second = await run(conn, "partial", kind="backfill")
+        second = await run(conn, RunStatus.PARTIAL, kind="backfill")
         window = planner.windows_for(DAY, NOW)[0]
-        pid = await partition(conn, second, DAY, window, "failed", err_no=28001007)
+        pid = await partition(conn, second, DAY, window, PartitionStatus.FAILED, err_no=28001007)
         runs = await status.recent_runs(conn, limit=1)
         assert [r.id for r in runs] == [second]
         assert [r.id for r in await status.recent_runs(conn)] == [second, first]
@@ -91,6 +91,34 @@ async def test_recent_runs_and_run_detail(engine: AsyncEngine) -> None:
     assert [(p.id, p.window_start, p.window_end, p.err_no) for p in parts] == [
         (pid, window.start, window.end, 28001007)
     ]
+
+
+async def test_statuses_are_stored_as_their_words(engine: AsyncEngine) -> None:
+    """Run and partition statuses are written as the same words as before the enums (no
+    migration) and read back by the status queries as RunStatus and PartitionStatus members."""
+    async with engine.begin() as conn:
+        run_id = await run(conn, RunStatus.PARTIAL)
+        await partition(conn, run_id, DAY, planner.windows_for(DAY, NOW)[0], PartitionStatus.FAILED)
+        stored = await conn.execute(
+            text(
+                "SELECT r.status::text, p.status::text FROM sync_runs r"
+                " JOIN sync_partitions p ON p.run_id = r.id WHERE r.id = :id"
+            ),
+            {"id": run_id},
+        )
+        detail = await status.run_detail(conn, run_id)
+    assert stored.one() == ("partial", "failed")
+    assert detail is not None
+    info, parts = detail
+    assert info.status is RunStatus.PARTIAL and parts[0].status is PartitionStatus.FAILED
+    assert [s.value for s in RunStatus] == [
+        "running",
+        "succeeded",
+        "partial",
+        "failed",
+        "interrupted",
+    ]
+    assert [s.value for s in PartitionStatus] == ["running", "done", "failed"]
 
 
 async def test_billing_date_summary(engine: AsyncEngine) -> None:
@@ -114,13 +142,13 @@ async def test_unrecovered_failures(engine: AsyncEngine) -> None:
     later start) makes it good; repeated failures show once, the latest."""
     w1, w2, w3 = planner.windows_for(DAY, NOW)[:3]
     async with engine.begin() as conn:
-        run_id = await run(conn, "partial")
-        await partition(conn, run_id, DAY, w1, "failed")
+        run_id = await run(conn, RunStatus.PARTIAL)
+        await partition(conn, run_id, DAY, w1, PartitionStatus.FAILED)
         await partition(conn, run_id, DAY, w1)  # made good
-        await partition(conn, run_id, DAY, w2, "failed", err_no=1)
-        latest = await partition(conn, run_id, DAY, w2, "failed", err_no=2)
+        await partition(conn, run_id, DAY, w2, PartitionStatus.FAILED, err_no=1)
+        latest = await partition(conn, run_id, DAY, w2, PartitionStatus.FAILED, err_no=2)
         await partition(conn, run_id, DAY, w3)
-        late = await partition(conn, run_id, DAY, w3, "failed")  # fails after a success
+        late = await partition(conn, run_id, DAY, w3, PartitionStatus.FAILED)  # after a success
         narrower = planner.Window(w2.start + 10, w2.end)
         await partition(conn, run_id, DAY, narrower)  # covers less: not made good
         failures = await status.unrecovered_failures(conn)
@@ -134,19 +162,24 @@ async def test_incomplete_dates(engine: AsyncEngine) -> None:
     full, partial, failed, filtered, resumed = (TODAY - dt.timedelta(days=i) for i in range(1, 6))
     never = TODAY - dt.timedelta(days=6)
     async with engine.begin() as conn:
-        run_id = await run(conn, "interrupted")
+        run_id = await run(conn, RunStatus.INTERRUPTED)
         await sync_fully(conn, run_id, full)
         newest, *older = planner.windows_for(partial, NOW)
         await partition(conn, run_id, partial, newest)
         await partition(conn, run_id, failed, planner.windows_for(failed, NOW)[0])
         await partition(
-            conn, run_id, failed, planner.windows_for(failed, NOW)[1], "failed", err_no=7
+            conn,
+            run_id,
+            failed,
+            planner.windows_for(failed, NOW)[1],
+            PartitionStatus.FAILED,
+            err_no=7,
         )
         for window in planner.windows_for(filtered, NOW):
             await partition(conn, run_id, filtered, window, scope="douyin_id=x")
         first, *rest = planner.windows_for(resumed, NOW)
         await partition(conn, run_id, resumed, first)
-        later = await run(conn, "succeeded")
+        later = await run(conn, RunStatus.SUCCEEDED)
         for window in rest:
             await partition(conn, later, resumed, window)
         items = await status.incomplete_dates(conn, TODAY, never)
@@ -176,7 +209,7 @@ async def test_check_reports_problems(engine: AsyncEngine) -> None:
         ok, problems = await status.check(conn, TODAY)
         assert not ok and "no finished nightly run is recorded" in problems
         edge = [TODAY - dt.timedelta(days=i) for i in range(83, 90)]
-        run_id = await run(conn, "partial")
+        run_id = await run(conn, RunStatus.PARTIAL)
         await sync_fully(conn, run_id, *edge[1:])
         ok, problems = await status.check(conn, TODAY)
     assert not ok
@@ -217,22 +250,27 @@ async def test_check_flags_an_old_nightly_run(engine: AsyncEngine) -> None:
 async def test_render_status(engine: AsyncEngine) -> None:
     """The status screen shows the verdict, problems and every section as aligned tables."""
     async with engine.begin() as conn:
-        run_id = await run(conn, "partial")
+        run_id = await run(conn, RunStatus.PARTIAL)
         await partition(
-            conn, run_id, DAY, planner.windows_for(DAY, NOW)[0], "failed", err_no=28001007
+            conn,
+            run_id,
+            DAY,
+            planner.windows_for(DAY, NOW)[0],
+            PartitionStatus.FAILED,
+            err_no=28001007,
         )
         report = await status.collect_status(conn, TODAY)
         detail = await status.run_detail(conn, run_id)
-    text = status.render_status(report)
+    text = render_status(report)
     assert text.startswith(f"taskbox-sync status for {TODAY} (times in China time): PROBLEMS\n")
     assert f"  ! the last nightly run ({run_id}) ended partial\n" in text
     for heading in ("Recent runs", "Recent billing dates", "Failed partitions not yet made good"):
         assert f"\n{heading}\n" in text
     lines = text.splitlines()
     header = lines.index("Recent runs") + 1
-    assert lines[header].split() == [*status._RUN_HEADERS.split(), "calls", "error"]
+    assert lines[header].split() == list(RUN_HEADERS)
     assert len(lines[header + 1]) >= len(lines[header + 2].rstrip()) - len("error")
     assert all(line == line.rstrip() for line in lines)
     assert "28001007" in text and "it broke" in text
     assert detail is not None
-    assert "28001007" in status.render_run_detail(*detail)
+    assert "28001007" in render_run_detail(*detail)

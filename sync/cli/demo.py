@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync import planner
+from sync.cli.status import render_status
 from sync.cli.summary import render_result
 from sync.db.connect import resolve_database_url
 from sync.db.database import create_engine, ensure_database, migrate
 from sync.db.schema import video_daily_earnings
-from sync.db.status import collect_status, render_status
+from sync.db.status import collect_status
 from sync.logs import configure_logging
 from sync.pipeline.engine import run_app
 from sync.pipeline.runs import RunOptions

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import time
 from typing import Any
 
 from sync import planner
 from sync.cli.summary import render_result
 from sync.db.connect import open_engine
+from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.engine import run_app
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
@@ -54,6 +56,14 @@ def add_outage_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _date(text: str) -> dt.date:
+    """--from, --to, --today: a strict YYYY-MM-DD date."""
+    try:
+        return planner.parse_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _qps(text: str) -> float:
     try:
         return parse_qps(text, "--qps")
@@ -89,13 +99,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the job commands to the CLI's subparsers."""
     p = sub.add_parser("nightly", help="re-sync the last N billing dates (for cron)")
     p.add_argument("--lookback-days", type=_int_in(1, 89, "a number of days"), default=7)
-    p.add_argument("--today", help="the day to count back from, YYYY-MM-DD (default: today)")
+    p.add_argument(
+        "--today",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="the day to count back from (default: today in China time)",
+    )
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_nightly)
 
     p = sub.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
-    p.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
-    p.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_backfill)
 
@@ -108,21 +123,37 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     talents_cmd.register(sub)
 
 
+# How each command's flags name the bounds of its dates in the planner's messages.
+_BACKFILL_NAMES = {DateBound.FIRST: "--from", DateBound.LAST: "--to"}
+_NIGHTLY_NAMES = {
+    DateBound.FIRST: "billing date",
+    DateBound.LAST: "billing date",
+    DateBound.LOOKBACK: "--lookback-days",
+}
+
+
 def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
-    today = planner.parse_date(args.today, "--today") if args.today else planner.shanghai_today(now)
-    first, last = planner.nightly_dates(today, args.lookback_days)
-    dates = planner.check_billing_dates(
-        first, last, now, first_flag="--today/--lookback-days", last_flag="--today"
-    )
+    today: dt.date = args.today or planner.shanghai_today(now)
+    try:
+        first, last = planner.nightly_dates(today, args.lookback_days)
+        dates = planner.check_billing_dates(first, last, now)
+    except DateRangeError as exc:
+        # The dates come from two flags: say which produced the date refused.
+        flags = {
+            DateBound.FIRST: f"--today {today} --lookback-days {args.lookback_days}: ",
+            DateBound.LAST: f"--today {today}: ",
+        }.get(exc.bound, "")
+        raise SettingsError(flags + exc.worded(_NIGHTLY_NAMES)) from None
     return _sync("nightly", args, settings, dates, now)
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
-    first = planner.parse_date(args.date_from, "--from")
-    last = planner.parse_date(args.date_to, "--to")
-    dates = planner.check_billing_dates(first, last, now)
+    try:
+        dates = planner.check_billing_dates(args.date_from, args.date_to, now)
+    except DateRangeError as exc:
+        raise SettingsError(exc.worded(_BACKFILL_NAMES)) from None
     return _sync("backfill", args, settings, dates, now)
 
 

@@ -1,80 +1,60 @@
-"""The closing summary of a run, as a small fixed-width table."""
+"""The closing summary of a run: a line, then its figures and failed partitions as tables."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sync.db.status import table as status_table
+from sync.cli.tables import table
 from sync.pipeline.runs import RunResult
 from sync.planner import SHANGHAI
+
+ERROR_CELLS = 120  # display cells of a failed partition's error
+
+_CALLS = ("partitions", "done", "failed", "skipped", "api calls", "throttled", "retries")
+_ROWS = ("rows fetched", "inserted", "updated", "unchanged", "removed", "rejected", "rows/s")
+_FAILED = ("failed billing date", "publish window (Asia/Shanghai)", "err_no", "log_id", "error")
 
 
 def _when(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    """The first row as headers over the rest, in the status screen's table layout."""
-    return status_table(rows[0], rows[1:])
-
-
 def render_result(result: RunResult) -> str:
     c = result.counts
     rate = c.rows_fetched / result.elapsed if result.elapsed else 0.0
+    calls = (
+        c.partitions_total,
+        c.partitions_done,
+        c.partitions_failed,
+        c.partitions_skipped,
+        c.api_calls,
+        c.throttled,
+        c.retries,
+    )
+    rows = (
+        c.rows_fetched,
+        c.rows_inserted,
+        c.rows_updated,
+        c.rows_unchanged,
+        c.rows_removed,
+        c.rows_rejected,
+    )
     lines = [
         f"run {result.run_id}: {result.status} in {result.elapsed:.1f}s"
         + (f" ({result.error})" if result.error else ""),
-        table(
-            [
-                ("partitions", "done", "failed", "skipped", "api calls", "throttled", "retries"),
-                (
-                    str(c.partitions_total),
-                    str(c.partitions_done),
-                    str(c.partitions_failed),
-                    str(c.partitions_skipped),
-                    str(c.api_calls),
-                    str(c.throttled),
-                    str(c.retries),
-                ),
-            ]
-        ),
-        table(
-            [
-                (
-                    "rows fetched",
-                    "inserted",
-                    "updated",
-                    "unchanged",
-                    "removed",
-                    "rejected",
-                    "rows/s",
-                ),
-                (
-                    f"{c.rows_fetched:,}",
-                    f"{c.rows_inserted:,}",
-                    f"{c.rows_updated:,}",
-                    f"{c.rows_unchanged:,}",
-                    f"{c.rows_removed:,}",
-                    f"{c.rows_rejected:,}",
-                    f"{rate:,.0f}",
-                ),
-            ]
-        ),
+        table(_CALLS, [calls], right=range(len(_CALLS))),
+        table(_ROWS, [[*(f"{n:,}" for n in rows), f"{rate:,.0f}"]], right=range(len(_ROWS))),
     ]
     if result.failed:
-        rows = [
-            ("failed billing date", "publish window (Asia/Shanghai)", "err_no", "log_id", "error")
-        ]
-        for f in result.failed:
-            rows.append(
-                (
-                    f.billing_date.isoformat(),
-                    f"{_when(f.window_start)} .. {_when(f.window_end)}",
-                    "" if f.err_no is None else str(f.err_no),
-                    f.log_id or "",
-                    f.error[:120],
-                )
+        failed = [
+            (
+                f.billing_date.isoformat(),
+                f"{_when(f.window_start)} .. {_when(f.window_end)}",
+                "" if f.err_no is None else str(f.err_no),
+                f.log_id or "",
+                f.error,
             )
-        lines.append(table(rows))
+            for f in result.failed
+        ]
+        lines.append(table(_FAILED, failed, limits={len(_FAILED) - 1: ERROR_CELLS}))
     return "\n".join(lines)

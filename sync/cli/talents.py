@@ -19,11 +19,10 @@ import datetime as dt
 import json
 import logging
 import sys
-import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import ClientSession
 from sqlalchemy import and_, insert, or_, select
@@ -36,6 +35,7 @@ from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
 from sync.cli.jobs import add_outage_flag
+from sync.cli.tables import table
 from sync.db import database
 from sync.db.connect import open_engine
 from sync.db.schema import talent_operations
@@ -46,6 +46,7 @@ from sync.settings import Secret, Settings, parse_qps
 from sync.talents.roster import (
     Operation,
     Roster,
+    Verdict,
     batches,
     expected_change,
     parse_ids,
@@ -66,7 +67,7 @@ class Outcome:
 
     douyin_id: str
     ok: bool
-    status: str  # ok | failed | refused | not sent
+    status: Verdict
     reason: str
     error_code: int | None = None
     log_id: str | None = None
@@ -90,7 +91,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add `talents add|cancel|list` to the CLI's subparsers."""
     p = sub.add_parser("talents", help="add, cancel or list the creators of an exclusive task")
     tsub = p.add_subparsers(dest="talents_command", required=True)
-    for op, verb in (("add", "invite"), ("cancel", "cancel the cooperation of")):
+    for op, verb in ((Operation.ADD, "invite"), (Operation.CANCEL, "cancel the cooperation of")):
         q = tsub.add_parser(op, help=f"{verb} creators (update_orient_talents)")
         _common(q)
         q.add_argument("douyin_ids", nargs="*", metavar="DOUYIN_ID")
@@ -148,16 +149,9 @@ async def open_api(settings: Settings) -> AsyncIterator[TalentsApi]:
         yield TalentsApi(app, client, settings)
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns aligned for terminals, wide (CJK) characters counted as two."""
-    widths = [max([_width(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    for line in [list(headers), *(list(r) for r in rows)]:
-        cells = [c + " " * (w - _width(c)) for c, w in zip(line[:-1], widths, strict=False)]
-        print("  ".join([*cells, line[-1]]).rstrip())
+    """Print one of the CLI's tables (sync.cli.tables: Chinese text aligns)."""
+    print(table(headers, rows))
 
 
 async def _roster(api: TalentsApi, task_id: int) -> tuple[Roster | None, int | None]:
@@ -179,7 +173,7 @@ def _refusals(
     op: Operation, ids: list[str], roster: Roster | None, task_type: int | None
 ) -> tuple[list[str], list[Outcome]]:
     allowed, refused = precheck(op, ids, roster, task_type=task_type)
-    return allowed, [Outcome(i, False, "refused", reason) for i, reason in refused]
+    return allowed, [Outcome(i, False, Verdict.REFUSED, reason) for i, reason in refused]
 
 
 @dataclasses.dataclass(slots=True)
@@ -276,20 +270,23 @@ async def _send(
     for n, batch in enumerate(parts, 1):
         if audit.lost is not None:  # no change the audit cannot hold
             note = "not sent: the database is unavailable, so the change could not be audited"
-            unsent = [Outcome(i, False, "not sent", note) for p in parts[n - 1 :] for i in p]
+            unsent = [Outcome(i, False, Verdict.NOT_SENT, note) for p in parts[n - 1 :] for i in p]
             await audit.record(unsent)
             return outcomes + unsent, None
         try:
             answer = await api.update(task_id, op, batch, third)
         except ApiError as exc:
-            rows = [Outcome(i, False, "failed", exc.message, exc.err_no, exc.log_id) for i in batch]
+            rows = [
+                Outcome(i, False, Verdict.FAILED, exc.message, exc.err_no, exc.log_id)
+                for i in batch
+            ]
             rest = [i for later in parts[n:] for i in later]
             note = f"not sent: an earlier request failed ({exc.err_no or exc.message})"
-            rows += [Outcome(i, False, "not sent", note) for i in rest]
+            rows += [Outcome(i, False, Verdict.NOT_SENT, note) for i in rest]
             await audit.record(rows)
             return outcomes + rows, exc
         rows = [
-            Outcome(i, ok, "ok" if ok else "failed", reason, None, answer.log_id)
+            Outcome(i, ok, Verdict.OK if ok else Verdict.FAILED, reason, None, answer.log_id)
             for i, ok, reason in results_by_id(op, batch, answer.results)
         ]
         await audit.record(rows)
@@ -338,7 +335,9 @@ async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[st
     async with open_api(settings) as api:
         roster, task_type = await _roster(api, task_id)
     allowed, refused = _refusals(op, ids, roster, task_type)
-    rows = [(o.douyin_id, "-", "refused", o.reason.removeprefix("refused: ")) for o in refused]
+    rows: list[tuple[str, str, str, str]] = [
+        (o.douyin_id, "-", o.status, o.reason.removeprefix(f"{o.status}: ")) for o in refused
+    ]
     parts = batches(allowed)
     for n, batch in enumerate(parts, 1):
         rows += [(i, f"{n}/{len(parts)}", op, expected_change(op, i, roster)) for i in batch]
@@ -350,7 +349,7 @@ async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[st
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     """`talents add|cancel`: 0 every creator succeeded, 1 some failed, 2 bad input."""
     configure_logging(args.log_format, secrets=_secrets(settings))
-    op = cast(Operation, args.talents_command)
+    op = Operation(args.talents_command)
     return asyncio.run(_update(args, settings, op))
 
 

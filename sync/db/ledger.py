@@ -26,13 +26,13 @@ from sqlalchemy.sql.expression import cast
 
 from sync.db.locks import locks_held_elsewhere, run_lock_key
 from sync.db.schema import sync_partitions, sync_runs
+from sync.db.statuses import PartitionStatus, RunStatus
 
 if TYPE_CHECKING:
     from sync.db.store import MergeCounts
 
-RUN_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
-FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "interrupted")
-INTERRUPTED = "interrupted"
+FINAL_RUN_STATUSES = tuple(s for s in RunStatus if s.final)
+STALE_ERROR = "interrupted"  # the error of a partition whose run's process died
 
 
 @dataclass(slots=True)
@@ -154,7 +154,8 @@ async def mark_stale_runs(
     run as `keep`). Their 'running' partitions become 'failed' with error 'interrupted'.
     With `app_key`, only that app's runs are considered.
     """
-    query = select(sync_runs.c.id, sync_runs.c.app_key).where(sync_runs.c.status == "running")
+    running_run = sync_runs.c.status == RunStatus.RUNNING
+    query = select(sync_runs.c.id, sync_runs.c.app_key).where(running_run)
     if app_key is not None:
         query = query.where(sync_runs.c.app_key == app_key)
     if keep is not None:
@@ -169,17 +170,18 @@ async def mark_stale_runs(
     now = func.clock_timestamp()
     await conn.execute(
         update(sync_runs)
-        .where(sync_runs.c.id.in_(stale), sync_runs.c.status == "running")
+        .where(sync_runs.c.id.in_(stale), running_run)
         .values(
-            status=INTERRUPTED,
+            status=RunStatus.INTERRUPTED,
             finished_at=now,
             error=func.coalesce(sync_runs.c.error, "interrupted: the process ended mid-run"),
         )
     )
+    p = sync_partitions
     await conn.execute(
-        update(sync_partitions)
-        .where(sync_partitions.c.run_id.in_(stale), sync_partitions.c.status == "running")
-        .values(status="failed", finished_at=now, error=INTERRUPTED)
+        update(p)
+        .where(p.c.run_id.in_(stale), p.c.status == PartitionStatus.RUNNING)
+        .values(status=PartitionStatus.FAILED, finished_at=now, error=STALE_ERROR)
     )
     return stale
 
@@ -197,7 +199,7 @@ async def start_run(
             kind=kind,
             app_key=app_key,
             params=dict(params),
-            status="running",
+            status=RunStatus.RUNNING,
             started_at=func.clock_timestamp(),
         )
         .returning(sync_runs.c.id)
@@ -207,11 +209,11 @@ async def start_run(
 
 
 async def finish_run(
-    conn: AsyncConnection, run_id: int, status: str, counts: RunCounts, error: str | None
+    conn: AsyncConnection, run_id: int, status: RunStatus, counts: RunCounts, error: str | None
 ) -> None:
     """Record a run's end: its final status, counters and error (None when there was none)."""
     if status not in FINAL_RUN_STATUSES:
-        raise ValueError(f"a run ends as one of {', '.join(FINAL_RUN_STATUSES)}, not {status!r}")
+        raise ValueError(f"a run ends as one of {', '.join(FINAL_RUN_STATUSES)}, not '{status}'")
     await conn.execute(
         update(sync_runs)
         .where(sync_runs.c.id == run_id)
@@ -243,7 +245,7 @@ async def find_resumable_run(
             .limit(1)
         )
     ).first()
-    if latest is None or latest.status == "succeeded":
+    if latest is None or latest.status == RunStatus.SUCCEEDED:
         return None
     return int(latest.id)
 
@@ -272,7 +274,7 @@ async def done_windows(
 
     last_success = (
         select(func.coalesce(func.max(prior.c.id), 0))
-        .where(same_as_run(prior), prior.c.status == "succeeded", prior.c.id < run.c.id)
+        .where(same_as_run(prior), prior.c.status == RunStatus.SUCCEEDED, prior.c.id < run.c.id)
         .correlate(run)
         .scalar_subquery()
     )
@@ -284,7 +286,7 @@ async def done_windows(
     p = sync_partitions
     query = (
         select(p.c.billing_date, p.c.window_end, func.min(p.c.window_start))
-        .where(p.c.run_id.in_(chain), p.c.status == "done")
+        .where(p.c.run_id.in_(chain), p.c.status == PartitionStatus.DONE)
         .group_by(p.c.billing_date, p.c.window_end)
     )
     if scope is not None:
@@ -315,7 +317,7 @@ async def start_partition(
             window_start=from_unix(window_start),
             window_end=from_unix(window_end),
             scope=scope,
-            status="running",
+            status=PartitionStatus.RUNNING,
             attempts=1,
             started_at=func.clock_timestamp(),
         )
@@ -338,7 +340,7 @@ async def running_partition(
             p.c.billing_date == billing_date,
             p.c.window_start == from_unix(window_start),
             p.c.window_end == from_unix(window_end),
-            p.c.status == "running",
+            p.c.status == PartitionStatus.RUNNING,
         )
         .order_by(p.c.id.desc())
         .limit(1)
@@ -353,7 +355,7 @@ async def partition_retry(conn: AsyncConnection, partition_id: int) -> None:
         .where(sync_partitions.c.id == partition_id)
         .values(
             attempts=sync_partitions.c.attempts + 1,
-            status="running",
+            status=PartitionStatus.RUNNING,
             err_no=None,
             error=None,
             finished_at=None,
@@ -366,17 +368,18 @@ async def partition_done(conn: AsyncConnection, partition_id: int, stats: Partit
     await conn.execute(
         update(sync_partitions)
         .where(sync_partitions.c.id == partition_id)
-        .values(status="done", finished_at=func.clock_timestamp(), **stats.columns())
+        .values(status=PartitionStatus.DONE, finished_at=func.clock_timestamp(), **stats.columns())
     )
 
 
 async def abandon_partitions(conn: AsyncConnection, run_id: int, reason: str) -> int:
     """Mark the run's partitions still 'running' as 'failed' (the run stopped before they
     ended and rolled their rows back); returns how many. Call after every worker has ended."""
+    p = sync_partitions
     result = await conn.execute(
-        update(sync_partitions)
-        .where(sync_partitions.c.run_id == run_id, sync_partitions.c.status == "running")
-        .values(status="failed", finished_at=func.clock_timestamp(), error=reason)
+        update(p)
+        .where(p.c.run_id == run_id, p.c.status == PartitionStatus.RUNNING)
+        .values(status=PartitionStatus.FAILED, finished_at=func.clock_timestamp(), error=reason)
     )
     return int(result.rowcount or 0)
 
@@ -396,7 +399,7 @@ async def partition_failed(
         update(sync_partitions)
         .where(sync_partitions.c.id == partition_id)
         .values(
-            status="failed",
+            status=PartitionStatus.FAILED,
             finished_at=func.clock_timestamp(),
             err_no=err_no,
             error=error,

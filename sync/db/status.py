@@ -1,6 +1,7 @@
-"""What `taskbox-sync status` shows: queries over the ledger, and plain-text tables of them.
+"""What `taskbox-sync status` shows: queries over the ledger and the problems they reveal.
 
-Nothing here prints. Times are shown in China time (Asia/Shanghai), the platform's clock.
+Nothing here prints: sync.cli.status draws the tables. Times are in China time (Asia/Shanghai),
+the platform's clock.
 
 When is a billing date completely synced? When the done partitions of full scope (scope '', no
 API filter), from any runs, cover its whole publish range without a gap: from the last second
@@ -12,8 +13,7 @@ window was synced but whose older windows failed or were never reached (an inter
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sync import planner
 from sync.db import ledger, locks
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
+from sync.db.statuses import PartitionStatus, RunStatus
 
 REACH_DAYS = 90  # a billing date leaves the API's reach this many days after itself
 WARN_DAYS_LEFT = 7  # an incomplete date this close to leaving the reach is a problem
@@ -39,7 +40,7 @@ class RunInfo:
     kind: str
     app_key: str
     params: dict[str, Any]
-    status: str
+    status: RunStatus
     started_at: dt.datetime
     finished_at: dt.datetime | None
     partitions_total: int
@@ -69,7 +70,7 @@ class PartitionInfo:
     window_start: int
     window_end: int
     scope: str
-    status: str
+    status: PartitionStatus
     attempts: int
     pages: int
     api_calls: int
@@ -120,12 +121,14 @@ class StatusReport:
 
 
 def _run(row: Any) -> RunInfo:
-    m = row._mapping
+    m = dict(row._mapping)
+    m["status"] = RunStatus(m["status"])
     return RunInfo(**{f.name: m[f.name] for f in fields(RunInfo)})
 
 
 def _partition(row: Any) -> PartitionInfo:
     m = dict(row._mapping)
+    m["status"] = PartitionStatus(m["status"])
     m["window_start"] = ledger.to_unix(m["window_start"])
     m["window_end"] = ledger.to_unix(m["window_end"])
     return PartitionInfo(**{f.name: m[f.name] for f in fields(PartitionInfo)})
@@ -171,7 +174,7 @@ async def billing_date_summary(
     p, v = sync_partitions, video_daily_earnings
     synced = await conn.execute(
         select(p.c.billing_date, func.max(p.c.finished_at))
-        .where(p.c.billing_date.in_(wanted), p.c.status == "done", p.c.scope == "")
+        .where(p.c.billing_date.in_(wanted), p.c.status == PartitionStatus.DONE, p.c.scope == "")
         .group_by(p.c.billing_date)
     )
     last = {d: at for d, at in synced}
@@ -196,13 +199,12 @@ async def unrecovered_failures(
         later.c.scope == failed.c.scope,
         later.c.id > failed.c.id,
     )
-    made_good = and_(later.c.status == "done", later.c.window_start <= failed.c.window_start)
-    superseded = or_(made_good, later.c.status == "failed")  # the later failure is shown
+    done, failure = PartitionStatus.DONE, PartitionStatus.FAILED
+    made_good = and_(later.c.status == done, later.c.window_start <= failed.c.window_start)
+    superseded = or_(made_good, later.c.status == failure)  # the later failure is shown
     query = (
         select(failed)
-        .where(
-            failed.c.status == "failed", ~select(later.c.id).where(same_key, superseded).exists()
-        )
+        .where(failed.c.status == failure, ~select(later.c.id).where(same_key, superseded).exists())
         .order_by(failed.c.billing_date, failed.c.window_end.desc(), failed.c.scope)
     )
     if earliest_date is not None:
@@ -232,7 +234,11 @@ async def incomplete_dates(
     result = await conn.execute(
         select(p.c.billing_date, p.c.window_start, p.c.window_end, r.c.started_at)
         .select_from(p.join(r, r.c.id == p.c.run_id))
-        .where(p.c.billing_date.between(earliest_date, last), p.c.status == "done", p.c.scope == "")
+        .where(
+            p.c.billing_date.between(earliest_date, last),
+            p.c.status == PartitionStatus.DONE,
+            p.c.scope == "",
+        )
     )
     done: dict[dt.date, list[tuple[int, int, int]]] = {}
     for d, start, end, run_started in result:
@@ -256,7 +262,7 @@ async def incomplete_dates(
         if d in failed:
             f = failed[d]
             code = f" err_no {f.err_no}" if f.err_no is not None else ""
-            reason += f"; failed{code}: {_clip(f.error or '', ERROR_WIDTH)}"
+            reason += f"; failed{code}: {_excerpt(f.error or '', ERROR_WIDTH)}"
         out.append(IncompleteDate(d, days_left(d, today), reason))
     return out
 
@@ -273,7 +279,7 @@ def _date_problems(incomplete: Sequence[IncompleteDate]) -> list[str]:
 async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int) -> list[str]:
     query = select(sync_runs).where(sync_runs.c.kind == "nightly").order_by(sync_runs.c.id.desc())
     runs = [_run(r) for r in await conn.execute(query.limit(2))]
-    if runs and runs[0].status == "running":
+    if runs and runs[0].status is RunStatus.RUNNING:
         if await locks.lock_held_elsewhere(conn, runs[0].app_key):
             runs = runs[1:]  # in progress: judge the one before it
         else:
@@ -281,8 +287,8 @@ async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int)
     if not runs:
         return ["no finished nightly run is recorded"]
     run, problems = runs[0], []
-    if run.status != "succeeded":
-        why = f": {_clip(run.error, ERROR_WIDTH)}" if run.error else ""
+    if run.status is not RunStatus.SUCCEEDED:
+        why = f": {_excerpt(run.error, ERROR_WIDTH)}" if run.error else ""
         problems.append(f"the last nightly run ({run.id}) ended {run.status}{why}")
     started = run.started_at.astimezone(planner.SHANGHAI).date()
     if (today - started).days > max_age:
@@ -321,114 +327,7 @@ async def collect_status(
     )
 
 
-# -- rendering ------------------------------------------------------------------------------
-
-
-def _clip(value: str, width: int) -> str:
+def _excerpt(value: str, limit: int) -> str:
+    """An error's text for a one-line message: whitespace collapsed, at most `limit` characters."""
     flat = " ".join(value.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _time(moment: dt.datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone(planner.SHANGHAI).strftime("%Y-%m-%d %H:%M")
-
-
-def _duration(run: RunInfo) -> str:
-    if run.finished_at is None:
-        return "-"
-    seconds = round((run.finished_at - run.started_at).total_seconds())
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes // 60}:{minutes % 60:02}:{rest:02}"
-
-
-def table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], right: Collection[int] = ()
-) -> str:
-    """A fixed-width text table; the columns whose index is in `right` align right."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if i in right else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)]
-    return "\n".join(out)
-
-
-_RUN_HEADERS = "run kind status started took done failed skipped fetched inserted updated removed"
-_PARTITION_HEADERS = (
-    "date|publish window (China time)|scope|status|run|pages|fetched|inserted|updated"
-)
-
-
-def _run_cells(r: RunInfo) -> tuple[object, ...]:
-    start = (r.id, r.kind, r.status, _time(r.started_at), _duration(r))
-    done = (f"{r.partitions_done}/{r.partitions_total}", r.partitions_failed, r.partitions_skipped)
-    rows = (r.rows_fetched, r.rows_inserted, r.rows_updated, r.rows_removed, r.api_calls)
-    return (*start, *done, *rows, _clip(r.error or "", ERROR_WIDTH))
-
-
-def render_runs(runs: Sequence[RunInfo]) -> str:
-    """The runs as a table."""
-    if not runs:
-        return "no runs recorded"
-    headers = [*_RUN_HEADERS.split(), "calls", "error"]
-    return table(headers, [_run_cells(r) for r in runs], right={0, *range(5, 13)})
-
-
-def _partition_cells(p: PartitionInfo) -> tuple[object, ...]:
-    window = f"{planner.shanghai_text(p.window_start)} .. {planner.shanghai_text(p.window_end)}"
-    start = (p.billing_date, window, p.scope or "-", p.status, p.run_id, p.pages)
-    rows = (p.rows_fetched, p.rows_inserted, p.rows_updated, p.rows_removed)
-    error = ("-" if p.err_no is None else p.err_no, p.last_log_id or "-")
-    return (*start, *rows, *error, _clip(p.error or "", ERROR_WIDTH))
-
-
-def render_partitions(partitions: Sequence[PartitionInfo]) -> str:
-    """Partitions as a table (windows in China time)."""
-    if not partitions:
-        return "none"
-    headers = [*_PARTITION_HEADERS.split("|"), "removed", "err_no", "log_id", "error"]
-    return table(headers, [_partition_cells(p) for p in partitions], right=range(4, 10))
-
-
-def render_run_detail(run: RunInfo, partitions: Sequence[PartitionInfo]) -> str:
-    """One run: its summary line, its parameters and API figures, then its partitions."""
-    qps = "-" if run.qps_used is None else f"{run.qps_used} calls/s"
-    params = json.dumps(run.params, ensure_ascii=False, sort_keys=True)
-    about = f"app {run.app_key}; params {params}; throttled {run.throttled}; "
-    about += f"retries {run.retries}; {qps}; {run.rows_unchanged} rows unchanged"
-    return "\n\n".join([render_runs([run]), about, render_partitions(partitions)])
-
-
-def render_dates(dates: Sequence[DateSummary]) -> str:
-    """Billing dates: last full sync and stored rows."""
-    rows = [(d.billing_date, _time(d.last_synced_at), d.rows) for d in dates]
-    return table(("billing date", "last full sync", "rows"), rows, right={2})
-
-
-def render_incomplete(items: Sequence[IncompleteDate]) -> str:
-    """Incomplete billing dates, with the days they have left."""
-    if not items:
-        return "none"
-    rows = [(i.billing_date, i.days_left, i.reason) for i in items]
-    return table(("billing date", "days left", "reason"), rows, right={1})
-
-
-def render_status(report: StatusReport) -> str:
-    """The whole status screen as plain text."""
-    verdict = "OK" if report.ok else "PROBLEMS"
-    head = [f"taskbox-sync status for {report.today} (times in China time): {verdict}"]
-    never = "Billing dates never completely synced (within the 90-day reach)"
-    sections = [
-        ("Recent runs", render_runs(report.runs)),
-        ("Recent billing dates", render_dates(report.dates)),
-        (never, render_incomplete(report.incomplete)),
-        ("Failed partitions not yet made good", render_partitions(report.failures)),
-    ]
-    body = [f"\n{title}\n{text}" for title, text in sections]
-    return "\n".join([*head, *(f"  ! {p}" for p in report.problems), *body]) + "\n"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sync.api.client import DailyDataClient
 from sync.api.connect import open_daily_data
 from sync.db import database, ledger
+from sync.db.statuses import RunStatus
 from sync.errors import (
     ApiError,
     CredentialsError,
@@ -157,7 +158,7 @@ class SyncRun:
         if self._lock.held:
             await self._lock.keep(self.run_id)
 
-    async def _finish(self, status: str, error: str | None) -> tuple[str, str | None]:
+    async def _finish(self, status: RunStatus, error: str | None) -> tuple[RunStatus, str | None]:
         """Record the run's outcome through a fresh connection; the final status and error.
 
         Waits through an outage unless the run already stopped for one (or for a signal during
@@ -188,10 +189,10 @@ class SyncRun:
             await self._gate.run(record)
         except DatabaseUnavailable as exc:  # the work is done (or stopped); its end is not written
             self._stop_error = exc.ended(_interrupted_note(self.run_id, False))
-            return "interrupted", str(self._stop_error)
+            return RunStatus.INTERRUPTED, str(self._stop_error)
         except RunLockedError as exc:
             self._stop_error = exc
-            return "interrupted", str(exc)
+            return RunStatus.INTERRUPTED, str(exc)
         return status, error
 
     async def _resume_filter(
@@ -223,7 +224,7 @@ class SyncRun:
             )
         return todo
 
-    async def _work(self, todo: list[Partition]) -> tuple[str, str | None]:
+    async def _work(self, todo: list[Partition]) -> tuple[RunStatus, str | None]:
         queue: asyncio.Queue[tuple[int, Partition]] = asyncio.Queue()
         for item in enumerate(todo):
             queue.put_nowait(item)
@@ -268,18 +269,18 @@ class SyncRun:
             for signum in installed:
                 loop.remove_signal_handler(signum)
         if self._fatal is not None:
-            return "failed", str(self._fatal)
+            return RunStatus.FAILED, str(self._fatal)
         failure = self._gate.failure
         if isinstance(failure, TaskboxError):  # the database stayed away, or the lock was taken
             self._stop_error = failure
-            return "interrupted", str(failure)
+            return RunStatus.INTERRUPTED, str(failure)
         if failure is not None:
             raise failure
         if self._stopping is not None:
-            return "interrupted", f"stopped by signal {signal.Signals(self._stopping).name}"
+            return RunStatus.INTERRUPTED, f"stopped by signal {signal.Signals(self._stopping).name}"
         if self.failed:
-            return "partial", f"{len(self.failed)} partitions failed"
-        return "succeeded", None
+            return RunStatus.PARTIAL, f"{len(self.failed)} partitions failed"
+        return RunStatus.SUCCEEDED, None
 
     def _on_signal(self, signum: int) -> None:
         if self._stopping is None and not self._gate.down:

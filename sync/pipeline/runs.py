@@ -11,6 +11,7 @@ from typing import Any
 from sync.api.http import Timeouts
 from sync.api.retry import RetryPolicy
 from sync.db.ledger import RunCounts
+from sync.db.statuses import RunStatus
 from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
 
@@ -72,7 +73,7 @@ class FailedPartition:
 @dataclasses.dataclass(slots=True)
 class RunResult:
     run_id: int
-    status: str  # succeeded | partial | failed | interrupted
+    status: RunStatus  # final: never running
     counts: RunCounts
     failed: list[FailedPartition]
     elapsed: float
@@ -86,6 +87,6 @@ class RunResult:
             return EXIT_UNAVAILABLE
         if isinstance(self.stop_error, RunLockedError):
             return EXIT_LOCKED
-        if self.status == "interrupted":
+        if self.status == RunStatus.INTERRUPTED:
             return 128 + (self.signal_number or signal.SIGINT)
-        return 0 if self.status == "succeeded" else 1
+        return 0 if self.status == RunStatus.SUCCEEDED else 1

@@ -10,12 +10,27 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
 
 from sync.errors import SettingsError
 
-Operation = Literal["add", "cancel"]
-OP_TYPE: Mapping[Operation, int] = {"add": 1, "cancel": 2}
+
+class Operation(enum.StrEnum):
+    """What a request does to the creators it names; stored in talent_operations.operation."""
+
+    ADD = "add"
+    CANCEL = "cancel"
+
+
+class Verdict(enum.StrEnum):
+    """What became of one creator of a command: the outcome column of its printed table."""
+
+    OK = "ok"
+    FAILED = "failed"  # the platform refused the creator, or the request failed
+    REFUSED = "refused"  # refused by the pre-check, never sent
+    NOT_SENT = "not sent"  # an earlier request failed, or the audit could not be written
+
+
+OP_TYPE: Mapping[Operation, int] = {Operation.ADD: 1, Operation.CANCEL: 2}
 BATCH_SIZE = 10  # ids per request (the platform's limit)
 MAX_ROSTER = 200  # creators per exclusive task, cancelled ones included
 MAX_TASK_ID = 2**63 - 1
@@ -46,8 +61,8 @@ def state_label(state: int) -> str:
 
 # Both comma forms: the documentation page shows the ASCII one, other pages the full-width one.
 _SUCCESS: Mapping[Operation, frozenset[str]] = {
-    "add": frozenset({"请求成功,已添加", "请求成功，已添加"}),
-    "cancel": frozenset({"请求成功,已取消", "请求成功，已取消"}),
+    Operation.ADD: frozenset({"请求成功,已添加", "请求成功，已添加"}),
+    Operation.CANCEL: frozenset({"请求成功,已取消", "请求成功，已取消"}),
 }
 
 _EXCLUSIVE_ONLY = "check --task-id; only exclusive tasks have invited creators"
@@ -183,7 +198,7 @@ def precheck(
         return [], [(i, reason) for i in ids]
     if roster is None:
         return list(ids), []
-    if op == "add":
+    if op == Operation.ADD:
         new = [i for i in ids if i not in roster]
         total = len(roster) + len(new)
         if total > MAX_ROSTER:
@@ -214,7 +229,7 @@ def expected_change(op: Operation, douyin_id: str, roster: Roster | None) -> str
     if roster is None:
         return f"would {op} (roster unknown)"
     state = roster.get(douyin_id)
-    if op == "add":
+    if op == Operation.ADD:
         if state is None:
             return "would add"
         if state == CooperationState.CANCELLED:
