@@ -18,8 +18,7 @@ import asyncpg
 import pytest
 
 import sync
-from tests.cli_helpers import REPO, cli_env, run_cli
-from tests.conftest import plain_url
+from tests.helpers import REPO, cli_env, plain_url, run_cli
 
 DIST = "taskbox-sync"
 VERSION = metadata.version(DIST)
@@ -151,7 +150,7 @@ async def test_wheel_migrates_from_outside_the_checkout(
     status, out, err = await _run("-c", where, cwd=elsewhere, env=env)
     assert status == 0, err
     assert out.split() == [
-        str(site / "sync" / "database.py"),
+        str(site / "sync" / "db" / "database.py"),
         str(site / "sync" / "migrations"),
     ]
 
