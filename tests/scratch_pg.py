@@ -1,6 +1,9 @@
 """A PostgreSQL cluster that a test owns: initdb into a temporary directory, served on a free
 loopback port with trust auth, stopped and started at will (an outage the test controls).
 
+The machinery of a fixture (test_outage's `cluster`), kept apart from tests/helpers.py for its
+size and because nothing else needs it.
+
 Never the machine's shared server: other tests and people use that one. The binaries are the
 system's (/usr/lib/postgresql/N/bin, newest first), else pgserver's bundled ones. PostgreSQL
 refuses to run as root, so as root the cluster runs as the `postgres` user (or `pgserver`,

@@ -1,5 +1,8 @@
 """`taskbox-sync nightly|backfill|status` end to end: the CLI as a real subprocess, the sandbox
-served by the test's event loop, a real PostgreSQL database (issue #4's CLI points, part of #7)."""
+served by the test's event loop, a real PostgreSQL database (issue #4's CLI points, part of #7).
+
+The CLI reads the wall clock, so these tests' `clock` is the wall clock (marked `wall_clock`):
+dates come from the day the test started, `nightly` gets it as `--today`."""
 
 from __future__ import annotations
 
@@ -21,12 +24,16 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import planner
-from sync.sandbox import Faults, SandboxConfig, SandboxServer
-from tests.cli_helpers import (
+from sync.sandbox import Faults, SandboxServer
+from tests.helpers import (
     Cli,
     CliResult,
+    Clock,
+    MakeSandbox,
     api_calls,
     assert_done_partitions_hold_rows,
+    assert_no_rule_breaks,
+    assert_table_is_truth,
     backfill_args,
     cli_env,
     done_partitions,
@@ -38,7 +45,8 @@ from tests.cli_helpers import (
     stored_dates,
     wait_until,
 )
-from tests.engine_helpers import assert_no_rule_breaks, assert_table_is_truth, recent_dates
+
+pytestmark = pytest.mark.wall_clock
 
 SLOW = Faults(seed=1, latency_min=0.08, latency_max=0.15)  # pages slow enough to interrupt
 # A run that lasts ~25 s (24 pages one after another) unless the latency is lifted: long enough
@@ -47,13 +55,9 @@ CRAWL = Faults(seed=1, latency_min=1.0, latency_max=1.2)
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(SandboxConfig(seed=7, videos=150, tasks=6, creators=20)) as sb:
-        yield sb
-
-
-def today() -> dt.date:
-    return planner.shanghai_today(time.time())
+async def sandbox(make_sandbox: MakeSandbox) -> SandboxServer:
+    """A smaller catalog than the suite's (~110 rows a billing date): CLI runs start slowly."""
+    return await make_sandbox(seed=7, videos=150, tasks=6, creators=20)
 
 
 def assert_one_line_error(result: CliResult) -> str:
@@ -71,12 +75,12 @@ def assert_one_line_error(result: CliResult) -> str:
 
 
 async def test_backfill_dry_run_prints_plan_and_touches_nothing(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """--dry-run prints dates, windows, minimum calls and time at the QPS, exits 0, and makes no
     API call and no ledger row."""
-    dates = recent_dates(3)
-    now = time.time()
+    dates = clock.recent_dates(3)
+    now = clock()
     plan = planner.plan(dates, now)
     result = await run_cli(
         *backfill_args(dates, "--dry-run", "--qps", "4"), env=cli_env(sandbox, database_url)
@@ -184,7 +188,11 @@ REFUSALS = {
 
 @pytest.mark.parametrize("case", list(REFUSALS.values()), ids=list(REFUSALS))
 async def test_refused_with_one_line_and_exit_2(
-    case: Refusal, sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    case: Refusal,
+    sandbox: SandboxServer,
+    database_url: str,
+    engine: AsyncEngine,
+    clock: Clock,
 ) -> None:
     """A bad date, flag or setting is refused with one stderr line naming it and exit 2, no
     traceback, before any data call and without writing a run."""
@@ -192,7 +200,7 @@ async def test_refused_with_one_line_and_exit_2(
     if case.closed_db:
         port = _closed_port()
         env["DATABASE_URL"] = f"postgresql://taskbox:{DB_PASSWORD}@127.0.0.1:{port}/taskbox"
-    result = await run_cli(*case.args(today()), env=env)
+    result = await run_cli(*case.args(clock.today), env=env)
     line = assert_one_line_error(result)
     assert case.names in line, result
     for secret in case.hidden:
@@ -213,14 +221,15 @@ async def test_refused_with_one_line_and_exit_2(
 
 
 async def test_nightly_lookback_three_syncs_exactly_three_dates(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """`nightly --lookback-days 3` syncs yesterday and the two days before, nothing else, and the
     table equals the platform's answer for them."""
-    dates = recent_dates(3)
-    now = time.time()
+    dates = clock.recent_dates(3)
+    now = clock()
     result = await run_cli(
-        "nightly", "--lookback-days", "3", "--page-size", "50", env=cli_env(sandbox, database_url)
+        *("nightly", "--today", str(clock.today), "--lookback-days", "3", "--page-size", "50"),
+        env=cli_env(sandbox, database_url),
     )
     assert result.status == 0, result
     (run,) = await runs(engine)
@@ -253,33 +262,33 @@ def assert_json_lines(stderr: str) -> list[dict[str, Any]]:
 
 
 async def test_json_log_format_every_stderr_line_is_json(
-    database_url: str, engine: AsyncEngine
+    make_sandbox: MakeSandbox, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """With --log-format json every stderr line of a run is a JSON object (retry logs included)."""
     faults = Faults(seed=4, busy_rate=0.3)
-    async with SandboxServer(SandboxConfig(seed=7, videos=150, faults=faults)) as sb:
-        dates = recent_dates(2)
-        now = time.time()
-        result = await run_cli(
-            *backfill_args(dates, "--page-size", "20", "--log-format", "json"),
-            env=cli_env(sb, database_url),
-        )
-        assert result.status == 0, result
-        assert result.err_lines, "expected retry log lines on stderr"
-        docs = assert_json_lines(result.stderr)
-        assert any("retry" in d["msg"] for d in docs), result.stderr
-        await assert_table_is_truth(engine, sb, dates, now)
+    sb = await make_sandbox(seed=7, videos=150, faults=faults)
+    dates = clock.recent_dates(2)
+    now = clock()
+    result = await run_cli(
+        *backfill_args(dates, "--page-size", "20", "--log-format", "json"),
+        env=cli_env(sb, database_url),
+    )
+    assert result.status == 0, result
+    assert result.err_lines, "expected retry log lines on stderr"
+    docs = assert_json_lines(result.stderr)
+    assert any("retry" in d["msg"] for d in docs), result.stderr
+    await assert_table_is_truth(engine, sb, dates, now)
 
 
 async def test_json_log_format_holds_when_locked_out_or_interrupted(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """With --log-format json, the stderr of a run locked out (75) and of a run stopped by
     SIGTERM (143) is JSON lines too, so a log pipeline never meets a plain line."""
     sandbox.set_faults(CRAWL)
     env = cli_env(sandbox, database_url)
     args = backfill_args(
-        recent_dates(2), "--page-size", "10", "--concurrency", "1", "--log-format", "json"
+        clock.recent_dates(2), "--page-size", "10", "--concurrency", "1", "--log-format", "json"
     )
     async with spawned(*args, env=env) as first:
         await _wait_running(engine, first)
@@ -327,12 +336,12 @@ async def token_outage(sandbox: SandboxServer, failures: int) -> AsyncIterator[s
 
 
 async def test_transient_token_failure_at_start_is_retried(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """A 502 on the first client-token request is retried like any transient failure: the run
     succeeds and the table equals the truth (only refused credentials stop a run at start)."""
-    dates = recent_dates(1)
-    now = time.time()
+    dates = clock.recent_dates(1)
+    now = clock()
     async with token_outage(sandbox, failures=1) as base_url:
         env = cli_env(sandbox, database_url, DOUYIN_OPEN_BASE_URL=base_url)
         result = await run_cli(*backfill_args(dates, "--page-size", "50"), env=env)
@@ -354,20 +363,20 @@ async def _wait_running(engine: AsyncEngine, cli: Cli) -> None:
 
 
 async def test_second_run_of_same_app_exits_75(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """While a run is in progress a second run of the same app exits 75 with one line, writes no
     run, and the first still finishes with 0."""
     sandbox.set_faults(CRAWL)
-    dates = recent_dates(2)
-    now = time.time()
+    dates = clock.recent_dates(2)
+    now = clock()
     env = cli_env(sandbox, database_url)
     args = backfill_args(dates, "--page-size", "10", "--concurrency", "1")
     async with spawned(*args, env=env) as first:
         await _wait_running(engine, first)
         second = await run_cli(*args, env=env)
         # A different date range of the same app is kept out too.
-        other = await run_cli(*backfill_args(recent_dates(1, skip=5)), env=env)
+        other = await run_cli(*backfill_args(clock.recent_dates(1, skip=5)), env=env)
         assert first.running, "the first run ended before the others were tried"
         for result in (second, other):
             assert result.status == 75, result
@@ -396,11 +405,12 @@ async def test_signal_interrupts_then_same_command_resumes(
     sandbox: SandboxServer,
     database_url: str,
     engine: AsyncEngine,
+    clock: Clock,
 ) -> None:
     """A signal mid-run exits 128+signal with the run 'interrupted' and every done partition
     holding its rows; the same command then completes, skipping what was done."""
     sandbox.set_faults(SLOW)
-    dates = recent_dates(3)
+    dates = clock.recent_dates(3)
     env = cli_env(sandbox, database_url)
     args = backfill_args(dates, "--page-size", "20", "--concurrency", "2")
     async with spawned(*args, env=env) as cli:
@@ -425,7 +435,7 @@ async def test_signal_interrupts_then_same_command_resumes(
     assert run.partitions_done == done_before
 
     sandbox.set_faults(Faults())
-    now = time.time()
+    now = clock()
     again = await run_cli(*args, env=env)
     assert again.status == 0, again
     first_run, second_run = await runs(engine)
@@ -441,12 +451,12 @@ async def test_signal_interrupts_then_same_command_resumes(
 
 
 async def test_second_signal_rolls_back_in_flight_partitions(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """A second SIGTERM stops at once: exit 143, the run 'interrupted', no partition left
     'running', every done partition holding its rows; the same command then completes."""
     sandbox.set_faults(Faults(seed=1, latency_min=0.3, latency_max=0.4))
-    dates = recent_dates(2)
+    dates = clock.recent_dates(2)
     env = cli_env(sandbox, database_url)
     args = backfill_args(dates, "--page-size", "10", "--concurrency", "2")
     async with spawned(*args, env=env) as cli:
@@ -473,7 +483,7 @@ async def test_second_signal_rolls_back_in_flight_partitions(
     assert took < 5, f"the second signal took {took:.1f}s to stop the run"
 
     sandbox.set_faults(Faults())
-    now = time.time()
+    now = clock()
     again = await run_cli(*args, env=env)
     assert again.status == 0, again
     second_run = (await runs(engine))[-1]
@@ -482,12 +492,12 @@ async def test_second_signal_rolls_back_in_flight_partitions(
 
 
 async def test_fatal_error_stops_run_without_leaving_partitions_running(
-    database_url: str, engine: AsyncEngine
+    make_sandbox: MakeSandbox, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """An app without the data permission (28001018) stops the run: exit 1, the run 'failed'
     naming the code, and none of its partitions left 'running' in the ledger."""
-    async with SandboxServer(SandboxConfig(seed=7, videos=100, capability=False)) as sb:
-        result = await run_cli(*backfill_args(recent_dates(2)), env=cli_env(sb, database_url))
+    sb = await make_sandbox(seed=7, videos=100, capability=False)
+    result = await run_cli(*backfill_args(clock.recent_dates(2)), env=cli_env(sb, database_url))
     assert result.status == 1, result
     assert "Traceback" not in result.stderr, result
     (run,) = await runs(engine)
@@ -501,14 +511,14 @@ async def test_fatal_error_stops_run_without_leaving_partitions_running(
 
 
 async def test_status_commands(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """`status` lists the runs, `status --check` prints one line, `status --run ID` shows the
     run's partitions, and an unknown run id is exit 2."""
     env = cli_env(sandbox, database_url)
-    nightly = await run_cli("nightly", "--lookback-days", "2", env=env)
+    nightly = await run_cli("nightly", "--today", str(clock.today), "--lookback-days", "2", env=env)
     assert nightly.status == 0, nightly
-    backfill = await run_cli(*backfill_args(recent_dates(1, skip=4)), env=env)
+    backfill = await run_cli(*backfill_args(clock.recent_dates(1, skip=4)), env=env)
     assert backfill.status == 0, backfill
     first, second = await runs(engine)
 

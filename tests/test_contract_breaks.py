@@ -18,7 +18,6 @@ import datetime as dt
 import itertools
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -32,17 +31,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sync import planner
 from sync.api import client
 from sync.api.retry import RetryPolicy
-from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
+from sync.db.schema import sync_partitions, video_daily_earnings
 from sync.pipeline.runs import RunResult
-from sync.sandbox import SandboxConfig, SandboxServer
+from sync.sandbox import SandboxServer
 from sync.sandbox.catalog import SPECIAL_TITLES
 from sync.settings import Secret, Settings
-from tests.engine_helpers import (
-    _storable,
+from tests.helpers import (
+    Clock,
     assert_table_is_truth,
-    recent_dates,
+    partitions,
+    run_row,
     run_sync,
     sandbox_settings,
+    storable,
 )
 
 TASK_ID = 7_316_127_884_488_730_275  # above 2**53: a float would lose it
@@ -152,9 +153,9 @@ def item(video_id: Any, day: dt.date, publish: int, **changes: Any) -> dict[str,
 class OneWindow:
     """The one partition every stub test syncs: yesterday's newest publish window."""
 
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.day = recent_dates(1)[0]
+    def __init__(self, clock: Clock) -> None:
+        self.now = clock()
+        self.day = clock.yesterday
         self.window = planner.windows_for(self.day, self.now)[0]
         self.plan = planner.Plan((planner.Partition(self.day, self.window),))
 
@@ -175,10 +176,13 @@ async def stub() -> AsyncIterator[StubApi]:
 
 
 @pytest.fixture
-def part() -> OneWindow:
-    return OneWindow()
+def part(clock: Clock) -> OneWindow:
+    """The one partition of a stub test, planned by the test's clock."""
+    return OneWindow(clock)
 
 
+# Answers that are wrong every time would take the default policy ~1 min to give up on: the
+# stub runs ask for a short one (RunOptions.retry).
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.02)
 
 
@@ -226,22 +230,6 @@ async def stored(engine: AsyncEngine, day: dt.date) -> dict[int, dict[str, Any]]
     return rows
 
 
-async def partition_rows(engine: AsyncEngine, run_id: int) -> list[Any]:
-    async with engine.connect() as conn:
-        return list(
-            (
-                await conn.execute(
-                    select(sync_partitions).where(sync_partitions.c.run_id == run_id)
-                )
-            ).all()
-        )
-
-
-async def run_row(engine: AsyncEngine, run_id: int) -> Any:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(sync_runs).where(sync_runs.c.id == run_id))).one()
-
-
 def assert_rows(actual: dict[int, dict[str, Any]], items: list[dict[str, Any]]) -> None:
     """The stored rows are exactly these well-formed items."""
     assert sorted(actual) == sorted(int(i["VideoId"]) for i in items)
@@ -250,7 +238,7 @@ def assert_rows(actual: dict[int, dict[str, Any]], items: list[dict[str, Any]]) 
         assert row["task_id"] == int(i["TaskId"])
         assert row["gmv_1d"] == i["GMV1d"]
         assert row["expected_profit"] == i["ExpectedProfit"]
-        assert row["video_title"] == _storable(i["VideoTitle"])
+        assert row["video_title"] == storable(i["VideoTitle"])
 
 
 # -- pages that cannot be used ------------------------------------------------------------------
@@ -307,7 +295,7 @@ async def test_unusable_page_fails_the_partition(
     assert len(result.failed) == 1
     failure = result.failed[0]
     assert "query_task_video_daily_data" in failure.error
-    (p,) = await partition_rows(engine, result.run_id)
+    (p,) = await partitions(engine, result.run_id)
     assert p.status == "failed" and p.error == failure.error
     if isinstance(UNUSABLE.get(shape), dict):  # the answer's log_id, for the platform's support
         assert p.last_log_id == LOG
@@ -335,7 +323,7 @@ async def test_unusable_second_page_commits_nothing_of_the_first(
     stub.serve(envelope(changed[:4]), encode(UNUSABLE["no data"]))
     result = await sync(stub, database_url, part, page_size=4)
     assert result.status == "partial" and len(result.failed) == 1
-    assert [p.status for p in await partition_rows(engine, result.run_id)] == ["failed"]
+    assert [p.status for p in await partitions(engine, result.run_id)] == ["failed"]
     assert_rows(await stored(engine, part.day), good)
 
     stub.serve(envelope(changed[:4]), envelope(changed[4:]))
@@ -362,7 +350,7 @@ async def test_broken_paging_fails_the_partition(
     result = await sync(stub, database_url, part, page_size=4)
     assert result.status == "partial" and len(result.failed) == 1
     assert result.failed[0].error
-    assert [p.status for p in await partition_rows(engine, result.run_id)] == ["failed"]
+    assert [p.status for p in await partitions(engine, result.run_id)] == ["failed"]
     assert_rows(await stored(engine, part.day), good)
 
 
@@ -383,7 +371,7 @@ async def test_pages_torn_on_every_attempt_delete_nothing(
     assert len(stub.requests) == 2 + 2 * 3  # re-read on every attempt
     assert result.counts.rows_removed == 0, "a torn read mirror-deleted a row"
     assert e in await stored(engine, part.day)
-    (p,) = await partition_rows(engine, result.run_id)
+    (p,) = await partitions(engine, result.run_id)
     assert p.status == "failed" or p.rows_repeated > 0  # and the ledger says what happened
 
 
@@ -419,7 +407,7 @@ async def test_float_id_is_rejected_counted_and_blocks_the_mirror(
     assert result.status != "failed"
     assert result.counts.rows_rejected == 1
     assert result.counts.rows_removed == 0
-    (p,) = await partition_rows(engine, result.run_id)
+    (p,) = await partitions(engine, result.run_id)
     assert p.status == "done" and p.rows_rejected == 1 and p.rows_removed == 0
     assert (await run_row(engine, result.run_id)).rows_rejected == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -456,7 +444,7 @@ async def test_rows_without_video_or_task_id_are_rejected_and_counted(
     result = await sync(stub, database_url, part)
     assert result.status != "failed"
     assert result.counts.rows_rejected == 5
-    (p,) = await partition_rows(engine, result.run_id)
+    (p,) = await partitions(engine, result.run_id)
     assert p.status == "done" and p.rows_rejected == 5
     assert_rows(await stored(engine, part.day), [rows[0], rows[6]])
     assert any("video_id missing" in r.getMessage() for r in caplog.records)
@@ -529,34 +517,35 @@ async def test_unexpected_fields_are_kept_in_extra(
 # -- hostile texts ------------------------------------------------------------------------------
 
 
-async def test_hostile_titles_are_stored_verbatim(database_url: str, engine: AsyncEngine) -> None:
+async def test_hostile_titles_are_stored_verbatim(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
     """The sandbox's hostile titles (SQL injection, quotes, control characters, emoji, zero-width
     characters, NUL, a lone surrogate, multi-KB titles) land in the table as sent, NUL and the
     surrogate replaced by U+FFFD, and the table they tried to drop is still there."""
-    async with SandboxServer(SandboxConfig(seed=3, videos=300, tasks=8, creators=30)) as sb:
-        dates = recent_dates(1)
-        now = time.time()
-        sent = {r["video_title"] for r in sb.truth(dates[0])}
-        missing = [t for t in SPECIAL_TITLES if t not in sent]
-        assert not missing, f"the sandbox did not serve {missing} on {dates[0]}"
-        result = await run_sync(sandbox_settings(sb, database_url), dates, now=now, page_size=50)
-        assert result.status == "succeeded"
-        await assert_table_is_truth(engine, sb, dates, now)
-        async with engine.connect() as conn:
-            titles = set(
-                (
-                    await conn.execute(
-                        select(video_daily_earnings.c.video_title).where(
-                            video_daily_earnings.c.billing_date == dates[0]
-                        )
+    dates = clock.recent_dates(1)
+    now = clock()
+    sent = {r["video_title"] for r in sandbox.truth(dates[0])}
+    missing = [t for t in SPECIAL_TITLES if t not in sent]
+    assert not missing, f"the sandbox did not serve {missing} on {dates[0]}"
+    result = await run_sync(sandbox_settings(sandbox, database_url), dates, now=now, page_size=50)
+    assert result.status == "succeeded"
+    await assert_table_is_truth(engine, sandbox, dates, now)
+    async with engine.connect() as conn:
+        titles = set(
+            (
+                await conn.execute(
+                    select(video_daily_earnings.c.video_title).where(
+                        video_daily_earnings.c.billing_date == dates[0]
                     )
-                ).scalars()
-            )
-            sanitized = await conn.scalar(select(func.sum(sync_partitions.c.texts_sanitized)))
-        for title in SPECIAL_TITLES:
-            want = title.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")
-            assert want in titles, f"{title!r} not stored as {want!r}"
-        assert "NUL in the middle \ufffd of a title" in titles
-        assert "lone surrogate \ufffd from a broken emoji" in titles
-        assert any(len(t) > 2000 for t in titles)  # the multi-KB ones
-        assert sanitized >= 2
+                )
+            ).scalars()
+        )
+        sanitized = await conn.scalar(select(func.sum(sync_partitions.c.texts_sanitized)))
+    for title in SPECIAL_TITLES:
+        want = title.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")
+        assert want in titles, f"{title!r} not stored as {want!r}"
+    assert "NUL in the middle \ufffd of a title" in titles
+    assert "lone surrogate \ufffd from a broken emoji" in titles
+    assert any(len(t) > 2000 for t in titles)  # the multi-KB ones
+    assert sanitized >= 2

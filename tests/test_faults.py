@@ -26,30 +26,24 @@ from sync.db import ledger
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.errors import TaskboxError
 from sync.pipeline.runs import RunResult
-from sync.sandbox import Faults, SandboxConfig, SandboxServer
+from sync.sandbox import Faults, SandboxServer
 from sync.settings import Settings
-from tests.conftest import plain_url
-from tests.engine_helpers import (
-    _storable,
+from tests.helpers import (
+    Clock,
+    api_calls,
     assert_no_rule_breaks,
     assert_table_is_truth,
-    recent_dates,
+    plain_url,
+    row_key,
+    run_row,
     run_sync,
     sandbox_settings,
+    storable,
     table_rows,
+    wait_until,
 )
 
-
-def small(faults: Faults | None = None) -> SandboxConfig:
-    """A small catalog (~210 rows a billing date): with pages of 20-50, many pages each."""
-    return SandboxConfig(seed=3, videos=300, tasks=8, creators=30, faults=faults or Faults())
-
-
 # -- invariants -------------------------------------------------------------------------------
-
-
-def _key(doc: dict[str, Any]) -> tuple[int, int]:
-    return (doc["video_id"], doc["task_id"])
 
 
 async def assert_ledger_is_table(
@@ -83,20 +77,20 @@ async def assert_ledger_is_table(
         rows = sandbox.truth(day, ledger.to_unix(start), ledger.to_unix(end))
         bucket = expected.setdefault(day, {})
         for row in rows:
-            bucket[_key(row)] = {k: _storable(v) for k, v in row.items()}
+            bucket[row_key(row)] = {k: storable(v) for k, v in row.items()}
     total = 0
     for day in sorted(stored_dates | set(expected)):
         actual_rows = await table_rows(engine, day)
-        actual = {_key(r): {k: _storable(v) for k, v in r.items()} for r in actual_rows}
+        actual = {row_key(r): {k: storable(v) for k, v in r.items()} for r in actual_rows}
         assert len(actual) == len(actual_rows), f"{day}: duplicate keys"
         want = expected.get(day, {})
         stray = actual.keys() - want.keys()
         missing = want.keys() - actual.keys()
         if unacknowledged and stray:
-            everything = {_key(t): t for t in sandbox.truth(day)}
+            everything = {row_key(t): t for t in sandbox.truth(day)}
             for key in stray:
                 assert key in everything, f"{day} {key}: a row the platform does not report"
-                want_row = {k: _storable(v) for k, v in everything[key].items()}
+                want_row = {k: storable(v) for k, v in everything[key].items()}
                 assert actual[key] == want_row, f"{day} {key}: {actual[key]} != {want_row}"
             stray = set()
         assert not stray, f"{day}: {len(stray)} rows outside every 'done' window"
@@ -112,10 +106,8 @@ async def assert_run_accounted(engine: AsyncEngine, result: RunResult) -> None:
     c = result.counts
     assert c.partitions_done + c.partitions_failed + c.partitions_skipped == c.partitions_total
     assert len(result.failed) == c.partitions_failed
+    run = await run_row(engine, result.run_id)
     async with engine.connect() as conn:
-        run: Any = (
-            await conn.execute(select(sync_runs).where(sync_runs.c.id == result.run_id))
-        ).one()
         statuses = list(
             (
                 await conn.execute(
@@ -143,9 +135,11 @@ async def settle(
 ) -> tuple[RunResult, RunResult | None]:
     """Run under the sandbox's faults; if partitions failed, clear the faults and run again.
 
-    Checks the ledger against the table after each run and, at the end, the whole table.
+    Checks the ledger against the table after each run and, at the end, the whole table. "Now"
+    is the sandbox's clock: the test's.
     """
-    first = await run_sync(settings, dates, now=time.time(), **options)
+    clock = sandbox.config.clock
+    first = await run_sync(settings, dates, now=clock(), **options)
     await assert_run_accounted(engine, first)
     await assert_ledger_is_table(engine, sandbox)
     second = None
@@ -154,14 +148,14 @@ async def settle(
         for f in first.failed:  # a failure says what and where
             assert f.error, f
         sandbox.set_faults(Faults())
-        now = time.time()
+        now = clock()
         second = await run_sync(settings, dates, now=now, **options)
         assert second.status == "succeeded", second.failed
         assert second.counts.partitions_skipped == first.counts.partitions_done
         await assert_run_accounted(engine, second)
         await assert_ledger_is_table(engine, sandbox)
     else:
-        now = time.time()
+        now = clock()
     assert await assert_table_is_truth(engine, sandbox, dates, now) > 0
     return first, second
 
@@ -174,52 +168,64 @@ def _codes(sandbox: SandboxServer) -> dict[str, int]:
 # -- the platform's and the network's faults --------------------------------------------------
 
 
-async def test_busy_5xx_and_resets(database_url: str, engine: AsyncEngine) -> None:
+async def test_busy_5xx_and_resets(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
     """5 % 28001005, 2 % HTTP 502/503 with HTML bodies, 2 % connection resets: all retried,
     table exact."""
     faults = Faults(seed=33, busy_rate=0.05, http_5xx_rate=0.02, reset_rate=0.02)
-    async with SandboxServer(small(faults)) as sb:
-        dates = recent_dates(3)
-        first, _ = await settle(sb, sandbox_settings(sb, database_url), engine, dates, page_size=20)
-        codes = _codes(sb)
-        assert codes.get("28001005", 0) > 0
-        assert codes.get("http_502", 0) + codes.get("http_503", 0) > 0
-        assert codes.get("reset", 0) > 0
-        assert first.counts.retries > 0
-        assert_no_rule_breaks(sb)
+    sandbox.set_faults(faults)
+    dates = clock.recent_dates(3)
+    first, _ = await settle(
+        sandbox, sandbox_settings(sandbox, database_url), engine, dates, page_size=20
+    )
+    codes = _codes(sandbox)
+    assert codes.get("28001005", 0) > 0
+    assert codes.get("http_502", 0) + codes.get("http_503", 0) > 0
+    assert codes.get("reset", 0) > 0
+    assert first.counts.retries > 0
+    assert_no_rule_breaks(sandbox)
 
 
-async def test_hanging_responses_time_out(database_url: str, engine: AsyncEngine) -> None:
+async def test_hanging_responses_time_out(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
     """Answers that hang past the request timeout are abandoned and retried: table exact."""
     faults = Faults(seed=16, hang_rate=0.06, hang_seconds=3.0)
-    async with SandboxServer(small(faults)) as sb:
-        dates = recent_dates(2)
-        started = time.monotonic()
-        first, _ = await settle(
-            sb,
-            sandbox_settings(sb, database_url),
-            engine,
-            dates,
-            page_size=25,
-            timeouts=Timeouts(connect=1.0, total=1.0),
-        )
-        assert first.counts.retries > 0  # some request did hang and time out
-        assert time.monotonic() - started < 40
-        assert_no_rule_breaks(sb)
+    sandbox.set_faults(faults)
+    dates = clock.recent_dates(2)
+    started = time.monotonic()
+    first, _ = await settle(
+        sandbox,
+        sandbox_settings(sandbox, database_url),
+        engine,
+        dates,
+        page_size=25,
+        timeouts=Timeouts(connect=1.0, total=1.0),
+    )
+    assert first.counts.retries > 0  # some request did hang and time out
+    assert time.monotonic() - started < 40
+    assert_no_rule_breaks(sandbox)
 
 
-async def test_truncated_and_malformed_json(database_url: str, engine: AsyncEngine) -> None:
+async def test_truncated_and_malformed_json(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
     """Bodies cut off mid-way, HTML fragments and garbage after the JSON are retried."""
     faults = Faults(seed=12, malformed_rate=0.07)
-    async with SandboxServer(small(faults)) as sb:
-        dates = recent_dates(3)
-        first, _ = await settle(sb, sandbox_settings(sb, database_url), engine, dates, page_size=20)
-        assert _codes(sb).get("malformed", 0) > 0
-        assert first.counts.retries > 0
-        assert_no_rule_breaks(sb)
+    sandbox.set_faults(faults)
+    dates = clock.recent_dates(3)
+    first, _ = await settle(
+        sandbox, sandbox_settings(sandbox, database_url), engine, dates, page_size=20
+    )
+    assert _codes(sandbox).get("malformed", 0) > 0
+    assert first.counts.retries > 0
+    assert_no_rule_breaks(sandbox)
 
 
-async def test_valid_json_of_the_wrong_shape(database_url: str, engine: AsyncEngine) -> None:
+async def test_valid_json_of_the_wrong_shape(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
     """Valid JSON that is not the documented shape (data null or absent, err_no a string, a bare
     array, the list an object, `data` without video_daily_data_list) is never taken for a page.
 
@@ -228,78 +234,81 @@ async def test_valid_json_of_the_wrong_shape(database_url: str, engine: AsyncEng
     let the mirror delete its rows.
     """
     faults = Faults(seed=2, wrong_shape_rate=0.08)
-    async with SandboxServer(small(faults)) as sb:
-        dates = recent_dates(3)
-        await settle(sb, sandbox_settings(sb, database_url), engine, dates, page_size=20)
-        assert _codes(sb).get("wrong_shape", 0) >= 3
-        assert_no_rule_breaks(sb)
+    sandbox.set_faults(faults)
+    dates = clock.recent_dates(3)
+    await settle(sandbox, sandbox_settings(sandbox, database_url), engine, dates, page_size=20)
+    assert _codes(sandbox).get("wrong_shape", 0) >= 3
+    assert_no_rule_breaks(sandbox)
 
 
 async def test_wrong_shape_after_a_complete_sync_deletes_nothing(
-    database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """A re-sync meeting wrong-shape answers never removes stored rows the platform still has."""
-    async with SandboxServer(small()) as sb:
-        dates = recent_dates(2)
-        settings = sandbox_settings(sb, database_url)
-        now = time.time()
-        assert (await run_sync(settings, dates, now=now, page_size=20)).status == "succeeded"
-        total = await assert_table_is_truth(engine, sb, dates, now)
-        sb.set_faults(Faults(seed=3, wrong_shape_rate=0.08))  # `data: {"list": []}` 13th answer
-        result = await run_sync(settings, dates, now=now, page_size=20, restart=True)
-        await assert_run_accounted(engine, result)
-        assert result.counts.rows_removed == 0
-        assert await assert_table_is_truth(engine, sb, dates, now) == total
+    dates = clock.recent_dates(2)
+    settings = sandbox_settings(sandbox, database_url)
+    now = clock()
+    assert (await run_sync(settings, dates, now=now, page_size=20)).status == "succeeded"
+    total = await assert_table_is_truth(engine, sandbox, dates, now)
+    sandbox.set_faults(Faults(seed=3, wrong_shape_rate=0.08))  # `data: {"list": []}` 13th answer
+    result = await run_sync(settings, dates, now=now, page_size=20, restart=True)
+    await assert_run_accounted(engine, result)
+    assert result.counts.rows_removed == 0
+    assert await assert_table_is_truth(engine, sandbox, dates, now) == total
 
 
-async def test_throttle_storm(database_url: str, engine: AsyncEngine) -> None:
+async def test_throttle_storm(
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
     """Two seconds of 28003018 on every request: the run slows down, completes exactly, and
     records how often it was throttled."""
-    async with SandboxServer(small()) as sb:
-        dates = recent_dates(2)
-        sb.set_faults(Faults(throttle_storm_until=time.time() + 2.0))
-        started = time.monotonic()
-        first, second = await settle(
-            sb, sandbox_settings(sb, database_url), engine, dates, page_size=50
+    dates = clock.recent_dates(2)
+    sandbox.set_faults(Faults(throttle_storm_until=clock() + 2.0))
+    started = time.monotonic()
+    first, second = await settle(
+        sandbox, sandbox_settings(sandbox, database_url), engine, dates, page_size=50
+    )
+    assert time.monotonic() - started >= 2.0
+    throttled_answers = _codes(sandbox).get("28003018", 0)
+    assert throttled_answers > 0
+    # Every throttled answer is counted, and the count is in the ledger.
+    recorded = first.counts.throttled + (second.counts.throttled if second else 0)
+    assert recorded == throttled_answers
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            select(sync_runs.c.throttled).where(sync_runs.c.id == first.run_id)
         )
-        assert time.monotonic() - started >= 2.0
-        throttled_answers = _codes(sb).get("28003018", 0)
-        assert throttled_answers > 0
-        # Every throttled answer is counted, and the count is in the ledger.
-        recorded = first.counts.throttled + (second.counts.throttled if second else 0)
-        assert recorded == throttled_answers
-        async with engine.connect() as conn:
-            stored = await conn.scalar(
-                select(sync_runs.c.throttled).where(sync_runs.c.id == first.run_id)
-            )
-        assert stored == first.counts.throttled > 0
-        # Slowed down, never hammering: not even during the storm did the client send more than
-        # the platform's 10 requests in a second, and its average rate fell well below 10/s.
-        assert sb.stats()["daily_data_peak_per_second"] <= 10
-        assert first.counts.qps_used is not None and first.counts.qps_used < 8
+    assert stored == first.counts.throttled > 0
+    # Slowed down, never hammering: not even during the storm did the client send more than
+    # the platform's 10 requests in a second, and its average rate fell well below 10/s.
+    assert sandbox.stats()["daily_data_peak_per_second"] <= 10
+    assert first.counts.qps_used is not None and first.counts.qps_used < 8
 
 
 async def test_token_expiring_every_few_seconds_and_revoked_mid_run(
-    database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """Tokens that live 3 s, and every token revoked twice while the run is in flight (after 8
     and 20 requests): the refused requests get a fresh token and are sent again, table exact."""
     faults = Faults(seed=4, token_lifetime=3.0, busy_rate=0.02)
-    async with SandboxServer(small(faults)) as sb:
-        dates = recent_dates(3)
-        run = asyncio.create_task(
-            settle(sb, sandbox_settings(sb, database_url), engine, dates, page_size=20)
-        )
-        for calls in (8, 20):  # mid-run: after that many daily-data requests
-            while sb.stats()["endpoints"].get("daily_data", {}).get("calls", 0) < calls:
-                assert not run.done(), "the run ended before the tokens were revoked"
-                await asyncio.sleep(0.01)
-            sb.revoke_tokens()
-        await run
-        stats = sb.stats()
-        assert _codes(sb).get("28001003", 0) > 0  # revoked tokens were refused mid-run
-        assert stats["endpoints"]["client_token"]["calls"] >= 3
-        assert_no_rule_breaks(sb)
+    sandbox.set_faults(faults)
+    dates = clock.recent_dates(3)
+    run = asyncio.create_task(
+        settle(sandbox, sandbox_settings(sandbox, database_url), engine, dates, page_size=20)
+    )
+    for calls in (8, 20):  # mid-run: after that many daily-data requests
+
+        async def reached(calls: int = calls) -> bool:
+            assert not run.done(), "the run ended before the tokens were revoked"
+            return api_calls(sandbox, "daily_data") >= calls
+
+        await wait_until(reached, limit=60, interval=0.01, what=f"{calls} daily-data calls")
+        sandbox.revoke_tokens()
+    await run
+    stats = sandbox.stats()
+    assert _codes(sandbox).get("28001003", 0) > 0  # revoked tokens were refused mid-run
+    assert stats["endpoints"]["client_token"]["calls"] >= 3
+    assert_no_rule_breaks(sandbox)
 
 
 # -- PostgreSQL connections killed --------------------------------------------------------------
@@ -329,7 +338,7 @@ async def _done_count(database_url: str) -> int:
 
 
 async def test_postgres_connections_terminated_mid_run(
-    database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """pg_terminate_backend on every connection of the run, twice (after the first partition is
     done, and again after the fifth), while partitions are copying and merging: the run
@@ -337,44 +346,45 @@ async def test_postgres_connections_terminated_mid_run(
     crash; the ledger never calls 'done' a partition without its rows; the next run completes
     and leaves the table exact."""
     faults = Faults(seed=9, latency_min=0.02, latency_max=0.08)
-    async with SandboxServer(small(faults)) as sb:
-        dates = recent_dates(4)
-        settings = sandbox_settings(sb, database_url)
-        run = asyncio.create_task(run_sync(settings, dates, page_size=20, concurrency=4))
-        deadline = time.monotonic() + 60
-        kills = 0
-        for after_done in (1, 5):
-            while await _done_count(database_url) < after_done and not run.done():
-                assert time.monotonic() < deadline, "the run made no progress"
-                await asyncio.sleep(0.05)
-            if run.done():  # it finished, or gave up, after the first kill
-                break
-            assert await _terminate_others(database_url) >= 1
-            kills += 1
-        assert kills >= 1, "the run ended before the connections could be killed"
-        outcome: RunResult | BaseException
-        try:
-            outcome = await asyncio.wait_for(run, 90)
-        except Exception as exc:
-            outcome = exc
-        if isinstance(outcome, RunResult):
-            assert outcome.status in ("succeeded", "partial", "failed"), outcome
-            c = outcome.counts
-            assert c.partitions_done + c.partitions_failed == c.partitions_total, outcome
-        else:
-            assert isinstance(outcome, TaskboxError), f"the run crashed: {outcome!r}"
-        # Whatever happened, no 'done' partition lacks its rows and no row is wrong.
-        await assert_ledger_is_table(engine, sb, unacknowledged=True)
+    sandbox.set_faults(faults)
+    dates = clock.recent_dates(4)
+    settings = sandbox_settings(sandbox, database_url)
+    run = asyncio.create_task(run_sync(settings, dates, now=clock(), page_size=20, concurrency=4))
+    kills = 0
+    for after_done in (1, 5):
 
-        sb.set_faults(Faults())
-        now = time.time()
-        second = await run_sync(settings, dates, now=now, page_size=20, concurrency=4)
-        assert second.status == "succeeded", (outcome, second)
-        await assert_run_accounted(engine, second)
-        await assert_ledger_is_table(engine, sb)
-        await assert_table_is_truth(engine, sb, dates, now)
-        async with engine.connect() as conn:
-            left_running = await conn.scalar(
-                select(sync_runs.c.id).where(sync_runs.c.status == "running")
-            )
-        assert left_running is None, "the killed run is still 'running' in the ledger"
+        async def progressed(after_done: int = after_done) -> bool:
+            return run.done() or await _done_count(database_url) >= after_done
+
+        await wait_until(progressed, limit=60, interval=0.05, what="the run to make progress")
+        if run.done():  # it finished, or gave up, after the first kill
+            break
+        assert await _terminate_others(database_url) >= 1
+        kills += 1
+    assert kills >= 1, "the run ended before the connections could be killed"
+    outcome: RunResult | BaseException
+    try:
+        outcome = await asyncio.wait_for(run, 90)
+    except Exception as exc:
+        outcome = exc
+    if isinstance(outcome, RunResult):
+        assert outcome.status in ("succeeded", "partial", "failed"), outcome
+        c = outcome.counts
+        assert c.partitions_done + c.partitions_failed == c.partitions_total, outcome
+    else:
+        assert isinstance(outcome, TaskboxError), f"the run crashed: {outcome!r}"
+    # Whatever happened, no 'done' partition lacks its rows and no row is wrong.
+    await assert_ledger_is_table(engine, sandbox, unacknowledged=True)
+
+    sandbox.set_faults(Faults())
+    now = clock()
+    second = await run_sync(settings, dates, now=now, page_size=20, concurrency=4)
+    assert second.status == "succeeded", (outcome, second)
+    await assert_run_accounted(engine, second)
+    await assert_ledger_is_table(engine, sandbox)
+    await assert_table_is_truth(engine, sandbox, dates, now)
+    async with engine.connect() as conn:
+        left_running = await conn.scalar(
+            select(sync_runs.c.id).where(sync_runs.c.status == "running")
+        )
+    assert left_running is None, "the killed run is still 'running' in the ledger"

@@ -4,21 +4,22 @@ equal to the platform's answer and the ledger never claims a partition whose row
 
 from __future__ import annotations
 
-import asyncio
 import random
 import signal
-import time
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.sandbox import Faults, SandboxConfig, SandboxServer
-from tests.cli_helpers import (
+from sync.sandbox import Faults, SandboxServer
+from tests.helpers import (
     Cli,
+    Clock,
+    MakeSandbox,
     assert_done_partitions_hold_rows,
+    assert_no_rule_breaks,
+    assert_table_is_truth,
     backfill_args,
     cli_env,
     partitions,
@@ -28,8 +29,8 @@ from tests.cli_helpers import (
     spawned,
     stored_dates,
     wait_lock_free,
+    wait_until,
 )
-from tests.engine_helpers import assert_no_rule_breaks, assert_table_is_truth, recent_dates
 
 TRIALS = 20
 DATES = 3
@@ -39,22 +40,23 @@ MID_RUN_DELAY = 2.5  # otherwise: at most this long after the run is recorded
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
+async def sandbox(make_sandbox: MakeSandbox) -> SandboxServer:
+    """~110 rows a billing date, answers after 5-30 ms: a run lasts long enough to be killed."""
     faults = Faults(seed=2, latency_min=0.005, latency_max=0.03)
-    config = SandboxConfig(seed=13, videos=150, tasks=6, creators=20, faults=faults)
-    async with SandboxServer(config) as sb:
-        yield sb
+    return await make_sandbox(seed=13, videos=150, tasks=6, creators=20, faults=faults)
 
 
 async def _run_recorded(engine: AsyncEngine, cli: Cli, after: int) -> bool:
     """Wait until a run newer than `after` is recorded; False if the process ended first."""
-    deadline = time.monotonic() + 30
-    while cli.running:
-        if any(r.id > after for r in await runs(engine)):
-            return True
-        assert time.monotonic() < deadline, "no run was recorded within 30 s"
-        await asyncio.sleep(0.01)
-    return False
+    recorded = False
+
+    async def recorded_or_ended() -> bool:
+        nonlocal recorded
+        recorded = any(r.id > after for r in await runs(engine))
+        return recorded or not cli.running
+
+    await wait_until(recorded_or_ended, interval=0.01, what="a run to be recorded")
+    return recorded
 
 
 async def _forget_everything(engine: AsyncEngine) -> None:
@@ -65,14 +67,15 @@ async def _forget_everything(engine: AsyncEngine) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
 @pytest.mark.timeout(540)  # ~100 s on an idle machine; 40 CLI processes start slowly under load
 async def test_sigkill_at_random_points_then_rerun_is_exact(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """After a SIGKILL at any point, the same command completes with exit 0, the table equals the
     truth with no duplicate keys, no done partition lacks its rows, and the killed run is later
     marked 'interrupted' rather than left 'running'."""
-    dates = recent_dates(DATES)
+    dates = clock.recent_dates(DATES)
     env = cli_env(sandbox, database_url)
     args = backfill_args(dates, "--page-size", str(PAGE_SIZE), "--concurrency", "3")
     outcomes: Counter[str] = Counter()
@@ -120,7 +123,7 @@ async def test_sigkill_at_random_points_then_rerun_is_exact(
 
         # The dead process's sessions (and its run lock) end when PostgreSQL sees the socket close.
         lock_waits.append(await wait_lock_free(engine, sandbox.config.client_key))
-        now = time.time()
+        now = clock()
         again = await run_cli(*args, env=env)
         assert again.status == 0, f"{label}: {again}"
 

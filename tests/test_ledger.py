@@ -12,17 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.db import ledger, locks
 from sync.db.ledger import PartitionStats, RunCounts
-from sync.db.schema import sync_partitions, sync_runs
+from sync.db.schema import sync_partitions
+from tests.helpers import run_row
 
 DAY = dt.date(2024, 5, 1)
 END = 1_714_579_199  # 2024-05-01 23:59:59 in Asia/Shanghai
 START = END - 30 * 86_400 + 1
 PARAMS = {"dates": ["2024-05-01"], "douyin_id": None, "page_size": 10000}
-
-
-async def run_row(conn: AsyncConnection, run_id: int) -> dict[str, Any]:
-    row = (await conn.execute(select(sync_runs).where(sync_runs.c.id == run_id))).one()
-    return dict(row._mapping)
 
 
 async def partition_row(conn: AsyncConnection, partition_id: int) -> dict[str, Any]:
@@ -89,13 +85,13 @@ async def test_run_is_started_and_finished_with_its_counters(engine: AsyncEngine
     async with engine.begin() as conn:
         run_id = await ledger.start_run(conn, "nightly", "app", PARAMS)
         row = await run_row(conn, run_id)
-        assert (row["kind"], row["app_key"], row["params"], row["status"]) == (
+        assert (row.kind, row.app_key, row.params, row.status) == (
             "nightly",
             "app",
             PARAMS,
             "running",
         )
-        assert row["finished_at"] is None
+        assert row.finished_at is None
         counts = RunCounts(
             partitions_total=4,
             partitions_done=2,
@@ -114,9 +110,9 @@ async def test_run_is_started_and_finished_with_its_counters(engine: AsyncEngine
         )
         await ledger.finish_run(conn, run_id, "partial", counts, "1 partitions failed")
         row = await run_row(conn, run_id)
-    assert row["status"] == "partial" and row["error"] == "1 partitions failed"
-    assert row["finished_at"] >= row["started_at"]
-    stored = {k: row[k] for k in counts.columns()}
+    assert row.status == "partial" and row.error == "1 partitions failed"
+    assert row.finished_at >= row.started_at
+    stored = {k: getattr(row, k) for k in counts.columns()}
     assert stored == counts.columns() | {"qps_used": Decimal("9.5")}
 
 
@@ -270,12 +266,12 @@ async def test_stale_runs_become_interrupted(engine: AsyncEngine) -> None:
             assert await ledger.mark_stale_runs(conn, keep=current) == [dead]
             assert await ledger.mark_stale_runs(conn, keep=current) == []
             dead_row = await run_row(conn, dead)
-            assert (dead_row["status"], dead_row["finished_at"] is not None) == (
+            assert (dead_row.status, dead_row.finished_at is not None) == (
                 "interrupted",
                 True,
             )
-            assert (await run_row(conn, busy))["status"] == "running"
-            assert (await run_row(conn, current))["status"] == "running"
+            assert (await run_row(conn, busy)).status == "running"
+            assert (await run_row(conn, current)).status == "running"
             row = await partition_row(conn, running)
             assert (row["status"], row["error"]) == ("failed", "interrupted")
             assert (await partition_row(conn, finished))["status"] == "done"

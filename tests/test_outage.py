@@ -37,28 +37,28 @@ from sync.db.database import create_engine, migrate
 from sync.db.schema import talent_operations
 from sync.errors import DatabaseUnavailable, RunLockedError
 from sync.pipeline.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
-from sync.sandbox import Faults, SandboxConfig, SandboxServer
+from sync.sandbox import Faults, SandboxServer
 from sync.sandbox.rosters import Cooperation
 from sync.settings import normalize_database_url
-from tests.cli_helpers import (
+from tests.helpers import (
     CliResult,
+    Clock,
+    MakeSandbox,
     api_calls,
     assert_done_partitions_hold_rows,
+    assert_no_rule_breaks,
+    assert_table_is_truth,
     backfill_args,
     cli_env,
     done_partitions,
     partitions,
     run_cli,
-    runs,
-    spawned,
-    wait_until,
-)
-from tests.engine_helpers import (
-    assert_no_rule_breaks,
-    assert_table_is_truth,
-    recent_dates,
     run_sync,
+    runs,
     sandbox_settings,
+    spawned,
+    use_env,
+    wait_until,
 )
 from tests.scratch_pg import ScratchCluster
 
@@ -126,11 +126,10 @@ async def checker(url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
+async def sandbox(make_sandbox: MakeSandbox) -> SandboxServer:
+    """~210 rows a billing date, answers after 20-60 ms."""
     faults = Faults(seed=1, latency_min=0.02, latency_max=0.06)
-    config = SandboxConfig(seed=7, videos=300, tasks=8, creators=30, faults=faults)
-    async with SandboxServer(config) as sb:
-        yield sb
+    return await make_sandbox(seed=7, videos=300, tasks=8, creators=30, faults=faults)
 
 
 def outage_backfill_args(dates: list[dt.date], *extra: str) -> list[str]:
@@ -156,16 +155,17 @@ def daily_calls(sb: SandboxServer) -> int:
 # -- shorter than the limit ----------------------------------------------------------------
 
 
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_short_outage_is_waited_out_and_the_run_is_exact(
-    mode: str, cluster: ScratchCluster, db_url: str, sandbox: SandboxServer
+    mode: str, cluster: ScratchCluster, db_url: str, sandbox: SandboxServer, clock: Clock
 ) -> None:
     """PostgreSQL stopped mid-run (`fast`: sessions told to go, as in a restart; `immediate`:
     dropped, as in a crash or failover) and started 4 s later: the run waits, sends no API call
     while the server is down, then finishes with exit 0, no partition failed, no attempt spent,
     and the table exact."""
-    dates = recent_dates(DATES)
-    now = time.time()
+    dates = clock.recent_dates(DATES)
+    now = clock()
     env = cli_env(sandbox, db_url)
     async with spawned(*outage_backfill_args(dates, "--db-outage-timeout", "60"), env=env) as cli:
 
@@ -206,13 +206,14 @@ async def test_short_outage_is_waited_out_and_the_run_is_exact(
 # -- past the limit -----------------------------------------------------------------------------
 
 
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
 async def test_long_outage_interrupts_in_one_line_and_the_rerun_resumes(
-    cluster: ScratchCluster, db_url: str, sandbox: SandboxServer
+    cluster: ScratchCluster, db_url: str, sandbox: SandboxServer, clock: Clock
 ) -> None:
     """With --db-outage-timeout 2 and the server down longer: exit 69, one `taskbox-sync:` line
     naming the cause (the rest are log lines), no traceback; the run is left to the next one,
     which records it 'interrupted', resumes, and leaves the table exact."""
-    dates = recent_dates(DATES)
+    dates = clock.recent_dates(DATES)
     env = cli_env(sandbox, db_url)
     args = outage_backfill_args(dates)
     async with (
@@ -244,7 +245,7 @@ async def test_long_outage_interrupts_in_one_line_and_the_rerun_resumes(
         (first,) = await runs(engine)
         assert first.status == "running"  # the database was away when the process ended
         assert f"run {first.id} stopped" in last
-        now = time.time()
+        now = clock()
         again = await run_cli(*args, env=env)
         assert again.status == 0, again
         first, second = await runs(engine)
@@ -258,13 +259,16 @@ async def test_long_outage_interrupts_in_one_line_and_the_rerun_resumes(
     assert_no_rule_breaks(sandbox)
 
 
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
 async def test_database_down_before_the_run_is_one_line(
-    cluster: ScratchCluster, db_url: str, sandbox: SandboxServer
+    cluster: ScratchCluster, db_url: str, sandbox: SandboxServer, clock: Clock
 ) -> None:
     """The server down before the run starts: one line naming it, exit 2 (unreachable, as a
     wrong URL would be), no traceback and no API call."""
     await asyncio.to_thread(cluster.stop, "fast")
-    result = await run_cli(*outage_backfill_args(recent_dates(1)), env=cli_env(sandbox, db_url))
+    result = await run_cli(
+        *outage_backfill_args(clock.recent_dates(1)), env=cli_env(sandbox, db_url)
+    )
     assert result.status == 2, result
     assert_no_traceback(result)
     assert len(result.err_lines) == 1 and "cannot connect" in result.err_lines[0], result
@@ -343,13 +347,14 @@ async def test_outage_at_a_precise_point_is_waited_out(
     cluster: ScratchCluster,
     db_url: str,
     sandbox: SandboxServer,
+    clock: Clock,
 ) -> None:
     """Wherever the server goes away for 1.5 s, the run waits and ends 'succeeded', exact, with
     no partition failed, no attempt spent and nothing logged with a traceback."""
     caplog.set_level(logging.WARNING)
     seen = stop_at(monkeypatch, cluster, name, call=call, after=after)
-    dates = recent_dates(2)
-    now = time.time()
+    dates = clock.recent_dates(2)
+    now = clock()
     settings = sandbox_settings(sandbox, db_url)
     result = await run_sync(settings, dates, now=now, page_size=PAGE_SIZE, concurrency=CONCURRENCY)
     assert seen[0] >= call
@@ -372,16 +377,22 @@ async def test_outage_at_run_end_past_the_limit_leaves_it_to_the_next_run(
     cluster: ScratchCluster,
     db_url: str,
     sandbox: SandboxServer,
+    clock: Clock,
 ) -> None:
     """All work committed, then the server goes for good while the run's end is written: the
     result says interrupted with exit 69 and why; the next run records it 'interrupted', finds
     every partition done and succeeds without a call."""
     caplog.set_level(logging.WARNING)
     stop_at(monkeypatch, cluster, "finish_run", back_after=None)
-    dates = recent_dates(2)
+    dates = clock.recent_dates(2)
     settings = sandbox_settings(sandbox, db_url)
     result = await run_sync(
-        settings, dates, page_size=PAGE_SIZE, concurrency=CONCURRENCY, db_outage_timeout=1
+        settings,
+        dates,
+        page_size=PAGE_SIZE,
+        concurrency=CONCURRENCY,
+        db_outage_timeout=1,
+        now=clock(),
     )
     assert result.status == "interrupted" and result.exit_status == EXIT_UNAVAILABLE
     assert isinstance(result.stop_error, DatabaseUnavailable)
@@ -391,7 +402,7 @@ async def test_outage_at_run_end_past_the_limit_leaves_it_to_the_next_run(
 
     await asyncio.to_thread(cluster.start)
     calls = daily_calls(sandbox)
-    now = time.time()
+    now = clock()
     again = await run_sync(settings, dates, now=now, page_size=PAGE_SIZE, concurrency=CONCURRENCY)
     assert again.status == "succeeded"
     assert again.counts.partitions_skipped == again.counts.partitions_total > 0
@@ -408,13 +419,14 @@ async def test_lock_release_without_a_database_is_quiet(
     cluster: ScratchCluster,
     db_url: str,
     sandbox: SandboxServer,
+    clock: Clock,
 ) -> None:
     """The server goes as the run gives its lock back: the lock went with the session; the run
     is recorded and its result returned, nothing raised or logged with a traceback."""
     caplog.set_level(logging.WARNING)
     stop_at(monkeypatch, cluster, "release_run_lock", back_after=None)
     settings = sandbox_settings(sandbox, db_url)
-    result = await run_sync(settings, recent_dates(1), page_size=PAGE_SIZE)
+    result = await run_sync(settings, clock.recent_dates(1), page_size=PAGE_SIZE, now=clock())
     assert result.status == "succeeded" and result.exit_status == 0
     assert_no_logged_traceback(caplog)
 
@@ -425,6 +437,7 @@ async def test_lock_taken_during_the_outage_stops_the_run_as_locked(
     cluster: ScratchCluster,
     db_url: str,
     sandbox: SandboxServer,
+    clock: Clock,
 ) -> None:
     """The server restarts and another session takes the app's lock before this run can: the
     run does not go on beside it; it stops as interrupted with the 'locked' exit (75)."""
@@ -458,7 +471,11 @@ async def test_lock_taken_during_the_outage_stops_the_run_as_locked(
     settings = sandbox_settings(sandbox, db_url)
     try:
         result = await run_sync(
-            settings, recent_dates(2), page_size=PAGE_SIZE, concurrency=CONCURRENCY
+            settings,
+            clock.recent_dates(2),
+            page_size=PAGE_SIZE,
+            concurrency=CONCURRENCY,
+            now=clock(),
         )
     finally:
         for conn in held:
@@ -498,30 +515,13 @@ async def test_a_stale_session_of_the_same_run_gives_the_lock_back(db_url: str) 
 
 @pytest.fixture
 async def talents_sandbox(
-    monkeypatch: pytest.MonkeyPatch, db_url: str
-) -> AsyncIterator[SandboxServer]:
-    """The sandbox and the environment of a talents command, fast retries, logging restored."""
+    monkeypatch: pytest.MonkeyPatch, make_sandbox: MakeSandbox, db_url: str, restore_logging: None
+) -> SandboxServer:
+    """The sandbox and the environment of a talents command (run in process), fast retries."""
     monkeypatch.setattr(talents_cmd, "RETRY_POLICY", RetryPolicy(attempts=3, base=0.001))
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    async with SandboxServer(SandboxConfig(videos=50)) as sb:
-        config = sb.config
-        for name in ("DOUYIN_ACCESS_TOKEN", "TASKBOX_QPS"):
-            monkeypatch.delenv(name, raising=False)
-        values = {
-            "DATABASE_URL": db_url,
-            "DOUYIN_DEVELOPER_BASE_URL": sb.base_url,
-            "DOUYIN_OPEN_BASE_URL": sb.base_url,
-            "DOUYIN_APP_ID": config.app_id,
-            "DOUYIN_APP_SECRET": config.app_secret,
-            "DOUYIN_CLIENT_KEY": config.client_key,
-            "DOUYIN_CLIENT_SECRET": config.client_secret,
-        }
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        yield sb
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    sb = await make_sandbox(videos=50)
+    use_env(monkeypatch, cli_env(sb, db_url))
+    return sb
 
 
 def stop_at_accepted_audit(

@@ -19,6 +19,7 @@ from sync.pipeline.outage import Backoff, DatabaseGate
 
 
 def test_delays_start_at_once_double_and_stop_at_the_cap() -> None:
+    """The first probe goes at once; the pauses then double from `first` up to `cap`."""
     b = Backoff(first=0.5, factor=2.0, cap=5.0)
     assert [b.delay(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
@@ -30,6 +31,7 @@ def test_a_long_outage_never_overflows() -> None:
 
 
 def test_next_wait_is_cut_to_the_limit_and_ends_there() -> None:
+    """A pause never runs past the limit, the last probe falls on it, then no more."""
     b = Backoff(first=0.5, factor=2.0, cap=5.0)
     assert b.next_wait(0, 0.0, 300.0) == 0.0  # the first probe goes at once
     assert b.next_wait(4, 10.0, 300.0) == 4.0
@@ -39,6 +41,7 @@ def test_next_wait_is_cut_to_the_limit_and_ends_there() -> None:
 
 
 def test_a_zero_limit_probes_once() -> None:
+    """With no time to wait, the database is probed once, at once."""
     b = Backoff()
     assert b.next_wait(0, 0.0, 0.0) == 0.0
     assert b.next_wait(1, 0.0, 0.0) is None
@@ -59,6 +62,7 @@ def test_the_schedule_of_a_five_minute_limit() -> None:
 
 
 def test_probe_timeout_and_log_cadence() -> None:
+    """A probe gets its limit (at least a second before the end); a log line every 10 s."""
     b = Backoff(probe_limit=10.0, log_every=10.0)
     assert b.probe_timeout(0.0, 300.0) == 10.0
     assert b.probe_timeout(299.5, 300.0) == 1.0  # a last probe still gets a second
@@ -103,6 +107,7 @@ def gate_for(db: Database, limit: float) -> DatabaseGate:
 
 
 async def test_gate_opens_when_the_database_is_back() -> None:
+    """A report closes the gate; probes with backoff find the database back and reopen it."""
     t = FakeTime()
     db = Database(t, down_for=45.0)
     gate = gate_for(db, limit=300.0)
@@ -120,6 +125,7 @@ async def test_gate_opens_when_the_database_is_back() -> None:
 
 
 async def test_gate_fails_past_the_limit_and_every_waiter_raises() -> None:
+    """Past the limit every waiter gets the same DatabaseUnavailable, which names the cause."""
     t = FakeTime()
     db = Database(t, down_for=10_000.0)
     gate = gate_for(db, limit=3.0)
@@ -155,6 +161,7 @@ async def test_a_stale_report_closes_nothing() -> None:
 
 
 async def test_run_repeats_a_step_after_each_outage() -> None:
+    """`run` waits out an outage met by a step, then runs the step again."""
     t = FakeTime()
     db = Database(t, down_for=2.0)
     gate = gate_for(db, limit=60.0)
@@ -173,6 +180,7 @@ async def test_run_repeats_a_step_after_each_outage() -> None:
 
 
 async def test_a_probe_that_finds_the_lock_taken_ends_the_wait() -> None:
+    """A probe that finds another run holding the lock ends the wait with RunLockedError."""
     t = FakeTime()
 
     async def probe() -> None:
@@ -228,6 +236,7 @@ def _raised(outer: BaseException, inner: BaseException, *, cause: bool = True) -
     ids=lambda e: type(e).__name__,
 )
 def test_lost_connections_are_outages(error: BaseException) -> None:
+    """Refused, reset, closed, shut-down or starting-up connections are outages."""
     assert outage_reason(error)
 
 
@@ -247,10 +256,12 @@ def test_lost_connections_are_outages(error: BaseException) -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_errors_of_the_work_are_not_outages(error: BaseException) -> None:
+    """Errors of the statements themselves, and of the platform's side, are not outages."""
     assert outage_reason(error) is None
 
 
 def test_the_reason_is_the_drivers_first_line() -> None:
+    """The outage's reason is the first line of the driver's message."""
     error = _raised(
         DatabaseError("copy page: connection was closed in the middle of operation"),
         apg.AdminShutdownError("terminating connection due to administrator command\nDETAIL: x"),

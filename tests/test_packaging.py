@@ -18,8 +18,7 @@ import asyncpg
 import pytest
 
 import sync
-from tests.cli_helpers import REPO, cli_env, run_cli
-from tests.conftest import plain_url
+from tests.helpers import REPO, cli_env, plain_url, run_cli
 
 DIST = "taskbox-sync"
 VERSION = metadata.version(DIST)

@@ -3,9 +3,6 @@ limiter) and the options. Tests and callers swap parts without patching anything
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,9 +15,9 @@ from sync.api.tokens import StaticToken, token_provider
 from sync.errors import CredentialsError
 from sync.pipeline.engine import SyncRun
 from sync.pipeline.runs import RunOptions
-from sync.sandbox import SandboxConfig, SandboxServer
+from sync.sandbox import SandboxServer
 from sync.settings import Secret
-from tests.engine_helpers import assert_table_is_truth, recent_dates, sandbox_settings
+from tests.helpers import Clock, assert_table_is_truth, sandbox_settings
 
 
 class CountingLimiter(RequestLimiter):
@@ -36,19 +33,13 @@ class CountingLimiter(RequestLimiter):
         return slot
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(SandboxConfig(seed=5, videos=120, tasks=4, creators=20)) as sb:
-        yield sb
-
-
 async def test_a_run_uses_the_client_it_is_handed(
-    sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """Every request of the run goes through the handed client's limiter and token source; the
     run's counters are that client's requests; the table ends exact."""
-    dates = recent_dates(2)
-    now = time.time()
+    dates = clock.recent_dates(2)
+    now = clock()
     limiter = CountingLimiter()
     async with new_session(Timeouts()) as session:
         tokens = token_provider(sandbox_settings(sandbox, database_url), session)
@@ -69,7 +60,7 @@ async def test_a_run_uses_the_client_it_is_handed(
 
 
 async def test_refused_credentials_stop_before_anything_is_recorded(
-    sandbox: SandboxServer, engine: AsyncEngine
+    sandbox: SandboxServer, engine: AsyncEngine, clock: Clock
 ) -> None:
     """A client whose token the platform refuses ends the run with CredentialsError at once."""
     async with new_session(Timeouts()) as session:
@@ -83,7 +74,7 @@ async def test_refused_credentials_stop_before_anything_is_recorded(
             engine,
             DailyDataClient(caller, sandbox.base_url),
             RunOptions(kind="backfill"),
-            planner.plan(recent_dates(1), time.time()),
+            planner.plan(clock.recent_dates(1), clock()),
             app_key="refused",
         )
         with pytest.raises(CredentialsError):

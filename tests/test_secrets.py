@@ -8,13 +8,10 @@ import asyncio
 import contextlib
 import io
 import logging
-import os
 import sys
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import asyncpg
@@ -26,13 +23,19 @@ from sync.api.tokens import ClientTokenProvider
 from sync.db.database import check_schema, create_engine
 from sync.errors import CredentialsError, DatabaseConnectError, SettingsError
 from sync.logs import SecretScrubber, configure_logging
-from sync.sandbox import Faults, SandboxConfig, SandboxServer
+from sync.sandbox import Faults, SandboxServer
 from sync.settings import Secret, Settings
-from tests.cli_helpers import _CLEARED
-from tests.conftest import plain_url
-from tests.engine_helpers import recent_dates
+from tests.helpers import (
+    CliResult,
+    Clock,
+    MakeSandbox,
+    api_calls,
+    cli_env,
+    plain_url,
+    run_cli,
+    wait_until,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 _TAG = uuid.uuid4().hex[:10]
 CLIENT_SECRET = f"cs-Qx7{_TAG}-secret"
 WRONG_SECRET = f"cs-Wr0ng{_TAG}-secret"
@@ -52,40 +55,11 @@ def assert_clean(text: str, secrets: list[str], where: str) -> None:
             assert form not in text, f"{where} contains a secret ({form[:6]}…): {text[:2000]}"
 
 
-@dataclass
-class Cli:
-    args: list[str]
-    status: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + "\n" + self.stderr
-
-
 CLI_TIMEOUT = 180.0
 
 
-async def cli(env: dict[str, str], *args: str) -> Cli:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sync",
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Cli(list(args), proc.returncode, out.decode(), err.decode())
+async def cli(env: dict[str, str], *args: str) -> CliResult:
+    return await run_cli(*args, env=env, limit=CLI_TIMEOUT)
 
 
 @pytest.fixture
@@ -111,36 +85,18 @@ async def secret_url(admin_url: str, database_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-def cli_env(sb: SandboxServer, url: str, tmp_path: Path, **values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        TASKBOX_DATA_DIR=str(tmp_path / "no-embedded"),
-        DATABASE_URL=url,
-        DOUYIN_CLIENT_KEY=sb.config.client_key,
-        DOUYIN_CLIENT_SECRET=CLIENT_SECRET,
-        DOUYIN_APP_ID=sb.config.app_id,
-        DOUYIN_APP_SECRET=APP_SECRET,
-        DOUYIN_OPEN_BASE_URL=sb.base_url,
-        DOUYIN_DEVELOPER_BASE_URL=sb.base_url,
-    )
-    env.update(values)
-    return env
-
-
-async def revoke_while_running(sb: SandboxServer, run: asyncio.Task[Cli]) -> int:
+async def revoke_while_running(sb: SandboxServer, run: asyncio.Task[CliResult]) -> int:
     """Revoke every token twice while `run` is requesting pages: after 5 and after 12 more
     daily-data calls (a subprocess takes a while to start, so not on a timer)."""
-
-    def calls() -> int:
-        return int(sb.stats()["endpoints"].get("daily_data", {}).get("calls", 0))
-
-    base, revoked = calls(), 0
+    base, revoked = api_calls(sb, "daily_data"), 0
     for more in (5, 12):
-        while calls() < base + more:
-            if run.done():
-                return revoked
-            await asyncio.sleep(0.02)
+
+        async def reached(more: int = more) -> bool:
+            return run.done() or api_calls(sb, "daily_data") >= base + more
+
+        await wait_until(reached, limit=CLI_TIMEOUT, what=f"{more} more daily-data calls")
+        if run.done():
+            return revoked
         sb.revoke_tokens()
         revoked += 1
     return revoked
@@ -148,11 +104,7 @@ async def revoke_while_running(sb: SandboxServer, run: asyncio.Task[Cli]) -> int
 
 def issued_tokens(sb: SandboxServer) -> list[str]:
     """Every token the sandbox issued that it still remembers (live, expired or revoked)."""
-    out: list[str] = []
-    for store in (sb.sandbox.client_tokens, sb.sandbox.app_tokens):
-        out.extend(t.value for t in store._live)
-        out.extend(store._dead)
-    return out
+    return sb.sandbox.client_tokens.remembered() + sb.sandbox.app_tokens.remembered()
 
 
 async def database_texts(url: str) -> dict[str, list[str]]:
@@ -172,7 +124,10 @@ async def database_texts(url: str) -> dict[str, list[str]]:
         await conn.close()
 
 
-async def test_no_secret_in_cli_output_ledger_or_status(secret_url: str, tmp_path: Path) -> None:
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
+async def test_no_secret_in_cli_output_ledger_or_status(
+    secret_url: str, make_sandbox: MakeSandbox, clock: Clock
+) -> None:
     """Backfills under busy answers, 5xx, malformed bodies, resets, short-lived and revoked
     tokens, with text and JSON logs, then `status`, `status --run`, `status --check` and
     `migrate`, and refused credentials and an unreachable database: nothing printed or stored
@@ -185,7 +140,7 @@ async def test_no_secret_in_cli_output_ledger_or_status(secret_url: str, tmp_pat
         reset_rate=0.02,
         token_lifetime=3.0,
     )
-    config = SandboxConfig(
+    sb = await make_sandbox(
         seed=3,
         videos=250,
         tasks=8,
@@ -194,53 +149,52 @@ async def test_no_secret_in_cli_output_ledger_or_status(secret_url: str, tmp_pat
         app_secret=APP_SECRET,
         faults=faults,
     )
-    dates = recent_dates(2)
-    runs: list[Cli] = []
-    async with SandboxServer(config) as sb:
-        env = cli_env(sb, secret_url, tmp_path)
-        for fmt in ("text", "json"):
-            backfill = asyncio.create_task(
-                cli(
-                    env,
-                    "backfill",
-                    "--from",
-                    dates[0].isoformat(),
-                    "--to",
-                    dates[-1].isoformat(),
-                    "--page-size",
-                    "20",
-                    "--concurrency",
-                    "4",
-                    "--restart",
-                    "--log-format",
-                    fmt,
-                )
+    dates = clock.recent_dates(2)
+    runs: list[CliResult] = []
+    env = cli_env(sb, secret_url)
+    for fmt in ("text", "json"):
+        backfill = asyncio.create_task(
+            cli(
+                env,
+                "backfill",
+                "--from",
+                dates[0].isoformat(),
+                "--to",
+                dates[-1].isoformat(),
+                "--page-size",
+                "20",
+                "--concurrency",
+                "4",
+                "--restart",
+                "--log-format",
+                fmt,
             )
-            revoked = await revoke_while_running(sb, backfill)
-            run = await backfill
-            assert revoked == 2, run  # both revocations hit the run in flight
-            assert run.status in (0, 1), run
-            assert run.stdout.startswith("run "), run
-            runs.append(run)
-        unreachable = make_url(secret_url).set(port=1).render_as_string(hide_password=False)
-        one_date = ["--from", dates[-1].isoformat(), "--to", dates[-1].isoformat()]
-        others = await asyncio.gather(
-            cli(env, "status"),
-            cli(env, "status", "--run", "1"),
-            cli(env, "status", "--run", "2"),
-            cli(env, "migrate"),
-            cli(env, "status", "--check"),
-            cli({**env, "DOUYIN_CLIENT_SECRET": WRONG_SECRET}, "backfill", *one_date),
-            cli({**env, "DATABASE_URL": unreachable}, "status"),
         )
-        for run in others[:4]:
-            assert run.status == 0, run
-        assert others[4].status in (0, 1), others[4]
-        for run in others[5:]:  # refused credentials, unreachable database: said, not leaked
-            assert run.status != 0 and run.stderr.strip(), run
-        runs.extend(others)
-        stats = sb.stats()
-        tokens = issued_tokens(sb)
+        revoked = await revoke_while_running(sb, backfill)
+        run = await backfill
+        assert revoked == 2, run  # both revocations hit the run in flight
+        assert run.status in (0, 1), run
+        assert run.stdout.startswith("run "), run
+        runs.append(run)
+    unreachable = make_url(secret_url).set(port=1).render_as_string(hide_password=False)
+    one_date = ["--from", dates[-1].isoformat(), "--to", dates[-1].isoformat()]
+    others = await asyncio.gather(
+        cli(env, "status"),
+        cli(env, "status", "--run", "1"),
+        cli(env, "status", "--run", "2"),
+        cli(env, "migrate"),
+        cli(env, "status", "--check"),
+        cli({**env, "DOUYIN_CLIENT_SECRET": WRONG_SECRET}, "backfill", *one_date),
+        cli({**env, "DATABASE_URL": unreachable}, "status"),
+    )
+    for run in others[:4]:
+        assert run.status == 0, run
+    assert others[4].status in (0, 1), others[4]
+    for run in others[5:]:  # refused credentials, unreachable database: said, not leaked
+        assert run.status != 0 and run.stderr.strip(), run
+    runs.extend(others)
+    stats = sb.stats()
+    tokens = issued_tokens(sb)
 
     codes = stats["endpoints"]["daily_data"]["codes"]
     assert codes.get("28001003", 0) + codes.get("28001008", 0) > 0, codes  # tokens were refused
@@ -328,39 +282,24 @@ async def test_database_error_hides_the_password(database_url: str) -> None:
     assert_clean(shown, [PASSWORD], "the DatabaseConnectError")
 
 
-async def test_refused_credentials_error_hides_the_secret() -> None:
+async def test_refused_credentials_error_hides_the_secret(make_sandbox: MakeSandbox) -> None:
     """The platform refusing key and secret: the error says so without the secret."""
-    async with SandboxServer(SandboxConfig(seed=3, videos=10, client_secret=CLIENT_SECRET)) as sb:
-        session = new_session(Timeouts(connect=2, total=5))
-        try:
-            provider = ClientTokenProvider(
-                session, sb.base_url, sb.config.client_key, Secret(WRONG_SECRET)
-            )
-            with pytest.raises(CredentialsError) as info:
-                await provider.get()
-        finally:
-            await session.close()
+    sb = await make_sandbox(seed=3, videos=10, client_secret=CLIENT_SECRET)
+    session = new_session(Timeouts(connect=2, total=5))
+    try:
+        provider = ClientTokenProvider(
+            session, sb.base_url, sb.config.client_key, Secret(WRONG_SECRET)
+        )
+        with pytest.raises(CredentialsError) as info:
+            await provider.get()
+    finally:
+        await session.close()
     shown = f"{info.value} {info.value!r}"
     assert "DOUYIN_CLIENT_SECRET" in shown
     assert_clean(shown, [WRONG_SECRET, CLIENT_SECRET], "the CredentialsError")
 
 
 # -- the scrubber: the last guard ----------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("sync", "bench")}
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
-    for name, lvl in levels.items():
-        logging.getLogger(name).setLevel(lvl)
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

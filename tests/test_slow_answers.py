@@ -8,7 +8,6 @@ what must hold at any speed.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import aiohttp
@@ -33,10 +32,10 @@ from sync.pipeline.budget import FirstPageGuess, RowBudget
 from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret
-from tests.engine_helpers import (
+from tests.helpers import (
+    Clock,
     assert_no_rule_breaks,
     assert_table_is_truth,
-    recent_dates,
     run_sync,
     sandbox_settings,
 )
@@ -49,19 +48,21 @@ def slow(low: float, high: float) -> Faults:
 
 
 @pytest.fixture
-async def slow_sandbox() -> AsyncIterator[SandboxServer]:
-    config = SandboxConfig(seed=11, videos=2_400, tasks=6, creators=40, faults=slow(0.3, 0.6))
+async def slow_sandbox(clock: Clock) -> AsyncIterator[SandboxServer]:
+    config = SandboxConfig(
+        seed=11, videos=2_400, tasks=6, creators=40, faults=slow(0.3, 0.6), clock=clock
+    )
     async with SandboxServer(config) as sb:
         yield sb
 
 
 async def test_slow_full_pages_keep_more_than_four_requests_outstanding(
-    slow_sandbox: SandboxServer, database_url: str, engine: AsyncEngine
+    slow_sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
 ) -> None:
     """With answers taking 0.3-0.6 s and a budget of four full pages (the old limit on requests
     in flight), the platform sees more than four requests at once, and the table is exact."""
-    dates = recent_dates(2)
-    now = time.time()
+    dates = clock.recent_dates(2)
+    now = clock()
     settings = sandbox_settings(slow_sandbox, database_url)
     result = await run_sync(
         settings, dates, now=now, page_size=PAGE, buffer_rows=4 * PAGE, concurrency=12
@@ -101,19 +102,19 @@ class _Fetching:
         )
 
 
-def _partitions(count_dates: int) -> list[planner.Partition]:
-    return list(planner.plan(recent_dates(count_dates), time.time()).partitions)
+def _partitions(clock: Clock, count_dates: int) -> list[planner.Partition]:
+    return list(planner.plan(clock.recent_dates(count_dates), clock()).partitions)
 
 
 async def test_a_request_waiting_for_its_answer_holds_no_rows(
-    slow_sandbox: SandboxServer,
+    slow_sandbox: SandboxServer, clock: Clock
 ) -> None:
     """While the platform takes its time, the request holds nothing of the budget; the rows are
     leased when the answer's body is read, and given back when the writer is done."""
     async with new_session(Timeouts()) as session:
         fetching = _Fetching(slow_sandbox, session, 4 * PAGE)
         budget = fetching.flow.budget
-        partition = max(_partitions(1), key=lambda p: p.window.end - p.window.start)
+        partition = max(_partitions(clock, 1), key=lambda p: p.window.end - p.window.start)
         seen: list[Page] = []
         pages = fetching.pages(partition, 0, seen)
         first = asyncio.create_task(pages.__anext__())
@@ -127,14 +128,16 @@ async def test_a_request_waiting_for_its_answer_holds_no_rows(
         assert budget.used == 0
 
 
-async def test_many_requests_outstanding_under_a_small_budget_make_progress() -> None:
+async def test_many_requests_outstanding_under_a_small_budget_make_progress(clock: Clock) -> None:
     """Eight partitions at once under a budget of one page: every page arrives, the budget is
     never exceeded, and the platform saw several requests at once."""
-    config = SandboxConfig(seed=12, videos=1_200, tasks=6, creators=40, faults=slow(0.1, 0.3))
+    config = SandboxConfig(
+        seed=12, videos=1_200, tasks=6, creators=40, faults=slow(0.1, 0.3), clock=clock
+    )
     async with SandboxServer(config) as sandbox, new_session(Timeouts()) as session:
         fetching = _Fetching(sandbox, session, PAGE)
         budget = fetching.flow.budget
-        partitions = _partitions(3)[:8]
+        partitions = _partitions(clock, 3)[:8]
 
         async def drain(place: int, partition: planner.Partition) -> int:
             seen: list[Page] = []
@@ -146,7 +149,7 @@ async def test_many_requests_outstanding_under_a_small_budget_make_progress() ->
             return rows
 
         fetched = await asyncio.gather(*(drain(i, p) for i, p in enumerate(partitions)))
-        start = planner.earliest_start(time.time())
+        start = planner.earliest_start(clock())
         for partition, rows in zip(partitions, fetched, strict=True):
             truth = sandbox.truth(
                 partition.billing_date, max(start, partition.window.start), partition.window.end
@@ -170,11 +173,15 @@ async def _token(sandbox: SandboxServer, session: aiohttp.ClientSession) -> str:
     return await tokens.get()
 
 
-async def test_waiting_for_room_does_not_count_against_the_request_time_limit() -> None:
+async def test_waiting_for_room_does_not_count_against_the_request_time_limit(
+    clock: Clock,
+) -> None:
     """The time a caller spends before reading the body (waiting for room in memory) is not the
     server's: a 0.5 s limit holds for sending and for reading, not for that wait."""
     async with (
-        SandboxServer(SandboxConfig(seed=1, videos=300, faults=slow(0.1, 0.1))) as sandbox,
+        SandboxServer(
+            SandboxConfig(seed=1, videos=300, faults=slow(0.1, 0.1), clock=clock)
+        ) as sandbox,
         new_session(Timeouts(connect=2.0, total=0.5)) as session,
     ):
 
@@ -184,7 +191,7 @@ async def test_waiting_for_room_does_not_count_against_the_request_time_limit() 
         resp = await post(
             session,
             sandbox.base_url + DAILY_DATA_PATH,
-            _page_request(_partitions(1)[-1]),
+            _page_request(_partitions(clock, 1)[-1]),
             endpoint=DAILY_DATA,
             headers={"access-token": await _token(sandbox, session)},
             before_body=wait_for_room,
@@ -192,17 +199,19 @@ async def test_waiting_for_room_does_not_count_against_the_request_time_limit() 
         assert resp.status == 200 and parse_daily_data(resp.body).items
 
 
-async def test_a_server_slower_than_the_limit_still_times_out() -> None:
+async def test_a_server_slower_than_the_limit_still_times_out(clock: Clock) -> None:
     """A server that takes longer than the limit to answer is a timeout, as before."""
     async with (
-        SandboxServer(SandboxConfig(seed=1, videos=300, faults=slow(1.0, 1.0))) as sandbox,
+        SandboxServer(
+            SandboxConfig(seed=1, videos=300, faults=slow(1.0, 1.0), clock=clock)
+        ) as sandbox,
         new_session(Timeouts(connect=2.0, total=0.3)) as session,
     ):
         with pytest.raises(TransportError, match="timed out"):
             await post(
                 session,
                 sandbox.base_url + DAILY_DATA_PATH,
-                _page_request(_partitions(1)[-1]),
+                _page_request(_partitions(clock, 1)[-1]),
                 endpoint=DAILY_DATA,
                 headers={"access-token": await _token(sandbox, session)},
             )

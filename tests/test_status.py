@@ -1,25 +1,27 @@
 """The status queries against ledger rows written through sync.db.ledger, and the screen
-sync.cli.status draws from them."""
+sync.cli.status draws from them.
+
+Runs get the database's clock as started_at, and the windows are planned from "now": these tests'
+`clock` is the wall clock (marked `wall_clock`), so both agree on the day."""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import planner
-from sync.cli.status import RUN_HEADERS, render_run_detail, render_status
+from sync.cli.status import render_run_detail, render_status
 from sync.db import ledger, locks, status
 from sync.db.ledger import PartitionStats, RunCounts
 from sync.db.schema import video_daily_earnings
 from sync.db.statuses import PartitionStatus, RunStatus
+from tests.helpers import Clock
 
-NOW = time.time()  # runs get the database's clock as started_at; windows are planned from it
-TODAY = planner.shanghai_today(NOW)
-DAY = TODAY - dt.timedelta(days=3)
+pytestmark = pytest.mark.wall_clock
 
 
 async def run(
@@ -52,9 +54,10 @@ async def partition(
     return pid
 
 
-async def sync_fully(conn: AsyncConnection, run_id: int, *days: dt.date) -> None:
+async def sync_fully(conn: AsyncConnection, run_id: int, now: float, *days: dt.date) -> None:
+    """Every window of each day (planned at `now`) done in the run."""
     for day in days:
-        for window in planner.windows_for(day, NOW):
+        for window in planner.windows_for(day, now):
             await partition(conn, run_id, day, window)
 
 
@@ -73,13 +76,16 @@ def test_days_left_counts_to_the_end_of_the_reach() -> None:
     assert status.days_left(dt.date(2024, 1, 1), dt.date(2024, 3, 24)) == 7
 
 
-async def test_recent_runs_and_run_detail(engine: AsyncEngine) -> None:
+async def test_recent_runs_and_run_detail(engine: AsyncEngine, clock: Clock) -> None:
     """Runs come newest first; a run's detail lists its partitions with Unix-second windows."""
+    now = clock.start
+    today = clock.today
+    day = today - dt.timedelta(days=3)
     async with engine.begin() as conn:
         first = await run(conn)
-        second = await run(conn, RunStatus.PARTIAL, kind="backfill")
-        window = planner.windows_for(DAY, NOW)[0]
-        pid = await partition(conn, second, DAY, window, PartitionStatus.FAILED, err_no=28001007)
+        second = await run(conn, "partial", kind="backfill")
+        window = planner.windows_for(day, now)[0]
+        pid = await partition(conn, second, day, window, PartitionStatus.FAILED, err_no=28001007)
         runs = await status.recent_runs(conn, limit=1)
         assert [r.id for r in runs] == [second]
         assert [r.id for r in await status.recent_runs(conn)] == [second, first]
@@ -93,12 +99,14 @@ async def test_recent_runs_and_run_detail(engine: AsyncEngine) -> None:
     ]
 
 
-async def test_statuses_are_stored_as_their_words(engine: AsyncEngine) -> None:
+async def test_statuses_are_stored_as_their_words(engine: AsyncEngine, clock: Clock) -> None:
     """Run and partition statuses are written as the same words as before the enums (no
     migration) and read back by the status queries as RunStatus and PartitionStatus members."""
+    day = clock.today - dt.timedelta(days=3)
     async with engine.begin() as conn:
         run_id = await run(conn, RunStatus.PARTIAL)
-        await partition(conn, run_id, DAY, planner.windows_for(DAY, NOW)[0], PartitionStatus.FAILED)
+        window = planner.windows_for(day, clock.start)[0]
+        await partition(conn, run_id, day, window, PartitionStatus.FAILED)
         stored = await conn.execute(
             text(
                 "SELECT r.status::text, p.status::text FROM sync_runs r"
@@ -121,68 +129,78 @@ async def test_statuses_are_stored_as_their_words(engine: AsyncEngine) -> None:
     assert [s.value for s in PartitionStatus] == ["running", "done", "failed"]
 
 
-async def test_billing_date_summary(engine: AsyncEngine) -> None:
+async def test_billing_date_summary(engine: AsyncEngine, clock: Clock) -> None:
     """Per date: the last full-scope done partition's finish, and the stored row count."""
-    other = DAY - dt.timedelta(days=1)
+    now = clock.start
+    today = clock.today
+    day = today - dt.timedelta(days=3)
+    other = day - dt.timedelta(days=1)
     async with engine.begin() as conn:
         run_id = await run(conn)
-        window = planner.windows_for(DAY, NOW)[0]
-        await partition(conn, run_id, DAY, window)
+        window = planner.windows_for(day, now)[0]
+        await partition(conn, run_id, day, window)
         await partition(conn, run_id, other, window, scope="douyin_id=x")
-        await store_rows(conn, DAY, 3)
+        await store_rows(conn, day, 3)
         await store_rows(conn, other, 2)
-        summary = await status.billing_date_summary(conn, [DAY, other, DAY])
-    assert [(s.billing_date, s.rows) for s in summary] == [(other, 2), (DAY, 3)]
+        summary = await status.billing_date_summary(conn, [day, other, day])
+    assert [(s.billing_date, s.rows) for s in summary] == [(other, 2), (day, 3)]
     assert summary[0].last_synced_at is None  # a filtered sync is not a full one
     assert summary[1].last_synced_at is not None
 
 
-async def test_unrecovered_failures(engine: AsyncEngine) -> None:
+async def test_unrecovered_failures(engine: AsyncEngine, clock: Clock) -> None:
     """A failure counts until a later done partition with the same date, end and scope (and no
     later start) makes it good; repeated failures show once, the latest."""
-    w1, w2, w3 = planner.windows_for(DAY, NOW)[:3]
+    now = clock.start
+    today = clock.today
+    day = today - dt.timedelta(days=3)
+    w1, w2, w3 = planner.windows_for(day, now)[:3]
     async with engine.begin() as conn:
         run_id = await run(conn, RunStatus.PARTIAL)
-        await partition(conn, run_id, DAY, w1, PartitionStatus.FAILED)
-        await partition(conn, run_id, DAY, w1)  # made good
-        await partition(conn, run_id, DAY, w2, PartitionStatus.FAILED, err_no=1)
-        latest = await partition(conn, run_id, DAY, w2, PartitionStatus.FAILED, err_no=2)
-        await partition(conn, run_id, DAY, w3)
-        late = await partition(conn, run_id, DAY, w3, PartitionStatus.FAILED)  # after a success
+        await partition(conn, run_id, day, w1, PartitionStatus.FAILED)
+        await partition(conn, run_id, day, w1)  # made good
+        await partition(conn, run_id, day, w2, PartitionStatus.FAILED, err_no=1)
+        latest = await partition(conn, run_id, day, w2, PartitionStatus.FAILED, err_no=2)
+        await partition(conn, run_id, day, w3)
+        late = await partition(
+            conn, run_id, day, w3, PartitionStatus.FAILED
+        )  # fails after a success
         narrower = planner.Window(w2.start + 10, w2.end)
-        await partition(conn, run_id, DAY, narrower)  # covers less: not made good
+        await partition(conn, run_id, day, narrower)  # covers less: not made good
         failures = await status.unrecovered_failures(conn)
-        assert await status.unrecovered_failures(conn, DAY + dt.timedelta(days=1)) == []
+        assert await status.unrecovered_failures(conn, day + dt.timedelta(days=1)) == []
     assert [(f.id, f.err_no) for f in failures] == [(latest, 2), (late, None)]
 
 
-async def test_incomplete_dates(engine: AsyncEngine) -> None:
+async def test_incomplete_dates(engine: AsyncEngine, clock: Clock) -> None:
     """Dates whose done full-scope windows do not reach back to the run's oldest publish time
     are incomplete, with the reason and the days they have left."""
-    full, partial, failed, filtered, resumed = (TODAY - dt.timedelta(days=i) for i in range(1, 6))
-    never = TODAY - dt.timedelta(days=6)
+    now = clock.start
+    today = clock.today
+    full, partial, failed, filtered, resumed = (today - dt.timedelta(days=i) for i in range(1, 6))
+    never = today - dt.timedelta(days=6)
     async with engine.begin() as conn:
         run_id = await run(conn, RunStatus.INTERRUPTED)
-        await sync_fully(conn, run_id, full)
-        newest, *older = planner.windows_for(partial, NOW)
+        await sync_fully(conn, run_id, now, full)
+        newest, *older = planner.windows_for(partial, now)
         await partition(conn, run_id, partial, newest)
-        await partition(conn, run_id, failed, planner.windows_for(failed, NOW)[0])
+        await partition(conn, run_id, failed, planner.windows_for(failed, now)[0])
         await partition(
             conn,
             run_id,
             failed,
-            planner.windows_for(failed, NOW)[1],
+            planner.windows_for(failed, now)[1],
             PartitionStatus.FAILED,
             err_no=7,
         )
-        for window in planner.windows_for(filtered, NOW):
+        for window in planner.windows_for(filtered, now):
             await partition(conn, run_id, filtered, window, scope="douyin_id=x")
-        first, *rest = planner.windows_for(resumed, NOW)
+        first, *rest = planner.windows_for(resumed, now)
         await partition(conn, run_id, resumed, first)
         later = await run(conn, RunStatus.SUCCEEDED)
         for window in rest:
             await partition(conn, later, resumed, window)
-        items = await status.incomplete_dates(conn, TODAY, never)
+        items = await status.incomplete_dates(conn, today, never)
     got = {i.billing_date: i for i in items}
     assert sorted(got) == [never, filtered, failed, partial]
     assert got[never].reason == "never synced"
@@ -194,24 +212,26 @@ async def test_incomplete_dates(engine: AsyncEngine) -> None:
     assert older  # the test needs a date with more than one window
 
 
-async def test_check_healthy(engine: AsyncEngine) -> None:
+async def test_check_healthy(engine: AsyncEngine, clock: Clock) -> None:
     """No problem when the last nightly run succeeded today and dates near the edge are done."""
-    edge = [TODAY - dt.timedelta(days=i) for i in range(83, 90)]
+    now, today = clock.start, clock.today
+    edge = [today - dt.timedelta(days=i) for i in range(83, 90)]
     async with engine.begin() as conn:
-        await sync_fully(conn, await run(conn), *edge)
-        assert await status.check(conn, TODAY) == (True, [])
+        await sync_fully(conn, await run(conn), now, *edge)
+        assert await status.check(conn, today) == (True, [])
 
 
-async def test_check_reports_problems(engine: AsyncEngine) -> None:
+async def test_check_reports_problems(engine: AsyncEngine, clock: Clock) -> None:
     """An incomplete date with a week or less left, and a failed last nightly run, are problems;
     an incomplete date with more days left is not."""
+    now, today = clock.start, clock.today
     async with engine.begin() as conn:
-        ok, problems = await status.check(conn, TODAY)
+        ok, problems = await status.check(conn, today)
         assert not ok and "no finished nightly run is recorded" in problems
-        edge = [TODAY - dt.timedelta(days=i) for i in range(83, 90)]
+        edge = [today - dt.timedelta(days=i) for i in range(83, 90)]
         run_id = await run(conn, RunStatus.PARTIAL)
-        await sync_fully(conn, run_id, *edge[1:])
-        ok, problems = await status.check(conn, TODAY)
+        await sync_fully(conn, run_id, now, *edge[1:])
+        ok, problems = await status.check(conn, today)
     assert not ok
     assert problems == [
         f"billing date {edge[0]} is incomplete and leaves the API's reach in 7 days: never synced",
@@ -219,56 +239,63 @@ async def test_check_reports_problems(engine: AsyncEngine) -> None:
     ]
 
 
-async def test_check_skips_a_nightly_run_in_progress(engine: AsyncEngine) -> None:
+async def test_check_skips_a_nightly_run_in_progress(engine: AsyncEngine, clock: Clock) -> None:
     """A running nightly whose lock is held is not judged; the one before it is, and a
     'running' one whose process died is a failure."""
-    edge = [TODAY - dt.timedelta(days=i) for i in range(83, 90)]
+    now, today = clock.start, clock.today
+    edge = [today - dt.timedelta(days=i) for i in range(83, 90)]
     async with engine.connect() as conn, engine.connect() as live, conn.begin():
-        await sync_fully(conn, await run(conn), *edge)
+        await sync_fully(conn, await run(conn), now, *edge)
         stuck = await run(conn, None)
-        assert await status.check(conn, TODAY) == (
+        assert await status.check(conn, today) == (
             False,
             [f"the last nightly run ({stuck}) stopped without finishing"],
         )
         assert await locks.acquire_run_lock(live, "a")
-        assert await status.check(conn, TODAY) == (True, [])
+        assert await status.check(conn, today) == (True, [])
         await locks.release_run_lock(live, "a")
 
 
-async def test_check_flags_an_old_nightly_run(engine: AsyncEngine) -> None:
+async def test_check_flags_an_old_nightly_run(engine: AsyncEngine, clock: Clock) -> None:
     """A last nightly run more than two days old is a problem even if it succeeded."""
-    edge = [TODAY - dt.timedelta(days=i) for i in range(83, 90)]
+    now, today = clock.start, clock.today
+    edge = [today - dt.timedelta(days=i) for i in range(83, 90)]
     async with engine.begin() as conn:
         run_id = await run(conn)
-        await sync_fully(conn, run_id, *edge)
-        later = TODAY + dt.timedelta(days=3)
+        await sync_fully(conn, run_id, now, *edge)
+        later = today + dt.timedelta(days=3)
         ok, problems = await status.check(conn, later)
     assert not ok
-    assert f"the last nightly run ({run_id}) started on {TODAY}" in problems
+    assert f"the last nightly run ({run_id}) started on {today}" in problems
 
 
-async def test_render_status(engine: AsyncEngine) -> None:
+async def test_render_status(engine: AsyncEngine, clock: Clock) -> None:
     """The status screen shows the verdict, problems and every section as aligned tables."""
+    now = clock.start
+    today = clock.today
+    day = today - dt.timedelta(days=3)
     async with engine.begin() as conn:
         run_id = await run(conn, RunStatus.PARTIAL)
         await partition(
             conn,
             run_id,
-            DAY,
-            planner.windows_for(DAY, NOW)[0],
+            day,
+            planner.windows_for(day, now)[0],
             PartitionStatus.FAILED,
             err_no=28001007,
         )
-        report = await status.collect_status(conn, TODAY)
+        report = await status.collect_status(conn, today)
         detail = await status.run_detail(conn, run_id)
     text = render_status(report)
-    assert text.startswith(f"taskbox-sync status for {TODAY} (times in China time): PROBLEMS\n")
+    assert text.startswith(f"taskbox-sync status for {today} (times in China time): PROBLEMS\n")
     assert f"  ! the last nightly run ({run_id}) ended partial\n" in text
     for heading in ("Recent runs", "Recent billing dates", "Failed partitions not yet made good"):
         assert f"\n{heading}\n" in text
     lines = text.splitlines()
     header = lines.index("Recent runs") + 1
-    assert lines[header].split() == list(RUN_HEADERS)
+    headers = ["run", "kind", "status", "started", "took", "done", "failed", "skipped",
+               "fetched", "inserted", "updated", "removed", "calls", "error"]  # fmt: skip
+    assert lines[header].split() == headers
     assert len(lines[header + 1]) >= len(lines[header + 2].rstrip()) - len("error")
     assert all(line == line.rstrip() for line in lines)
     assert "28001007" in text and "it broke" in text

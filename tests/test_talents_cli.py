@@ -4,8 +4,7 @@ whole-call codes the sandbox cannot produce) and a real database holding the aud
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,60 +20,36 @@ from sync.cli.main import main
 from sync.db.schema import talent_operations
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.sandbox.rosters import Cooperation, Member
+from tests.helpers import MakeSandbox, api_calls, cli_env, use_env
 
 UPDATE = "update_orient_talents"
 CAP = 200
 
 
 @pytest.fixture(autouse=True)
-def cli_ready(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fast retries, and the logging set-up the command changes restored afterwards."""
+def fast_retries(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
+    """Fast retries (the command's RETRY_POLICY), and the logging set-up it changes restored."""
     monkeypatch.setattr(talents_cmd, "RETRY_POLICY", RetryPolicy(attempts=3, base=0.001))
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
-async def sb() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(SandboxConfig(videos=50)) as server:
-        yield server
-
-
-def _env(
-    monkeypatch: pytest.MonkeyPatch, base_url: str, database_url: str, *, client: bool
-) -> None:
-    config = SandboxConfig()
-    values = {
-        "DATABASE_URL": database_url,
-        "DOUYIN_DEVELOPER_BASE_URL": base_url,
-        "DOUYIN_OPEN_BASE_URL": base_url,
-        "DOUYIN_APP_ID": config.app_id,
-        "DOUYIN_APP_SECRET": config.app_secret,
-    }
-    if client:
-        values["DOUYIN_CLIENT_KEY"] = config.client_key
-        values["DOUYIN_CLIENT_SECRET"] = config.client_secret
-    for name in ("DOUYIN_CLIENT_KEY", "DOUYIN_CLIENT_SECRET", "DOUYIN_ACCESS_TOKEN", "TASKBOX_QPS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
+async def sandbox(make_sandbox: MakeSandbox) -> SandboxServer:
+    """A sandbox with the default rosters (a running, a terminated and open tasks)."""
+    return await make_sandbox(videos=50)
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, sb: SandboxServer, database_url: str) -> None:
-    _env(monkeypatch, sb.base_url, database_url, client=True)
+def env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, database_url: str) -> None:
+    """The talents command (run in process) pointed at `sandbox` and the test's database."""
+    use_env(monkeypatch, cli_env(sandbox, database_url))
 
 
 async def cli(*argv: str) -> int:
     return await asyncio.to_thread(main, ["talents", *argv])
 
 
-def calls(sb: SandboxServer, endpoint: str = UPDATE) -> int:
-    endpoints: dict[str, Any] = sb.stats()["endpoints"]
-    return int(endpoints.get(endpoint, {}).get("calls", 0))
+def calls(sandbox: SandboxServer, endpoint: str = UPDATE) -> int:
+    return api_calls(sandbox, endpoint)
 
 
 async def audit(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -83,13 +58,13 @@ async def audit(engine: AsyncEngine) -> list[dict[str, Any]]:
         return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-def ids_in(sb: SandboxServer, task_id: int, state: Cooperation) -> list[str]:
-    return [m.douyin_id for m in sb.roster(task_id) if m.state is state]
+def ids_in(sandbox: SandboxServer, task_id: int, state: Cooperation) -> list[str]:
+    return [m.douyin_id for m in sandbox.roster(task_id) if m.state is state]
 
 
-def fill_roster(sb: SandboxServer, task_id: int, size: int) -> None:
+def fill_roster(sandbox: SandboxServer, task_id: int, size: int) -> None:
     """Pad a roster with cancelled creators up to `size` (cancelled ones count toward 200)."""
-    members = sb.sandbox.rosters.members[task_id]
+    members = sandbox.sandbox.rosters.members[task_id]
     n = 0
     while len(members) < size:
         members[f"pad{n}"] = Member(f"pad{n}", Cooperation.CANCELLED)
@@ -98,15 +73,15 @@ def fill_roster(sb: SandboxServer, task_id: int, size: int) -> None:
 
 @pytest.mark.usefixtures("env")
 async def test_25_ids_make_three_calls_all_audited(
-    sb: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """25 new ids go out in 3 requests, all succeed (exit 0), and 25 audit rows hold each log_id."""
-    task = sb.exclusive_task_ids[0]
+    task = sandbox.exclusive_task_ids[0]
     ids = [f"new{i:02d}" for i in range(25)]
     assert await cli("add", "--task-id", str(task), *ids) == 0
-    assert calls(sb) == 3
-    assert calls(sb, "app_token") == 1  # one token, cached for all three requests
-    assert set(ids) <= set(ids_in(sb, task, Cooperation.WAITING))
+    assert calls(sandbox) == 3
+    assert calls(sandbox, "app_token") == 1  # one token, cached for all three requests
+    assert set(ids) <= set(ids_in(sandbox, task, Cooperation.WAITING))
     rows = await audit(engine)
     assert [r["douyin_id"] for r in rows] == ids
     assert all(r["ok"] and r["operation"] == "add" and r["task_id"] == task for r in rows)
@@ -118,15 +93,15 @@ async def test_25_ids_make_three_calls_all_audited(
 
 @pytest.mark.usefixtures("env")
 async def test_duplicates_comments_and_blanks_are_handled(
-    sb: SandboxServer, engine: AsyncEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """File blanks and comments are skipped, duplicates sent once and reported as dropped."""
-    task = sb.exclusive_task_ids[0]
+    task = sandbox.exclusive_task_ids[0]
     file = tmp_path / "ids.txt"
     file.write_text("# March invitations\nf1\n\n  f2  # agency list\nf1\n a1\n", encoding="utf-8")
     status = await cli("add", "--task-id", str(task), " a1 ", "a2", "a1", "--from-file", str(file))
     assert status == 0
-    assert calls(sb) == 1
+    assert calls(sandbox) == 1
     assert [r["douyin_id"] for r in await audit(engine)] == ["a1", "a2", "f1", "f2"]
     err = capsys.readouterr().err
     assert "dropped duplicate id a1" in err and "dropped duplicate id f1" in err
@@ -145,12 +120,12 @@ async def test_duplicates_comments_and_blanks_are_handled(
     ],
 )
 async def test_bad_input_exits_2_before_any_call(
-    sb: SandboxServer, engine: AsyncEngine, argv: list[str], capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Blank ids, no ids, a non-integer or out-of-range task id, an unreadable file: exit 2."""
-    task = str(sb.exclusive_task_ids[0])
+    task = str(sandbox.exclusive_task_ids[0])
     assert await cli(*[a.replace("{task}", task) for a in argv]) == 2
-    assert sb.stats()["endpoints"] == {}
+    assert sandbox.stats()["endpoints"] == {}
     assert await audit(engine) == []
     err = capsys.readouterr().err.strip()
     assert err.startswith("taskbox-sync: ") and "\n" not in err
@@ -158,17 +133,17 @@ async def test_bad_input_exits_2_before_any_call(
 
 @pytest.mark.usefixtures("env")
 async def test_mixed_cancel_results_are_classified(
-    sb: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One call: waiting → ok, cancelled/unknown → the platform's reason; published refused."""
-    task = sb.exclusive_task_ids[0]
-    waiting = ids_in(sb, task, Cooperation.WAITING)[0]
-    cancelled = ids_in(sb, task, Cooperation.CANCELLED)[0]
-    published = ids_in(sb, task, Cooperation.PUBLISHED)[0]
+    task = sandbox.exclusive_task_ids[0]
+    waiting = ids_in(sandbox, task, Cooperation.WAITING)[0]
+    cancelled = ids_in(sandbox, task, Cooperation.CANCELLED)[0]
+    published = ids_in(sandbox, task, Cooperation.PUBLISHED)[0]
     argv = ["cancel", "--task-id", str(task), waiting, cancelled, "nobody", published]
     assert await cli(*argv) == 1
-    assert calls(sb) == 1
-    assert published in ids_in(sb, task, Cooperation.PUBLISHED)
+    assert calls(sandbox) == 1
+    assert published in ids_in(sandbox, task, Cooperation.PUBLISHED)
     rows = {r["douyin_id"]: r for r in await audit(engine)}
     assert rows[waiting]["ok"] and rows[waiting]["outcome"] == "请求成功,已取消"
     assert not rows[cancelled]["ok"] and "已取消,无法重复取消" in rows[cancelled]["outcome"]
@@ -181,47 +156,52 @@ async def test_mixed_cancel_results_are_classified(
 
 @pytest.mark.usefixtures("env")
 async def test_full_width_comma_success_text_counts(
-    monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine, database_url: str
+    monkeypatch: pytest.MonkeyPatch,
+    make_sandbox: MakeSandbox,
+    engine: AsyncEngine,
+    database_url: str,
 ) -> None:
     """A platform answering "请求成功，已添加" (full-width comma) is a success, and so exit 0."""
-    async with SandboxServer(SandboxConfig(videos=50, talent_comma="，")) as wide:
-        _env(monkeypatch, wide.base_url, database_url, client=True)
-        task = wide.exclusive_task_ids[0]
-        assert await cli("add", "--task-id", str(task), "w1", "w2") == 0
-        assert await cli("add", "--task-id", str(task), "w1") == 1  # already there: a failure
+    wide = await make_sandbox(videos=50, talent_comma="，")
+    use_env(monkeypatch, cli_env(wide, database_url))
+    task = wide.exclusive_task_ids[0]
+    assert await cli("add", "--task-id", str(task), "w1", "w2") == 0
+    assert await cli("add", "--task-id", str(task), "w1") == 1  # already there: a failure
     rows = await audit(engine)
     assert [(r["ok"], r["outcome"]) for r in rows[:2]] == [(True, "请求成功，已添加")] * 2
     assert rows[2]["ok"] is False
 
 
 @pytest.mark.usefixtures("env")
-async def test_cap_of_200_refuses_before_calling(sb: SandboxServer, engine: AsyncEngine) -> None:
+async def test_cap_of_200_refuses_before_calling(
+    sandbox: SandboxServer, engine: AsyncEngine
+) -> None:
     """At 195 (cancelled padding counts), 6 new ids are refused unsent; 5 new + 1 known pass."""
-    task = sb.exclusive_task_ids[0]
-    fill_roster(sb, task, CAP - 5)
-    known = ids_in(sb, task, Cooperation.WAITING)[0]
+    task = sandbox.exclusive_task_ids[0]
+    fill_roster(sandbox, task, CAP - 5)
+    known = ids_in(sandbox, task, Cooperation.WAITING)[0]
     new = [f"cap{i}" for i in range(6)]
     assert await cli("add", "--task-id", str(task), *new) == 1
-    assert calls(sb) == 0
+    assert calls(sandbox) == 0
     rows = await audit(engine)
     assert [r["douyin_id"] for r in rows] == new
     assert all(not r["ok"] and "201 creators" in r["outcome"] for r in rows)
     status = await cli("add", "--task-id", str(task), *new[:5], known)
     assert status == 1  # the known one fails on the platform (already on the roster)
-    assert calls(sb) == 1
-    assert len(sb.roster(task)) == CAP
+    assert calls(sandbox) == 1
+    assert len(sandbox.roster(task)) == CAP
 
 
 @pytest.mark.usefixtures("env")
 async def test_without_client_token_the_precheck_is_skipped_with_a_warning(
-    sb: SandboxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No DOUYIN_CLIENT_KEY: no roster read, a warning, and the platform's own verdict."""
     monkeypatch.delenv("DOUYIN_CLIENT_KEY")
-    task = sb.exclusive_task_ids[0]
-    published = ids_in(sb, task, Cooperation.PUBLISHED)[0]
+    task = sandbox.exclusive_task_ids[0]
+    published = ids_in(sandbox, task, Cooperation.PUBLISHED)[0]
     assert await cli("cancel", "--task-id", str(task), published) == 1
-    assert calls(sb, "query_task_info") == 0 and calls(sb) == 1
+    assert calls(sandbox, "query_task_info") == 0 and calls(sandbox) == 1
     captured = capsys.readouterr()
     assert "pre-check skipped" in captured.err
     assert "不支持取消合作" in captured.out
@@ -229,16 +209,20 @@ async def test_without_client_token_the_precheck_is_skipped_with_a_warning(
 
 @pytest.mark.usefixtures("env")
 async def test_dry_run_changes_nothing(
-    sb: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--dry-run reads the roster, shows 3 batches and what would change; sends, stores nothing."""
-    task = sb.exclusive_task_ids[0]
-    before = [(m.douyin_id, m.state) for m in sb.roster(task)]
-    known = ids_in(sb, task, Cooperation.WAITING)[0]
+    task = sandbox.exclusive_task_ids[0]
+    before = [(m.douyin_id, m.state) for m in sandbox.roster(task)]
+    known = ids_in(sandbox, task, Cooperation.WAITING)[0]
     ids = [known, *(f"dry{i}" for i in range(24))]
     assert await cli("add", "--dry-run", "--task-id", str(task), *ids) == 0
-    assert calls(sb) == 0 and calls(sb, "app_token") == 0 and calls(sb, "query_task_info") == 1
-    assert [(m.douyin_id, m.state) for m in sb.roster(task)] == before
+    assert (
+        calls(sandbox) == 0
+        and calls(sandbox, "app_token") == 0
+        and calls(sandbox, "query_task_info") == 1
+    )
+    assert [(m.douyin_id, m.state) for m in sandbox.roster(task)] == before
     assert await audit(engine) == []
     out = capsys.readouterr().out
     assert "3 request(s)" in out and "3/3" in out and "already on the roster" in out
@@ -246,12 +230,12 @@ async def test_dry_run_changes_nothing(
 
 @pytest.mark.usefixtures("env")
 async def test_terminated_task_stops_and_records_every_id(
-    sb: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """5591: exit 1 naming the fix; the batch failed with code and log_id, the rest unsent."""
     ids = [f"t{i:02d}" for i in range(15)]
-    assert await cli("add", "--task-id", str(sb.terminated_task_id), *ids) == 1
-    assert calls(sb) == 1
+    assert await cli("add", "--task-id", str(sandbox.terminated_task_id), *ids) == 1
+    assert calls(sandbox) == 1
     assert "create a new exclusive task" in capsys.readouterr().err
     rows = await audit(engine)
     assert [r["douyin_id"] for r in rows] == ids
@@ -262,49 +246,49 @@ async def test_terminated_task_stops_and_records_every_id(
 
 @pytest.mark.usefixtures("env")
 async def test_open_task_is_refused_by_precheck_or_by_5442(
-    sb: SandboxServer,
+    sandbox: SandboxServer,
     engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A non-exclusive task: refused unsent with the roster, else 5442's message and exit 1."""
-    task = str(sb.open_task_ids[0])
+    task = str(sandbox.open_task_ids[0])
     assert await cli("add", "--task-id", task, "o1") == 1
-    assert calls(sb) == 0
+    assert calls(sandbox) == 0
     monkeypatch.delenv("DOUYIN_CLIENT_SECRET")
     assert await cli("add", "--task-id", task, "o1") == 1
-    assert calls(sb) == 1
+    assert calls(sandbox) == 1
     assert "not an exclusive task (5442)" in capsys.readouterr().err
     assert [r["error_code"] for r in await audit(engine)] == [None, 5442]
 
 
 @pytest.mark.usefixtures("env")
 async def test_unavailable_platform_is_retried_then_reported(
-    sb: SandboxServer,
+    sandbox: SandboxServer,
     engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """4001010 on every try: retried (3 attempts here), then exit 1 saying to try later."""
     monkeypatch.delenv("DOUYIN_CLIENT_KEY")
-    sb.set_faults(Faults(busy_rate=1.0, apply_to_talents=True))
-    assert await cli("add", "--task-id", str(sb.exclusive_task_ids[0]), "u1") == 1
-    assert calls(sb) == 3
+    sandbox.set_faults(Faults(busy_rate=1.0, apply_to_talents=True))
+    assert await cli("add", "--task-id", str(sandbox.exclusive_task_ids[0]), "u1") == 1
+    assert calls(sandbox) == 3
     assert "unavailable (4001010)" in capsys.readouterr().err
     assert [(r["ok"], r["error_code"]) for r in await audit(engine)] == [(False, 4001010)]
 
 
 @pytest.mark.usefixtures("env")
 async def test_list_shows_roster_beside_audit_log(
-    sb: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    sandbox: SandboxServer, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """list: every roster creator with its state, then our audit rows with their log_ids."""
-    task = sb.exclusive_task_ids[0]
+    task = sandbox.exclusive_task_ids[0]
     assert await cli("add", "--task-id", str(task), "--third-appid", "tt_other", "l1") == 0
     capsys.readouterr()
     assert await cli("list", "--task-id", str(task)) == 0
     out = capsys.readouterr().out
-    for member in sb.roster(task):
+    for member in sandbox.roster(task):
         assert member.douyin_id in out
     assert "published" in out and "waiting" in out and "cancelled" in out
     row = (await audit(engine))[0]
@@ -313,21 +297,21 @@ async def test_list_shows_roster_beside_audit_log(
 
 @pytest.mark.usefixtures("env")
 async def test_list_needs_the_client_token(
-    sb: SandboxServer, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """list without DOUYIN_CLIENT_KEY (or a token) is a settings problem: exit 2."""
     monkeypatch.delenv("DOUYIN_CLIENT_KEY")
-    assert await cli("list", "--task-id", str(sb.exclusive_task_ids[0])) == 2
+    assert await cli("list", "--task-id", str(sandbox.exclusive_task_ids[0])) == 2
 
 
 @pytest.mark.usefixtures("env")
 async def test_refused_app_secret_is_a_settings_error(
-    sb: SandboxServer, monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine
 ) -> None:
     """A wrong DOUYIN_APP_SECRET: exit 2, nothing sent, the id recorded as failed (40017)."""
     monkeypatch.setenv("DOUYIN_APP_SECRET", "wrong")
-    assert await cli("add", "--task-id", str(sb.exclusive_task_ids[0]), "s1") == 2
-    assert calls(sb) == 0
+    assert await cli("add", "--task-id", str(sandbox.exclusive_task_ids[0]), "s1") == 2
+    assert calls(sandbox) == 0
     assert [(r["ok"], r["error_code"]) for r in await audit(engine)] == [(False, 40017)]
 
 
@@ -365,7 +349,10 @@ async def stub(
     app.router.add_post("/api/apps/taskbox/update_orient_talents/", update)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    _env(monkeypatch, str(server.make_url("")).rstrip("/"), database_url, client=False)
+    url, config = str(server.make_url("")).rstrip("/"), SandboxConfig()
+    app = {"DOUYIN_APP_ID": config.app_id, "DOUYIN_APP_SECRET": config.app_secret}
+    hosts = {"DOUYIN_DEVELOPER_BASE_URL": url, "DOUYIN_OPEN_BASE_URL": url}
+    use_env(monkeypatch, cli_env(None, database_url, **app, **hosts))
 
     def load(lines: Script) -> dict[str, int]:
         script[:] = lines

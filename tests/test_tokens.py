@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken
 from sync.errors import CredentialsError
-from sync.sandbox import SandboxConfig, SandboxServer
+from sync.sandbox import SandboxServer
 from sync.settings import Secret
+from tests.helpers import MakeSandbox
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(SandboxConfig(videos=20)) as sb:
-        yield sb
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def sandbox(make_sandbox: MakeSandbox) -> SandboxServer:
+    """A sandbox with a tiny catalog: only its token endpoints are used."""
+    return await make_sandbox(videos=20)
 
 
 def _client_tokens(sb: SandboxServer, session: aiohttp.ClientSession, secret: str | None = None):

@@ -86,6 +86,10 @@ class TokenStore:
                 return TokenState.VALID if now < self._valid_until(token) else TokenState.EXPIRED
         return self._dead.get(value, TokenState.INVALID)
 
+    def remembered(self) -> list[str]:
+        """Every token value it still knows, live, expired or revoked (what must never leak)."""
+        return [t.value for t in self._live] + list(self._dead)
+
     def revoke_all(self) -> None:
         """Invalidate every token now."""
         for token in self._live:

@@ -1,12 +1,13 @@
-"""Fixtures for the sandbox tests: a clock tests can drive, a live sandbox, and an HTTP helper."""
+"""Fixtures of the sandbox tests: their catalog by default, and an HTTP helper bound to a
+sandbox. The clock they drive (`clock`, frozen or advanced at will) and the HTTP session come
+from tests/conftest.py."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,32 +16,14 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from sync.sandbox import SandboxConfig, SandboxServer
+from sync.sandbox import SandboxServer
+from tests.helpers import MakeSandbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-START = dt.datetime(2026, 3, 15, 12, 0, 0, tzinfo=SHANGHAI).timestamp()
-"""Noon in Shanghai: far from a day boundary, so a test's seconds never cross midnight."""
 DAILY = "/api/match/v2/taskbox/query_task_video_daily_data/"
 TALENTS = "/api/apps/taskbox/update_orient_talents/"
 TASK_INFO = "/api/match/v2/taskbox/query_task_info/"
 DAY = 86400
-
-
-class Clock:
-    """A clock anchored at a fixed date. It flows with real time unless frozen; `advance` jumps."""
-
-    def __init__(self, start: float = START, *, frozen: bool = False) -> None:
-        self.start = start
-        self.frozen = frozen
-        self.offset = 0.0
-        self._t0 = time.monotonic()
-
-    def __call__(self) -> float:
-        flow = 0.0 if self.frozen else time.monotonic() - self._t0
-        return self.start + self.offset + flow
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @dataclass
@@ -141,37 +124,16 @@ class Api:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def make_sandbox(make_sandbox: MakeSandbox) -> MakeSandbox:
+    """tests/conftest.py's factory with this catalog by default: seed 7, 300 videos, 8 tasks, 40
+    creators (the clock is the test's `clock`)."""
+    return functools.partial(make_sandbox, seed=7, videos=300, tasks=8, creators=40)
 
 
 @pytest.fixture
-async def make_sandbox(
-    clock: Clock,
-) -> AsyncIterator[Callable[..., Any]]:
-    """Start sandboxes with config overrides (clock defaults to the test's `clock`)."""
-    async with AsyncExitStack() as stack:
-
-        async def make(**overrides: Any) -> SandboxServer:
-            settings: dict[str, Any] = {"seed": 7, "videos": 300, "tasks": 8, "creators": 40}
-            settings["clock"] = clock
-            settings.update(overrides)
-            return await stack.enter_async_context(SandboxServer(SandboxConfig(**settings)))
-
-        yield make
-
-
-@pytest.fixture
-async def sandbox(make_sandbox: Callable[..., Any]) -> SandboxServer:
+async def sandbox(make_sandbox: MakeSandbox) -> SandboxServer:
     """A live sandbox on 127.0.0.1 (seed 7, 300 videos) whose clock is the `clock` fixture."""
-    server: SandboxServer = await make_sandbox()
-    return server
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+    return await make_sandbox()
 
 
 @pytest.fixture

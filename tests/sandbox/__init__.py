@@ -1,0 +1,1 @@
+"""Tests of the sandbox (`sync.sandbox`) over real HTTP, driven by the test's clock."""
