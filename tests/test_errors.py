@@ -21,7 +21,8 @@ import sync
 from sync import errors
 from sync.api.client import parse_daily_data
 from sync.api.http import Timeouts, new_session, post
-from sync.cli.main import EXIT_STATUSES, exit_status, main
+from sync.cli.exits import EXIT_STATUSES, exit_status
+from sync.cli.main import main
 from sync.db import database
 from sync.errors import (
     ERROR_CLASSES,

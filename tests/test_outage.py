@@ -31,12 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.api.retry import RetryPolicy
 from sync.cli import talents as talents_cmd
+from sync.cli.exits import EXIT_LOCKED, EXIT_UNAVAILABLE, run_exit_status
 from sync.cli.main import main
 from sync.db import database, ledger, locks
 from sync.db.database import create_engine, migrate
 from sync.db.schema import talent_operations
 from sync.errors import DatabaseUnavailable, RunLockedError
-from sync.pipeline.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
 from sync.sandbox import Faults, SandboxServer
 from sync.sandbox.rosters import Cooperation
 from sync.settings import normalize_database_url
@@ -359,7 +359,7 @@ async def test_outage_at_a_precise_point_is_waited_out(
     result = await run_sync(settings, dates, now=now, page_size=PAGE_SIZE, concurrency=CONCURRENCY)
     assert seen[0] >= call
     assert result.status == "succeeded", result
-    assert result.exit_status == 0 and result.stop_error is None
+    assert run_exit_status(result) == 0 and result.stop_error is None
     assert_no_logged_traceback(caplog)
     assert any("database back after" in r.getMessage() for r in caplog.records)
     async with checker(db_url) as engine:
@@ -394,7 +394,7 @@ async def test_outage_at_run_end_past_the_limit_leaves_it_to_the_next_run(
         db_outage_timeout=1,
         now=clock(),
     )
-    assert result.status == "interrupted" and result.exit_status == EXIT_UNAVAILABLE
+    assert result.status == "interrupted" and run_exit_status(result) == EXIT_UNAVAILABLE
     assert isinstance(result.stop_error, DatabaseUnavailable)
     assert "the next run records it 'interrupted'" in str(result.stop_error)
     assert_no_logged_traceback(caplog)
@@ -427,7 +427,7 @@ async def test_lock_release_without_a_database_is_quiet(
     stop_at(monkeypatch, cluster, "release_run_lock", back_after=None)
     settings = sandbox_settings(sandbox, db_url)
     result = await run_sync(settings, clock.recent_dates(1), page_size=PAGE_SIZE, now=clock())
-    assert result.status == "succeeded" and result.exit_status == 0
+    assert result.status == "succeeded" and run_exit_status(result) == 0
     assert_no_logged_traceback(caplog)
 
 
@@ -482,7 +482,7 @@ async def test_lock_taken_during_the_outage_stops_the_run_as_locked(
             await conn.close()
     assert result.status == "interrupted", result
     assert isinstance(result.stop_error, RunLockedError), result
-    assert result.exit_status == EXIT_LOCKED
+    assert run_exit_status(result) == EXIT_LOCKED
     assert "took the run lock while the database was unavailable" in str(result.stop_error)
     assert_no_logged_traceback(caplog)
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync import planner
+from sync.cli.exits import run_exit_status
 from sync.cli.status import render_status
 from sync.cli.summary import render_result
 from sync.db.connect import resolve_database_url
@@ -89,7 +90,7 @@ async def run_demo(settings: Settings, *, videos: int, seed: int) -> int:
                 print(render_status(report))
         finally:
             await db.dispose()
-    return 1 if mismatches else result.exit_status
+    return 1 if mismatches else run_exit_status(result)
 
 
 def _visible_dates(now: float) -> list[dt.date]:

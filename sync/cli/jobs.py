@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from sync import planner
+from sync.cli.exits import run_exit_status
 from sync.cli.summary import render_result
 from sync.db.connect import open_engine
 from sync.errors import DateBound, DateRangeError, SettingsError
@@ -198,7 +199,7 @@ def _sync(
     print(render_result(result))
     if result.stop_error is not None:  # the database stayed away, or the lock was taken
         raise result.stop_error  # the CLI prints it as the one line, with its exit status
-    return result.exit_status
+    return run_exit_status(result)
 
 
 async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:

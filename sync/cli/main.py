@@ -2,7 +2,7 @@
 
 Exit statuses: 0 done; 1 some work failed; 2 usage or settings; 69 the database went away and
 stayed away past --db-outage-timeout; 75 another run holds the lock; 130/143 interrupted by
-SIGINT/SIGTERM. An error ends a command as one line on stderr and the status `EXIT_STATUSES`
+SIGINT/SIGTERM. An error ends a command as one line on stderr and the status `exits.EXIT_STATUSES`
 gives its class.
 """
 
@@ -12,39 +12,18 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sync import __version__
+from sync.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_status
 from sync.db.connect import open_engine
 from sync.db.database import migrate, translate
 from sync.errors import (
-    CredentialsError,
-    DatabaseConnectError,
-    DatabaseUnavailable,
-    RunLockedError,
-    SchemaBehindError,
-    SettingsError,
     TaskboxError,
 )
 from sync.logs import json_configured
-from sync.pipeline.runs import EXIT_LOCKED, EXIT_UNAVAILABLE
 from sync.settings import Settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
-
-# The one table from error class to exit status: an error takes the status of the nearest
-# class in its ancestry (its method resolution order) that is listed.
-EXIT_STATUSES: Mapping[type[TaskboxError], int] = {
-    SettingsError: EXIT_USAGE,  # nothing was called or written: fix what the line names
-    CredentialsError: EXIT_USAGE,
-    DatabaseConnectError: EXIT_USAGE,
-    SchemaBehindError: EXIT_USAGE,
-    DatabaseUnavailable: EXIT_UNAVAILABLE,
-    RunLockedError: EXIT_LOCKED,
-    TaskboxError: EXIT_FAILED,  # work failed or stopped: the line and the summary say why
-}
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -102,11 +81,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if getattr(args, "qps", None) is not None:
         overrides["qps"] = args.qps
     return settings.replace(**overrides) if overrides else settings
-
-
-def exit_status(error: TaskboxError) -> int:
-    """The exit status of a command that ended with `error`."""
-    return next(EXIT_STATUSES[c] for c in type(error).__mro__ if c in EXIT_STATUSES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -12,11 +11,8 @@ from sync.api.http import Timeouts
 from sync.api.retry import RetryPolicy
 from sync.db.ledger import RunCounts
 from sync.db.statuses import RunStatus
-from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
+from sync.errors import TaskboxError
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
-
-EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: the database stayed away past the limit
-EXIT_LOCKED = 75  # sysexits' EX_TEMPFAIL: another run holds the app's lock
 
 # Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
 DEFAULT_CONCURRENCY = 32
@@ -80,13 +76,3 @@ class RunResult:
     error: str | None = None
     signal_number: int | None = None
     stop_error: TaskboxError | None = None  # why the run stopped short: outage, lock taken
-
-    @property
-    def exit_status(self) -> int:
-        if isinstance(self.stop_error, DatabaseUnavailable):
-            return EXIT_UNAVAILABLE
-        if isinstance(self.stop_error, RunLockedError):
-            return EXIT_LOCKED
-        if self.status == RunStatus.INTERRUPTED:
-            return 128 + (self.signal_number or signal.SIGINT)
-        return 0 if self.status == RunStatus.SUCCEEDED else 1
