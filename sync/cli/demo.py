@@ -19,6 +19,7 @@ from sync import planner
 from sync.cli.exits import run_exit_status
 from sync.cli.status import render_status
 from sync.cli.summary import render_result
+from sync.db import database
 from sync.db.connect import resolve_database_url
 from sync.db.database import create_engine, ensure_database, migrate
 from sync.db.schema import video_daily_earnings
@@ -85,7 +86,7 @@ async def run_demo(settings: Settings, *, videos: int, seed: int) -> int:
                 print(f"verify: {mismatches} billing dates differ from the sandbox's truth")
             else:
                 print(f"verify: the table equals the sandbox's truth for all {len(dates)} dates")
-            async with db.connect() as conn:
+            async with database.connection(db) as conn:
                 report = await collect_status(conn, planner.shanghai_today(now))
                 print(render_status(report))
         finally:
@@ -103,7 +104,7 @@ async def _verify(db: Any, sandbox: SandboxServer, plan: planner.Plan, now: floa
     """Billing dates whose row count differs from what the sandbox would return."""
     start = planner.earliest_start(now)
     bad = 0
-    async with db.connect() as conn:
+    async with database.connection(db) as conn:
         rows = await conn.execute(
             select(video_daily_earnings.c.billing_date, func.count()).group_by(
                 video_daily_earnings.c.billing_date

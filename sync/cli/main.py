@@ -97,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:
-        # Ours as it is; a database error from a command that queries outside
-        # `database.connection` (status, demo) through the database edge's one translation.
+        # Ours as it is. The database edge translates its errors where commands use it; this
+        # is the last guard for one that got past it (the same one translation, not another).
         error = exc if isinstance(exc, TaskboxError) else translate(exc)
         if error is None:  # a bug: its traceback shows
             raise

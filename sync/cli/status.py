@@ -16,7 +16,7 @@ from typing import Any
 
 from sync import planner
 from sync.cli.tables import table
-from sync.db import status
+from sync.db import database, status
 from sync.db.connect import open_engine
 from sync.db.status import DateSummary, IncompleteDate, PartitionInfo, RunInfo, StatusReport
 from sync.errors import SettingsError
@@ -44,7 +44,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _status(settings: Settings, *, run_id: int | None, check_only: bool) -> int:
     today = planner.shanghai_today(time.time())
-    async with open_engine(settings) as db, db.connect() as conn:
+    async with open_engine(settings) as db, database.connection(db) as conn:
         if run_id is not None:
             detail = await status.run_detail(conn, run_id)
             if detail is None:

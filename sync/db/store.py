@@ -1,5 +1,6 @@
 """The bulk path: stage one partition's pages with binary COPY, then merge them into
-video_daily_earnings inside the caller's transaction. The only module that imports asyncpg.
+video_daily_earnings inside the caller's transaction. The one module that talks to asyncpg
+directly (COPY); its errors go through the database edge's one translation.
 
 How a partition flows (every step on one connection, in one transaction the caller owns):
 
@@ -63,13 +64,13 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sync.db import database
 from sync.db import store_sql as sql
 from sync.db.schema import RECORD_COLUMNS
 from sync.db.store_sql import STAGE_TABLE
-from sync.errors import AppendConflict, DatabaseError
+from sync.errors import AppendConflict, DatabaseError, DatabaseUnavailable
 
 Record = Sequence[Any]
 """One mapped row: values in sync.db.schema.RECORD_COLUMNS order."""
@@ -101,13 +102,17 @@ class MergeCounts:
 
 @contextlib.contextmanager
 def _translated(action: str) -> Iterator[None]:
-    """asyncpg's and SQLAlchemy's errors become DatabaseError here, once."""
+    """The database edge's one translation (`database.translate`), with what the bulk path was
+    doing put before the driver's words; an outage stays an outage."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, DBAPIError) as exc:
-        inner = getattr(exc, "orig", None) or exc
-        first = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
-        raise DatabaseError(f"{action}: {first}") from exc
+    except Exception as exc:
+        error = database.translate(exc)
+        if error is None or error is exc:
+            raise
+        if isinstance(error, DatabaseUnavailable):
+            raise error from exc
+        raise DatabaseError(f"{action}: {error}") from exc
 
 
 def _row_count(status: str) -> int:
