@@ -1,2 +1,8 @@
-"""One sync run: its options and result, the engine that walks the plan's partitions, the fetcher
-that pages through one window, the row budget, the database-outage gate, and live progress."""
+"""One sync run, from plan to ledger: `engine` (the run's life: lock, ledger row, workers,
+signals, end), `partition` (one partition's attempts: fetch, map, stage, merge), `fetcher` (a
+window's pages, one ahead), `budget` (rows in memory), `outage` (waiting out a lost database),
+`run_lock`, `progress` (the live line) and `runs` (what a run is asked and what it did).
+
+The run is handed its parts (database engine, API client, options, plan) and passes data on:
+pages from the API, records to the store, counts to the ledger.
+"""
