@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.db import ledger, locks
-from sync.db.ledger import PartitionStats, RunCounts
+from sync.db.counts import PartitionStats, RunCounts
 from sync.db.schema import sync_partitions
 from tests.helpers import run_row
 

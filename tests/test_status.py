@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sync import planner
 from sync.cli.status import render_run_detail, render_status
 from sync.db import ledger, locks, status
-from sync.db.ledger import PartitionStats, RunCounts
+from sync.db.counts import PartitionStats, RunCounts
 from sync.db.schema import video_daily_earnings
 from sync.db.statuses import PartitionStatus, RunStatus
 from tests.helpers import Clock

@@ -12,7 +12,7 @@ from sync.cli.status import PARTITION_HEADERS, render_partitions
 from sync.cli.summary import render_result
 from sync.cli.tables import clip, one_line, table, width
 from sync.cli.talents import print_table
-from sync.db.ledger import RunCounts
+from sync.db.counts import RunCounts
 from sync.db.status import PartitionInfo
 from sync.db.statuses import RunStatus
 from sync.pipeline.runs import FailedPartition, RunResult

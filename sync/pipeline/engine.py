@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sync.api.client import DailyDataClient
 from sync.api.connect import open_daily_data
 from sync.db import database, ledger
+from sync.db.counts import RunCounts
 from sync.db.statuses import RunStatus
 from sync.errors import (
     ApiError,
@@ -72,7 +73,7 @@ class SyncRun:
         self.options = options
         self.plan = plan
         self.app_key = app_key  # the client key (not secret), or "access-token"
-        self.counts = ledger.RunCounts(partitions_total=len(plan.partitions))
+        self.counts = RunCounts(partitions_total=len(plan.partitions))
         self.failed: list[FailedPartition] = []
         self.run_id = 0
         self._stopping: int | None = None  # the signal that asked us to stop

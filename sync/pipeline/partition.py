@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.api.client import DailyDataClient, Page
 from sync.db import database, ledger
+from sync.db.counts import PartitionStats, RunCounts
 from sync.db.store import PartitionWriter
 from sync.errors import (
     ApiError,
@@ -55,21 +56,21 @@ class PartitionWork:
     flow: PageFlow
     gate: DatabaseGate
     run_id: int
-    counts: ledger.RunCounts
+    counts: RunCounts
     failed: list[FailedPartition]
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
     async def sync(self, p: Partition, place: int) -> None:
         """Sync one partition: done, or failed and recorded so; a fatal API error is raised."""
         pid: int | None = None
-        stats = ledger.PartitionStats()
+        stats = PartitionStats()
         error: TaskboxError | None = None
         attempts = self.options.partition_attempts
         attempt = 1
         lost = False  # an outage hit the commit that recorded the partition
         while True:
             since = await self.gate.ready()
-            stats = ledger.PartitionStats()
+            stats = PartitionStats()
             try:
                 # A connection per attempt from the pool: one the database dropped is replaced.
                 async with database.connection(self.db) as conn:
@@ -125,7 +126,7 @@ class PartitionWork:
         p: Partition,
         place: int,
         pid: int,
-        stats: ledger.PartitionStats,
+        stats: PartitionStats,
         attempt: int,
     ) -> bool:
         """Fetch, stage and merge one partition inside the caller's transaction; True when done.
@@ -175,7 +176,7 @@ class PartitionWork:
         pages: AsyncGenerator[Page, None],
         writer: PartitionWriter,
         p: Partition,
-        stats: ledger.PartitionStats,
+        stats: PartitionStats,
     ) -> None:
         """Map each page and hand its records to the writer."""
         async for page in pages:
@@ -198,7 +199,7 @@ class PartitionWork:
             await writer.add_page(mapped.records)
             del page, mapped  # copied: not held while the next page is awaited
 
-    def _on_page(self, stats: ledger.PartitionStats) -> Callable[[Page, int], None]:
+    def _on_page(self, stats: PartitionStats) -> Callable[[Page, int], None]:
         def seen(page: Page, sent: int) -> None:
             stats.api_calls += sent
             stats.pages += 1
@@ -208,7 +209,7 @@ class PartitionWork:
         return seen
 
     async def _fail(
-        self, p: Partition, pid: int | None, stats: ledger.PartitionStats, error: TaskboxError
+        self, p: Partition, pid: int | None, stats: PartitionStats, error: TaskboxError
     ) -> None:
         """Count and record a failed partition, through an outage too: the failure is kept."""
         w = p.window

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from sync.db.ledger import RunCounts
+from sync.db.counts import RunCounts
 
 log = logging.getLogger("sync.pipeline.progress")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sync.api.http import Timeouts
 from sync.api.retry import RetryPolicy
-from sync.db.ledger import RunCounts
+from sync.db.counts import RunCounts
 from sync.db.statuses import RunStatus
 from sync.errors import TaskboxError
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
