@@ -403,15 +403,15 @@ def test_parse_success_keeps_big_ids_exact() -> None:
         b'[{"VideoId":7270855478333246754,"ExpectedProfit":1.3}]}}'
     )
     page = parse_daily_data(body)
-    assert page.items[0]["VideoId"] == 7270855478333246754
-    assert str(page.items[0]["ExpectedProfit"]) == "1.3"
+    assert page.items[0].video_id == 7270855478333246754
+    assert str(page.items[0].expected_profit) == "1.3"
     assert page.log_id == "X"
 
 
 def test_parse_lone_surrogate_body() -> None:
-    """A title with a lone surrogate escape does not fail the page."""
+    """A title with a lone surrogate escape does not fail the page (the text is made storable)."""
     body = b'{"err_no":0,"log_id":"X","data":{"video_daily_data_list":[{"VideoTitle":"a\\ud800"}]}}'
-    assert parse_daily_data(body).items[0]["VideoTitle"] == "a\ud800"
+    assert parse_daily_data(body).items[0].video_title == "a\ufffd"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,6 @@
-"""Mapping API items to records: exact ids and money, storable text, anomalies counted."""
+"""API items to records, as the careful decode (sync.records.careful) converts them into Rows and
+the mapper (sync.records.mapper) maps those: exact ids and money, storable text, anomalies
+counted."""
 
 from __future__ import annotations
 
@@ -7,19 +9,13 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from sync.db.schema import RECORD_COLUMNS
-from sync.errors import ContractError
-from sync.records.mapper import (
-    KEYS,
-    MAX_ANOMALY_TEXTS,
-    _fast_row,
-    _layout,
-    _Notes,
-    _slow_row,
-    map_page,
-)
+from sync.records.careful import rows_from_items
+from sync.records.mapper import MAX_ANOMALY_TEXTS, MappedPage, map_page
+from sync.records.wire import KEYS, Odd
 
 BILLING = dt.date(2023, 8, 25)
 VIDEO = 7270855478333246754  # above 2**53: a float would round it to ...246000
@@ -47,16 +43,21 @@ def _pascal(item: dict[str, Any]) -> dict[str, Any]:
     return {_PASCAL.get(k, k): v for k, v in item.items()}
 
 
+def mapped(items: list[Any], billing: dt.date = BILLING) -> MappedPage:
+    """The page of these items, decoded the careful way and mapped."""
+    return map_page(rows_from_items(items, None), billing)
+
+
 def _one(item: dict[str, Any], billing: dt.date = BILLING) -> dict[str, Any]:
     """The single record of a one-item page, as a dict by column name."""
-    page = map_page([item], billing)
+    page = mapped([item], billing)
     assert page.rejected == 0 and len(page.records) == 1
     return dict(zip(RECORD_COLUMNS, page.records[0], strict=True))
 
 
 def test_record_in_schema_order() -> None:
     """A clean item becomes a tuple in RECORD_COLUMNS order with the documented types."""
-    page = map_page([SNAKE], BILLING)
+    page = mapped([SNAKE], BILLING)
     assert page.records == [
         (
             BILLING, VIDEO, TASK,
@@ -75,9 +76,9 @@ def test_both_casings_identical() -> None:
     """PascalCase (doc sample) and snake_case (SDK) items give identical records."""
     pascal = _pascal(SNAKE)
     assert "VideoId" in pascal and "GMV1d" in pascal and "DouyinID" in pascal
-    assert map_page([pascal], BILLING).records == map_page([SNAKE], BILLING).records
-    mixed = map_page([pascal, SNAKE, pascal], BILLING)
-    assert mixed.records == map_page([SNAKE] * 3, BILLING).records
+    assert mapped([pascal], BILLING).records == mapped([SNAKE], BILLING).records
+    mixed = mapped([pascal, SNAKE, pascal], BILLING)
+    assert mixed.records == mapped([SNAKE] * 3, BILLING).records
 
 
 def test_capitalised_date_key() -> None:
@@ -104,7 +105,7 @@ def test_id_digit_string_accepted() -> None:
 )
 def test_inexact_id_rejected(bad: object) -> None:
     """Float, Decimal, bool, out-of-range and non-digit ids are rejected and counted."""
-    page = map_page([dict(SNAKE, video_id=bad), SNAKE], BILLING)
+    page = mapped([dict(SNAKE, video_id=bad), SNAKE], BILLING)
     assert page.rejected == 1 and len(page.records) == 1
     assert page.anomaly_count == 1 and page.anomalies[0].startswith("item 0 rejected: video_id")
 
@@ -113,7 +114,7 @@ def test_missing_key_fields_rejected() -> None:
     """Items without a video id or task id are not stored; each is counted with a reason."""
     no_video = {k: v for k, v in SNAKE.items() if k != "video_id"}
     no_task = {k: v for k, v in _pascal(SNAKE).items() if k != "TaskId"}
-    page = map_page([no_video, SNAKE, no_task, {}], BILLING)
+    page = mapped([no_video, SNAKE, no_task, {}], BILLING)
     assert len(page.records) == 1 and page.rejected == 3
     assert page.anomalies == [
         "item 0 rejected: video_id missing",
@@ -124,7 +125,7 @@ def test_missing_key_fields_rejected() -> None:
 
 def test_missing_optional_fields_are_null() -> None:
     """An item with only its ids is stored with every other column null, without anomaly."""
-    page = map_page([{"VideoId": VIDEO, "TaskId": TASK}], BILLING)
+    page = mapped([{"VideoId": VIDEO, "TaskId": TASK}], BILLING)
     assert page.records == [(BILLING, VIDEO, TASK, *[None] * 18)]
     assert page.anomaly_count == 0
 
@@ -137,7 +138,7 @@ def test_nul_and_surrogate_sanitized() -> None:
         dict(SNAKE, video_title="好\U0001f600"),  # a real astral character is fine
         SNAKE,
     ]
-    page = map_page(items, BILLING)
+    page = mapped(items, BILLING)
     assert page.sanitized == 2 and page.rejected == 0
     cols = [dict(zip(RECORD_COLUMNS, r, strict=True)) for r in page.records]
     assert (cols[0]["video_title"], cols[0]["author"]) == ("a\ufffdb", "x\ufffdy")
@@ -153,7 +154,7 @@ def test_number_and_null_texts() -> None:
 
 def test_odd_text_noted() -> None:
     """A text field holding a list is stored null and noted."""
-    page = map_page([dict(SNAKE, author=["a"])], BILLING)
+    page = mapped([dict(SNAKE, author=["a"])], BILLING)
     assert page.records[0][4] is None and "author is not text" in page.anomalies[0]
 
 
@@ -167,13 +168,13 @@ def test_expected_profit_exact() -> None:
     big = "12345678901234567890.123456789"
     assert _one(dict(SNAKE, expected_profit=Decimal(big)))["expected_profit"] == big
     assert _one(dict(SNAKE, expected_profit=10**30))["expected_profit"] == str(10**30)
-    page = map_page([dict(SNAKE, expected_profit="lots")], BILLING)
+    page = mapped([dict(SNAKE, expected_profit="lots")], BILLING)
     assert page.records[0][19] is None and page.anomaly_count == 1
 
 
 def test_negative_profit_kept_as_text_and_noted() -> None:
     """A negative ExpectedProfit is stored as its text, as given, and noted as an anomaly."""
-    page = map_page([dict(SNAKE, expected_profit=Decimal("-1.50"))], BILLING)
+    page = mapped([dict(SNAKE, expected_profit=Decimal("-1.50"))], BILLING)
     assert page.records[0][19] == "-1.50"
     assert page.anomalies == [f"video {VIDEO} task {TASK}: expected_profit is negative: -1.50"]
 
@@ -191,7 +192,7 @@ def test_negative_profit_kept_as_text_and_noted() -> None:
 )
 def test_publish_time_is_unix_seconds(value: object, seconds: int) -> None:
     """PublishTime within datetime's range becomes an int of Unix seconds, without anomaly."""
-    page = map_page([dict(SNAKE, publish_time=value)], BILLING)
+    page = mapped([dict(SNAKE, publish_time=value)], BILLING)
     published = page.records[0][RECORD_COLUMNS.index("publish_time")]
     assert type(published) is int and published == seconds
     assert page.anomaly_count == 0
@@ -202,7 +203,7 @@ def test_publish_time_is_unix_seconds(value: object, seconds: int) -> None:
 )
 def test_publish_time_out_of_range_is_null(value: object) -> None:
     """A PublishTime outside datetime's range, fractional or bool is stored null and noted."""
-    page = map_page([dict(SNAKE, publish_time=value)], BILLING)
+    page = mapped([dict(SNAKE, publish_time=value)], BILLING)
     assert page.records[0][RECORD_COLUMNS.index("publish_time")] is None
     assert page.anomaly_count == 1 and "publish_time is not Unix seconds" in page.anomalies[0]
 
@@ -211,7 +212,7 @@ def test_figures_converted_or_noted() -> None:
     """Integral Decimals and digit strings become ints; fractions and bools become null, noted."""
     item = dict(SNAKE, gmv_1d=Decimal("39900.0"), refund_gmv_1d="100", active_cnt_1d=Decimal("1.5"))
     item["ad_share_cost_1d"] = True
-    page = map_page([item], BILLING)
+    page = mapped([item], BILLING)
     record = dict(zip(RECORD_COLUMNS, page.records[0], strict=True))
     assert (record["gmv_1d"], record["refund_gmv_1d"]) == (39900, 100)
     assert type(record["gmv_1d"]) is int
@@ -226,7 +227,7 @@ def test_huge_numbers_are_null_not_slow() -> None:
         dict(SNAKE, video_id="9" * 5000),
         dict(SNAKE, billing_gmv_1d=2**63),
     ]
-    page = map_page(items, BILLING)
+    page = mapped(items, BILLING)
     assert page.rejected == 1 and len(page.records) == 2
     first, second = (dict(zip(RECORD_COLUMNS, r, strict=True)) for r in page.records)
     assert first["gmv_1d"] is None and first["refund_gmv_1d"] is None
@@ -237,7 +238,7 @@ def test_huge_numbers_are_null_not_slow() -> None:
 
 def test_negative_money_noted() -> None:
     """A negative figure is stored as given and noted as an anomaly."""
-    page = map_page([dict(SNAKE, gmv_1d=-500)], BILLING)
+    page = mapped([dict(SNAKE, gmv_1d=-500)], BILLING)
     assert page.records[0][RECORD_COLUMNS.index("gmv_1d")] == -500
     assert page.anomalies == [f"video {VIDEO} task {TASK}: gmv_1d is negative: -500"]
 
@@ -254,7 +255,7 @@ def test_unknown_fields_go_to_extra() -> None:
 
 def test_extra_text_sanitized() -> None:
     """NUL in an unmapped field is repaired too, and the row counted as sanitized."""
-    page = map_page([dict(SNAKE, Note="a\x00b")], BILLING)
+    page = mapped([dict(SNAKE, Note="a\x00b")], BILLING)
     assert page.records[0][-1] == '{"Note":"a\ufffdb"}' and page.sanitized == 1
 
 
@@ -267,7 +268,7 @@ def test_duplicate_keys_prefer_pascal() -> None:
 
 def test_publish_time_and_date_checked() -> None:
     """A bad PublishTime or date is stored null and noted; a date unlike the billing date noted."""
-    page = map_page(
+    page = mapped(
         [
             dict(SNAKE, publish_time="soon"),
             dict(SNAKE, date="2023/08/25"),
@@ -282,28 +283,14 @@ def test_publish_time_and_date_checked() -> None:
 
 def test_anomaly_texts_capped_counts_exact() -> None:
     """Only the first texts are kept; counts stay exact."""
-    page = map_page([dict(SNAKE, gmv_1d=-1)] * 50 + [{"x": 1}] * 30, BILLING)
+    page = mapped([dict(SNAKE, gmv_1d=-1)] * 50 + [{"x": 1}] * 30, BILLING)
     assert len(page.anomalies) == MAX_ANOMALY_TEXTS
     assert page.anomaly_count == 80 and page.rejected == 30 and len(page.records) == 50
 
 
-@pytest.mark.parametrize("items", [{"video_daily_data_list": []}, None, "[]"])
-def test_non_list_is_contract_error(items: object) -> None:
-    """A page that is not a list is a broken answer."""
-    with pytest.raises(ContractError, match="not a list") as info:
-        map_page(items, BILLING)
-    assert info.value.endpoint == "query_task_video_daily_data"
-
-
-def test_non_dict_item_is_contract_error() -> None:
-    """An item that is not an object is a broken answer, naming its position."""
-    with pytest.raises(ContractError, match="item 1 of video_daily_data_list is list"):
-        map_page([SNAKE, [1, 2]], BILLING)
-
-
 def test_empty_page() -> None:
     """An empty list maps to nothing."""
-    page = map_page([], BILLING)
+    page = mapped([], BILLING)
     assert (page.records, page.rejected, page.sanitized, page.anomalies) == ([], 0, 0, [])
 
 
@@ -314,10 +301,34 @@ def test_empty_page() -> None:
      {"video_title": "好看"}, {"gmv_1d": 0, "video_id": 0}, {"publish_time": 0},
      {"publish_time": 253402300799}],
 )  # fmt: skip
-def test_fast_path_agrees_with_slow_path(changes: dict[str, Any]) -> None:
-    """Every row the fast path accepts maps to exactly what the careful path gives."""
+def test_quick_ways_agree_with_careful_ways(changes: dict[str, Any]) -> None:
+    """An item the careful decode takes at a glance gives the Row it converts value by value
+    (the same item with its ids sent as digits), and the mapper's quick way gives the record
+    its careful way gives (the same Row marked odd)."""
     item = dict(SNAKE, **changes)
-    values = _layout(frozenset(item))[1](item)
-    fast = _fast_row(values, BILLING, BILLING.isoformat(), None)
-    assert fast is not None
-    assert _slow_row(values, 0, BILLING, None, {}, _Notes()) == (fast, False)
+    (quick,) = rows_from_items([item], None)
+    assert quick.odd is None
+    digits = dict(item, video_id=str(item["video_id"]), task_id=str(item["task_id"]))
+    (converted,) = rows_from_items([digits], None)
+    assert converted.odd == Odd()
+    assert msgspec.structs.replace(converted, odd=None) == quick
+    fast = map_page([quick], BILLING)
+    assert fast.records and fast.anomaly_count == 0
+    assert map_page([msgspec.structs.replace(quick, odd=Odd())], BILLING) == fast
+
+
+def test_anomalies_of_a_row_in_column_order() -> None:
+    """A row's anomalies come in column order, the decode's (dropped values) and the mapper's
+    (date, negative money) interleaved."""
+    item = dict(SNAKE, author=["a"], publish_time="soon", date="2023-08-24", gmv_1d=-5)
+    item.update(refund_gmv_1d=Decimal("1.5"), expected_profit=Decimal("-2"))
+    page = mapped([item])
+    where = f"video {VIDEO} task {TASK}"
+    assert page.anomalies == [
+        f"{where}: author is not text: ['a']",
+        f"{where}: publish_time is not Unix seconds: 'soon'",
+        f"{where}: date 2023-08-24 differs from billing date 2023-08-25",
+        f"{where}: gmv_1d is negative: -5",
+        f"{where}: refund_gmv_1d is not an int64: Decimal('1.5')",
+        f"{where}: expected_profit is negative: -2",
+    ]

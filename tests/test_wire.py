@@ -1,4 +1,5 @@
-"""The typed decode of daily-data pages (sync.records.wire): the dict path's records, or None."""
+"""The decoding boundary of daily-data pages (sync.records.decode): ordinary pages decode typed
+(sync.records.wire), any other careful (sync.records.careful), and both give the same Rows."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from sync.api.client import parse_daily_data
 from sync.api.http import decode_json
 from sync.db.schema import RECORD_COLUMNS
 from sync.errors import ContractError, PermanentError, ThrottledError
+from sync.records.careful import rows_from_items
+from sync.records.decode import decode_daily_data
 from sync.records.mapper import MappedPage, map_page
-from sync.records.wire import TypedRows, decode_page
+from sync.records.wire import Row, decode_typed
 
 BILLING = dt.date(2023, 8, 25)
 VIDEO = 7270855478333246754  # above 2**53: a float would round it to ...246000
@@ -105,17 +108,22 @@ def page(items: object, *, compact: bool = True, **envelope: Any) -> bytes:
     return dumps(doc, compact=compact)
 
 
-def dict_path(body: bytes) -> MappedPage:
-    """What the general path maps: exact JSON into dicts, then map_page on the list."""
-    return map_page(decode_json(body, endpoint="test")["data"]["video_daily_data_list"], BILLING)
+def careful_path(body: bytes) -> MappedPage:
+    """What the careful path maps: exact JSON into dicts, converted to Rows, mapped."""
+    items = decode_json(body, endpoint="test")["data"]["video_daily_data_list"]
+    return map_page(rows_from_items(items, None), BILLING)
 
 
 def typed_path(body: bytes) -> MappedPage:
-    """What the typed path maps; the body must decode to TypedRows."""
-    decoded = decode_page(body)
-    assert decoded is not None, "the typed decode refused the page"
-    rows, _ = decoded
-    assert type(rows) is TypedRows
+    """What the boundary maps of a page the typed decode takes (it must take it)."""
+    assert decode_typed(body) is not None, "the typed decode refused the page"
+    return boundary(body)
+
+
+def boundary(body: bytes) -> MappedPage:
+    """What the boundary's rows map to, whichever way it decoded them."""
+    rows = decode_daily_data(body).rows
+    assert all(isinstance(r, Row) for r in rows)
     return map_page(rows, BILLING)
 
 
@@ -139,15 +147,16 @@ VARIETY = [
 
 @pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
 @pytest.mark.parametrize("casing", CASINGS)
-def test_typed_page_maps_like_the_dict_path(casing: str, compact: bool) -> None:
-    """A clean page in either casing decodes to TypedRows that map to the dict path's records."""
+def test_typed_page_maps_like_the_careful_path(casing: str, compact: bool) -> None:
+    """A clean page in either casing decodes typed into Rows that map to the careful path's
+    records."""
     body = page([cased(item, casing) for item in VARIETY], compact=compact)
-    decoded = decode_page(body)
+    decoded = decode_typed(body)
     assert decoded is not None
-    rows, log_id = decoded
-    assert type(rows) is TypedRows and len(rows) == len(VARIETY) and log_id == "L1"
-    typed = map_page(rows, BILLING)
-    assert typed == dict_path(body)
+    assert len(decoded.rows) == len(VARIETY) and decoded.log_id == "L1" and not decoded.has_nul
+    assert all(isinstance(r, Row) and r.odd is None and r.extra is None for r in decoded.rows)
+    typed = map_page(decoded.rows, BILLING)
+    assert typed == careful_path(body)
     assert (typed.rejected, typed.sanitized, typed.anomaly_count) == (0, 0, 0)
     assert [r[1] for r in typed.records] == [item["video_id"] for item in VARIETY]
     by_video = {r[1]: dict(zip(RECORD_COLUMNS, r, strict=True)) for r in typed.records}
@@ -165,12 +174,13 @@ def test_typed_page_maps_like_the_dict_path(casing: str, compact: bool) -> None:
 
 @pytest.mark.parametrize("casing", CASINGS)
 def test_parse_daily_data_takes_the_typed_path(casing: str) -> None:
-    """parse_daily_data hands a clean page over as TypedRows with its log_id and size."""
+    """parse_daily_data hands a clean page over as typed Rows with its log_id and size."""
     body = page([cased(item, casing) for item in VARIETY[:3]])
     parsed = parse_daily_data(body)
-    assert type(parsed.items) is TypedRows and len(parsed.items) == 3
+    assert decode_typed(body) is not None
+    assert all(isinstance(r, Row) for r in parsed.items) and len(parsed.items) == 3
     assert (parsed.log_id, parsed.nbytes) == ("L1", len(body))
-    assert map_page(parsed.items, BILLING) == dict_path(body)
+    assert map_page(parsed.items, BILLING) == careful_path(body)
 
 
 def test_raw_doc_sample_with_big_ids() -> None:
@@ -184,7 +194,7 @@ def test_raw_doc_sample_with_big_ids() -> None:
         b'"RefundGMV1d":100,"BillingGMV1d":39900,"BillingRefundGMV1d":0,"AdShareCost1d":120,'
         b'"FeedAdShareCost1d":9223372036854775807,"ExpectedProfit":1.30}]}}'
     )
-    assert typed_path(body) == dict_path(body)
+    assert typed_path(body) == careful_path(body)
     assert typed_path(body).records == [
         (
             BILLING, 7270855478333246754, 7270785143852253123, "31626424566", "nice1", "撮合",
@@ -192,15 +202,15 @@ def test_raw_doc_sample_with_big_ids() -> None:
             3, 39900, 100, 39900, 0, 120, 9223372036854775807, "1.30", None,
         )
     ]  # fmt: skip
-    decoded = decode_page(body)
-    assert decoded is not None and decoded[1] == "202308251200"
+    decoded = decode_typed(body)
+    assert decoded is not None and decoded.log_id == "202308251200"
 
 
 def _mixed() -> list[dict[str, Any]]:
     return [cased(row(), "pascal"), row(VIDEO + 1)]
 
 
-# Pages the typed decode must refuse, by casing: the dict path then maps them, and each case's
+# Pages the typed decode must refuse, by casing: the careful path then maps them, and each case's
 # (rejected, sanitized, anomaly_count) shows that path's handling.
 UNTYPED: dict[str, tuple[Any, tuple[int, int, int]]] = {
     "mixed casings": (lambda c: _mixed() if c == "pascal" else _mixed()[::-1], (0, 0, 0)),
@@ -221,6 +231,7 @@ UNTYPED: dict[str, tuple[Any, tuple[int, int, int]]] = {
     "publish time as digits": (lambda c: [cased(row(publish_time="1692878009"), c)], (0, 0, 0)),
     "capitalised Date": (lambda c: [cased(row(date=..., Date="2023-08-25"), c)], (0, 0, 0)),
     "missing id": (lambda c: [cased(row(video_id=...), c)], (1, 0, 1)),
+    "keys named as Row's own fields": (lambda c: [cased(row(extra="x", odd=None), c)], (0, 0, 0)),
     "both casings in a row": (
         lambda c: [dict(cased(row(), c), VideoId=VIDEO, video_id=VIDEO)],
         (0, 0, 0),
@@ -231,16 +242,16 @@ UNTYPED: dict[str, tuple[Any, tuple[int, int, int]]] = {
 @pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
 @pytest.mark.parametrize("casing", CASINGS)
 @pytest.mark.parametrize("case", list(UNTYPED))
-def test_untyped_pages_take_the_dict_path(case: str, casing: str, compact: bool) -> None:
-    """Pages outside the typed contract decode to None; parse_daily_data then gives dicts that
-    map exactly as the dict path always did."""
+def test_untyped_pages_take_the_careful_path(case: str, casing: str, compact: bool) -> None:
+    """Pages outside the typed contract are refused by the typed decode; parse_daily_data then
+    gives the careful path's Rows, which map exactly as dicts did before there were Rows."""
     build, (rejected, sanitized, anomalies) = UNTYPED[case]
     body = page(build(casing), compact=compact)
-    assert decode_page(body) is None
+    assert decode_typed(body) is None
     parsed = parse_daily_data(body)
-    assert type(parsed.items) is list and parsed.log_id == "L1"
+    assert all(isinstance(r, Row) for r in parsed.items) and parsed.log_id == "L1"
     mapped = map_page(parsed.items, BILLING)
-    assert mapped == dict_path(body)
+    assert mapped == careful_path(body)
     assert (mapped.rejected, mapped.sanitized, mapped.anomaly_count) == (
         rejected,
         sanitized,
@@ -249,7 +260,7 @@ def test_untyped_pages_take_the_dict_path(case: str, casing: str, compact: bool)
 
 
 # Texts the careful path repairs (NUL and lone surrogates become U+FFFD, the row counts as
-# sanitized): the typed decode takes the page, and only those rows go the dict path.
+# sanitized): the typed decode takes the page, and the boundary repairs just those rows.
 REPAIRED: dict[str, tuple[dict[str, Any], int]] = {
     "NUL in title": ({"video_title": "a\x00b"}, 1),
     "NUL in two texts": ({"author": "\x00", "video_link": "x\x00"}, 1),
@@ -266,13 +277,13 @@ REPAIRED: dict[str, tuple[dict[str, Any], int]] = {
 @pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
 @pytest.mark.parametrize("casing", CASINGS)
 @pytest.mark.parametrize("case", list(REPAIRED))
-def test_repaired_texts_map_like_the_dict_path(case: str, casing: str, compact: bool) -> None:
+def test_repaired_texts_map_like_the_careful_path(case: str, casing: str, compact: bool) -> None:
     """Pages with NUL or lone surrogates stay typed; the rows that need a repair map exactly
-    as on the dict path (same records, same sanitized count), in place among clean rows."""
+    as on the careful path (same records, same sanitized count), in place among clean rows."""
     changes, sanitized = REPAIRED[case]
     items = [cased(row(VIDEO + i, **(changes if i == 1 else {})), casing) for i in range(3)]
     body = page(items, compact=compact)  # json.dumps escapes as \uXXXX, as many platforms do
-    expected = dict_path(body)
+    expected = careful_path(body)
     assert expected.sanitized == sanitized
     assert typed_path(body) == expected
     assert map_page(parse_daily_data(body).items, BILLING) == expected
@@ -285,14 +296,14 @@ def test_lone_surrogate_in_raw_utf8_page_still_maps() -> None:
     body = page([item], compact=True).replace(b'"x"', b'"x\\ud800"')
     body = body.replace(json.dumps("达人😀").encode()[1:-1], "达人😀".encode())
     mapped = typed_path(body)
-    assert mapped == dict_path(body)
+    assert mapped == careful_path(body)
     record = dict(zip(RECORD_COLUMNS, mapped.records[0], strict=True))
     assert (record["author"], record["video_title"], mapped.sanitized) == ("达人😀", "x\ufffd", 1)
 
 
-# ExpectedProfit values that are not a non-negative JSON number, with the dict path's
+# ExpectedProfit values that are not a non-negative JSON number, with the careful path's
 # (rejected, sanitized, anomaly_count). The typed decode may refuse such a page or pass the value
-# through for the mapper to send that row down the dict path; either way the records match.
+# through for the mapper to send that row down the careful path; either way the records match.
 ODD_PROFITS: dict[str, tuple[object, tuple[int, int, int]]] = {
     "text": ("1.3", (0, 0, 0)),
     "text with underscore": ("1_000", (0, 0, 1)),
@@ -310,13 +321,13 @@ ODD_PROFITS: dict[str, tuple[object, tuple[int, int, int]]] = {
 @pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
 @pytest.mark.parametrize("casing", CASINGS)
 @pytest.mark.parametrize("case", list(ODD_PROFITS))
-def test_odd_profit_maps_like_the_dict_path(case: str, casing: str, compact: bool) -> None:
-    """A profit sent as text, null or another non-number maps exactly as on the dict path, in
+def test_odd_profit_maps_like_the_careful_path(case: str, casing: str, compact: bool) -> None:
+    """A profit sent as text, null or another non-number maps exactly as on the careful path, in
     place among clean rows, whether or not the typed decode takes the page."""
     profit, (rejected, sanitized, anomalies) = ODD_PROFITS[case]
     items = [row(), row(VIDEO + 1, expected_profit=profit), row(VIDEO + 2)]
     body = page([cased(item, casing) for item in items], compact=compact)
-    expected = dict_path(body)
+    expected = careful_path(body)
     assert [r[1] for r in expected.records] == [VIDEO, VIDEO + 1, VIDEO + 2]
     assert (expected.rejected, expected.sanitized, expected.anomaly_count) == (
         rejected,
@@ -324,21 +335,19 @@ def test_odd_profit_maps_like_the_dict_path(case: str, casing: str, compact: boo
         anomalies,
     )
     assert map_page(parse_daily_data(body).items, BILLING) == expected
-    decoded = decode_page(body)
-    if decoded is not None:
-        assert map_page(decoded[0], BILLING) == expected
+    assert boundary(body) == expected
 
 
-def test_dict_path_results_of_refused_pages() -> None:
-    """The refused pages' records are the dict path's: repaired texts, exact or null values."""
-    nul = dict_path(page([row(video_title="a\x00b", author="x\ud800")]))
+def test_careful_path_results_of_refused_pages() -> None:
+    """The refused pages' records are the careful path's: repaired texts, exact or null values."""
+    nul = careful_path(page([row(video_title="a\x00b", author="x\ud800")]))
     assert (nul.records[0][8], nul.records[0][4]) == ("a\ufffdb", "x\ufffd")
-    text_profit = dict_path(page([cased(row(expected_profit="1.3"), "pascal")]))
+    text_profit = careful_path(page([cased(row(expected_profit="1.3"), "pascal")]))
     assert text_profit.records[0][PROFIT] == "1.3"
-    odd = dict_path(page([row(expected_profit="1_000")]))
+    odd = careful_path(page([row(expected_profit="1_000")]))
     assert odd.records[0][PROFIT] is None
     assert odd.anomalies == [f"video {VIDEO} task {TASK}: expected_profit is not a number: '1_000'"]
-    extra = dict_path(page([cased(row(Note="x"), "pascal")]))
+    extra = careful_path(page([cased(row(Note="x"), "pascal")]))
     assert extra.records[0][-1] == '{"Note":"x"}'
 
 
@@ -356,8 +365,9 @@ def test_dict_path_results_of_refused_pages() -> None:
     ids=["throttled", "permanent", "null data", "no data", "no list", "other list", "text err_no"],
 )
 def test_error_answers_are_not_typed(body: bytes, error: type[Exception]) -> None:
-    """Error codes and answers without data or list decode to None, and the dict path raises."""
-    assert decode_page(body) is None
+    """Error codes and answers without data or list are refused by the typed decode, and
+    parse_daily_data raises."""
+    assert decode_typed(body) is None
     with pytest.raises(error):
         parse_daily_data(body)
 
@@ -383,7 +393,7 @@ def test_odd_rows_of_a_typed_page_go_the_slow_way_in_order(casing: str) -> None:
     ]
     body = page([cased(item, casing) for item in items])
     typed = typed_path(body)
-    assert typed == dict_path(body)
+    assert typed == careful_path(body)
     assert [r[1] for r in typed.records] == [item["video_id"] for item in items]
     assert typed.anomalies == [
         f"video {VIDEO + 1} task {TASK}: date 2023-08-24 differs from billing date 2023-08-25",
@@ -402,39 +412,116 @@ def test_odd_rows_of_a_typed_page_go_the_slow_way_in_order(casing: str) -> None:
 
 @pytest.mark.parametrize("casing", CASINGS)
 def test_a_typed_page_of_only_odd_rows(casing: str) -> None:
-    """A typed page whose every row is odd maps like the dict path too."""
+    """A typed page whose every row is odd maps like the careful path too."""
     items = [row(VIDEO + i, date="2023-08-26") for i in range(3)]
     body = page([cased(item, casing) for item in items])
     typed = typed_path(body)
-    assert typed == dict_path(body) and typed.anomaly_count == 3
+    assert typed == careful_path(body) and typed.anomaly_count == 3
     assert [r[1] for r in typed.records] == [VIDEO, VIDEO + 1, VIDEO + 2]
 
 
 @pytest.mark.parametrize("items", [None, []], ids=["null", "empty"])
-def test_null_or_empty_list_is_empty_typed_rows(items: object) -> None:
-    """`video_daily_data_list: null` (or []) decodes to empty TypedRows: an empty page."""
+def test_null_or_empty_list_is_an_empty_typed_page(items: object) -> None:
+    """`video_daily_data_list: null` (or []) decodes typed to no rows: an empty page."""
     body = page(items)
-    decoded = decode_page(body)
-    assert decoded is not None
-    rows, log_id = decoded
-    assert type(rows) is TypedRows and len(rows) == 0 and log_id == "L1"
-    assert map_page(rows, BILLING) == MappedPage([], 0, 0, [], 0)
-    parsed = parse_daily_data(body)
-    assert type(parsed.items) is TypedRows and parsed.items == []
+    decoded = decode_typed(body)
+    assert decoded is not None and decoded.rows == [] and decoded.log_id == "L1"
+    assert map_page(decoded.rows, BILLING) == MappedPage([], 0, 0, [], 0)
+    assert parse_daily_data(body).items == []
 
 
 def test_missing_log_id_is_none() -> None:
-    """A typed page without log_id has log_id None, as on the dict path."""
+    """A typed page without log_id has log_id None, as on the careful path."""
     body = dumps({"err_no": 0, "data": {"video_daily_data_list": [row()]}})
-    decoded = decode_page(body)
-    assert decoded is not None and decoded[1] is None
+    decoded = decode_typed(body)
+    assert decoded is not None and decoded.log_id is None
     assert parse_daily_data(body).log_id is None
 
 
-def test_non_text_log_id_takes_the_dict_path() -> None:
-    """A log_id sent as a number is refused by the typed decode; the dict path keeps its text."""
+def test_non_text_log_id_takes_the_careful_path() -> None:
+    """A log_id sent as a number is refused by the typed decode; the careful path keeps its text."""
     body = page([row()], log_id=202308251200)
-    assert decode_page(body) is None
+    assert decode_typed(body) is None
     parsed = parse_daily_data(body)
-    assert type(parsed.items) is list and parsed.log_id == "202308251200"
+    assert parsed.log_id == "202308251200"
     assert map_page(parsed.items, BILLING) == typed_path(page([row()]))
+
+
+def test_own_field_names_are_kept_in_extra() -> None:
+    """Items with keys named `extra` or `odd` (Row's own fields) keep them as unknown fields."""
+    mapped = boundary(page([row(extra="x", odd=None)]))
+    assert mapped.records[0][-1] == '{"extra":"x","odd":null}'
+
+
+# One logical page, spelled four ways: the boundary must give the same records (an unknown field
+# adds only its `extra`).
+def _mixed_within_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {(PASCAL[k] if j % 2 else k): v for j, (k, v) in enumerate(item.items())} for item in items
+    ]
+
+
+SPELLINGS: dict[str, Any] = {
+    "PascalCase": lambda items: [cased(item, "pascal") for item in items],
+    "snake_case": lambda items: items,
+    "mixed casings": lambda items: [
+        cased(item, "pascal" if i % 2 else "snake") for i, item in enumerate(items)
+    ],
+    "mixed within rows": _mixed_within_rows,
+    "with an unknown field": lambda items: [cased(dict(i, Note="新"), "pascal") for i in items],
+}
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_spellings_of_one_page_give_identical_records(spelling: str) -> None:
+    """The same logical rows in PascalCase, snake_case, mixed casings or with an unknown field
+    give identical records through the boundary, whichever decode takes the page."""
+    want = boundary(page(VARIETY))
+    body = page(SPELLINGS[spelling](VARIETY))
+    assert (decode_typed(body) is not None) == (spelling in ("PascalCase", "snake_case"))
+    got = boundary(body)
+    if spelling == "with an unknown field":
+        assert {r[-1] for r in got.records} == {'{"Note":"新"}'}
+        got.records = [(*r[:-1], None) for r in got.records]
+    assert got == want
+    assert (got.rejected, got.sanitized, got.anomaly_count) == (0, 0, 0)
+
+
+def test_rejected_items_stay_on_the_page() -> None:
+    """A page's Rows count every item, those the mapper rejects included, so that a full page
+    is seen as full by the paging."""
+    body = page([row(), row(video_id=...), row(VIDEO + 2, task_id=2.5)])
+    parsed = parse_daily_data(body)
+    assert len(parsed.items) == 3 and [r.video_id for r in parsed.items] == [VIDEO, None, VIDEO + 2]
+    assert parsed.items[2].task_id is None
+    mapped = map_page(parsed.items, BILLING)
+    assert len(mapped.records) == 1 and mapped.rejected == 2
+
+
+@pytest.mark.parametrize(
+    "items", [{"VideoId": 1}, "[]", 0], ids=["an object", "a string", "a number"]
+)
+def test_a_list_that_is_not_a_list_is_a_contract_error(items: object) -> None:
+    """A video_daily_data_list that is not a list is a broken answer, with its log_id."""
+    with pytest.raises(ContractError, match="not a list") as info:
+        decode_daily_data(page(items))
+    assert (info.value.endpoint, info.value.log_id) == ("query_task_video_daily_data", "L1")
+
+
+def test_an_item_that_is_not_an_object_is_a_contract_error() -> None:
+    """An item that is not an object is a broken answer, naming its position, with the log_id."""
+    with pytest.raises(ContractError, match="item 1 of video_daily_data_list is list") as info:
+        decode_daily_data(page([row(), [1, 2]]))
+    assert info.value.log_id == "L1"
+
+
+def test_error_code_is_handed_back() -> None:
+    """An answer with an error code decodes to its code and message; it is the API layer that
+    raises (test_error_answers_are_not_typed)."""
+    decoded = decode_daily_data(page(None, err_no=28003018, err_msg="busy", data=None))
+    assert (decoded.err_no, decoded.err_msg, decoded.log_id, decoded.rows) == (
+        28003018,
+        "busy",
+        "L1",
+        [],
+    )

@@ -14,19 +14,19 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from sync.api.http import decode_json, post
+from sync.api.http import post
 from sync.api.limiter import RequestLimiter
 from sync.api.retry import RetryPolicy
 from sync.api.tokens import TokenProvider
 from sync.errors import (
     ApiError,
-    ContractError,
     ThrottledError,
     TokenError,
     api_error,
     retryable,
 )
-from sync.records.wire import decode_page
+from sync.records.decode import decode_daily_data
+from sync.records.wire import Row
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,10 @@ class PageRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Page:
-    items: list[Any]
+    """One page of daily data: every item of the answer as a Row, in order (rows the mapper will
+    reject included, so that a full page counts as full)."""
+
+    items: list[Row]
     log_id: str | None
     nbytes: int
 
@@ -175,38 +178,14 @@ class Page:
 
 
 def parse_daily_data(body: bytes) -> Page:
-    """The open-platform envelope {err_no, err_msg, log_id, data: {video_daily_data_list}}.
-
-    Ordinary pages decode straight into typed rows (`records.wire`); any other answer, error codes
-    included, is decoded exactly into dicts and read here.
-    """
-    typed = decode_page(body)
-    if typed is not None:
-        return Page(typed[0], typed[1], len(body))
-    doc = decode_json(body, endpoint=DAILY_DATA)
-    if not isinstance(doc, dict):
-        raise ContractError("answer is not a JSON object", endpoint=DAILY_DATA)
-    err_no = doc.get("err_no")
-    log_id = doc.get("log_id")
-    log_id = str(log_id) if log_id is not None else None
-    if isinstance(err_no, bool) or not isinstance(err_no, int):
-        raise ContractError("answer has no integer err_no", endpoint=DAILY_DATA, log_id=log_id)
-    if err_no != 0:
-        message = str(doc.get("err_msg") or "error")
-        raise api_error("open", err_no, message, endpoint=DAILY_DATA, log_id=log_id)
-    data = doc.get("data")
-    if not isinstance(data, dict):
-        raise ContractError("answer has no data object", endpoint=DAILY_DATA, log_id=log_id)
-    if "video_daily_data_list" not in data:  # not an empty page: an answer we cannot read
-        raise ContractError("data has no video_daily_data_list", endpoint=DAILY_DATA, log_id=log_id)
-    items = data["video_daily_data_list"]
-    if items is None:  # an empty list sent as null
-        items = []
-    if not isinstance(items, list):
-        raise ContractError(
-            "data.video_daily_data_list is not a list", endpoint=DAILY_DATA, log_id=log_id
+    """The page of a daily-data answer (decoded by `records.decode`); an error code raises the
+    ApiError of its class."""
+    answer = decode_daily_data(body)
+    if answer.err_no != 0:
+        raise api_error(
+            "open", answer.err_no, answer.err_msg, endpoint=DAILY_DATA, log_id=answer.log_id
         )
-    return Page(items, log_id, len(body))
+    return Page(answer.rows, answer.log_id, len(body))
 
 
 class DailyDataClient:

@@ -1,28 +1,34 @@
-"""The daily-data answer as typed rows: msgspec decodes and validates a page in C.
+"""The row type of daily data, the API's keys for it, and the typed decode of ordinary pages.
 
-This is the fast path of `sync.api.client.parse_daily_data`, taken by ordinary pages: one key casing
-throughout, the documented fields with their documented types (ids and figures non-negative
-int64, texts strings or null, PublishTime in datetime's range; ExpectedProfit is left to the
-mapper, as int, Decimal or whatever else it was).
-Any page it is not sure of returns None and goes the general way (dicts, then the careful mapper),
-which gives the same records for every row this path accepts. Measured on a 10,000-row page:
-the typed decode takes ~2.2 us a row where dicts took ~2.5-3.6, and it leaves the mapper ~0.5 us
-a row of work (the date, the profit) where dicts took ~2.7.
+`Row` is the one shape an item of `video_daily_data_list` takes on its way to the mapper,
+whichever way it was decoded: IDs and figures as exact ints, texts storable, PublishTime in Unix
+seconds, unmapped fields in `extra`. Two values stay as sent, for the mapper to judge against the
+page: `date` (the billing date) and `expected_profit` (stored as its exact decimal text).
+
+Ordinary pages (one key casing throughout, the documented fields with their documented types:
+ids and figures non-negative int64, texts strings or null, PublishTime in datetime's range)
+decode straight into Rows here, validated by msgspec in C: ~2.2 us a row where dicts took
+~2.5-3.6, and the mapper is left ~0.5 us a row of work (the date, the profit). Any page this
+decode is not sure of returns None and goes the careful way (`sync.records.careful`), which gives
+the same Rows for every item this path accepts.
 
 Two repairs keep odd-but-storable pages on this path: a NUL in a text sets `has_nul`, so the
-mapper sends just those rows the careful way; a lone surrogate escape (which msgspec refuses)
-is rewritten as a NUL escape first, since the careful path makes both U+FFFD.
+caller repairs just those rows; a lone surrogate escape (which msgspec refuses) is rewritten as a
+NUL escape first, since the careful path makes both U+FFFD.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
 
-from sync.db.schema import FIGURE_COLUMNS, TEXT_COLUMNS
+from sync.db.schema import FIGURE_COLUMNS, RECORD_COLUMNS, TEXT_COLUMNS
+
+ENDPOINT = "query_task_video_daily_data"
 
 # The API's keys for each mapped column (sync.db.schema.RECORD_COLUMNS without billing_date and
 # extra, in that order), in order of preference when an item carries several: the doc samples'
@@ -48,15 +54,72 @@ KEYS: dict[str, tuple[str, ...]] = {
     "feed_ad_share_cost_1d": ("FeedAdShareCost1d", "feed_ad_share_cost_1d"),
     "expected_profit": ("ExpectedProfit", "expected_profit"),
 }
-# A typed row's fields are the columns, but `date` for data_date (its key in both casings).
+
+
+@dataclasses.dataclass(slots=True)
+class Odd:
+    """Why a row needs the mapper's careful look (ordinary rows have none)."""
+
+    # Values that are not of their column's type, as sent (the row holds None there).
+    dropped: dict[str, object] = dataclasses.field(default_factory=dict)
+    repaired: bool = False  # a text (or `extra`) held NUL or lone surrogates, now U+FFFD
+
+
+class Row(msgspec.Struct, gc=False):
+    """One item of a page, in the mapped columns' order (`date` is data_date).
+
+    video_id, task_id: exact int64, or None when missing or not exact (the mapper rejects the
+    row). Texts: str (NUL and lone surrogates made U+FFFD) or None. publish_time: Unix seconds
+    within datetime's range, or None. Figures: int64 or None. `date` and `expected_profit`: as
+    sent (JSON numbers as int or exact Decimal). `extra`: the JSON text of the fields no column
+    takes. `odd` is None only when the ids and figures are non-negative ints, publish_time a
+    non-negative int and nothing was dropped or repaired: the mapper then checks just the date
+    and the profit.
+    """
+
+    video_id: int | None = None
+    task_id: int | None = None
+    douyin_id: str | None = None
+    author: str | None = None
+    client_name: str | None = None
+    micro_app_title: str | None = None
+    task_name: str | None = None
+    video_title: str | None = None
+    video_link: str | None = None
+    publish_time: int | None = None
+    date: object = None
+    active_cnt_1d: int | None = None
+    gmv_1d: int | None = None
+    refund_gmv_1d: int | None = None
+    billing_gmv_1d: int | None = None
+    billing_refund_gmv_1d: int | None = None
+    ad_share_cost_1d: int | None = None
+    feed_ad_share_cost_1d: int | None = None
+    expected_profit: object = None
+    extra: str | None = None
+    odd: Odd | None = None
+
+
+# A Row's value fields are the mapped columns (data_date as `date`), in record order.
+COLUMNS = RECORD_COLUMNS[1:-1]
+if Row.__struct_fields__ != (
+    *(("date" if c == "data_date" else c) for c in COLUMNS),
+    "extra",
+    "odd",
+) or set(KEYS) != set(COLUMNS):
+    raise ImportError("sync.records.wire is out of step with sync.db.schema.RECORD_COLUMNS")
+
 PASCAL = {("date" if c == "data_date" else c): keys[0] for c, keys in KEYS.items()}
 SNAKE = {field: field for field in PASCAL}
 
 _Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _Seconds = Annotated[int, msgspec.Meta(ge=0, le=253402300799)]  # up to 9999-12-31 23:59:59 UTC
+# Our own fields must never be filled from the wire: an item with such a key fails this decode
+# and goes the careful way, which keeps the key in `extra`.
+_Never = Annotated[int, msgspec.Meta(ge=1, le=0)]
 
-
-# One row of the list: (field, type, default), in record order. Texts may be absent or null.
+# The typed decode's fields (name, type[, default]), Row's in Row's order, with the checks of
+# ordinary items. Texts may be absent or null.
 _FIELDS: list[tuple[str, Any] | tuple[str, Any, Any]] = [
     ("video_id", _Count),
     ("task_id", _Count),
@@ -67,13 +130,23 @@ _FIELDS: list[tuple[str, Any] | tuple[str, Any, Any]] = [
     # Any, so that a number decodes as int or (float_hook) Decimal but a string stays a str:
     # msgspec would read the string "1_000" as a Decimal, where the mapper notes it as odd.
     ("expected_profit", Any),
+    ("extra", _Never, None),
+    ("odd", _Never, None),
 ]
 
 
 def _answer(casing: dict[str, str]) -> msgspec.json.Decoder[Any]:
-    """A decoder of successful answers whose rows are keyed as `casing` says, and only so."""
+    """A decoder of successful answers whose rows are keyed as `casing` says, and only so.
+
+    Its rows are Rows (a subclass that only adds the checks and the casing)."""
     row = msgspec.defstruct(
-        "Row", _FIELDS, kw_only=True, forbid_unknown_fields=True, gc=False, rename=casing
+        "TypedRow",
+        _FIELDS,
+        bases=(Row,),
+        kw_only=True,
+        forbid_unknown_fields=True,
+        gc=False,
+        rename=casing,
     )
     # No default for the list or for `data`: an answer without them must not decode here.
     data = msgspec.defstruct("Data", [("video_daily_data_list", list[row] | None)], gc=False)  # type: ignore[valid-type]
@@ -83,26 +156,21 @@ def _answer(casing: dict[str, str]) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(answer, float_hook=Decimal)
 
 
-class TypedRows(list[Any]):
-    """A page's rows as decoded structs (sync.records.mapper maps them without re-checking types).
-
-    `has_nul`: some text may hold a NUL, which only the careful path repairs and counts, so the
-    mapper sends the rows that do that way.
-    """
-
-    __slots__ = ("has_nul",)
-
-    def __init__(self, rows: Any = (), *, has_nul: bool = False) -> None:
-        super().__init__(rows)
-        self.has_nul = has_nul
-
-
 _DECODERS = (_answer(PASCAL), _answer(SNAKE))
 _NUL = b"\\u0000"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def _decode(body: bytes, has_nul: bool) -> tuple[TypedRows, str | None] | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class TypedPage:
+    """The rows and log_id of an ordinary page; `has_nul`: some text may hold a NUL."""
+
+    rows: list[Row]
+    log_id: str | None
+    has_nul: bool
+
+
+def _decode(body: bytes, has_nul: bool) -> TypedPage | None:
     for decoder in _DECODERS:
         try:
             envelope = decoder.decode(body)
@@ -110,8 +178,7 @@ def _decode(body: bytes, has_nul: bool) -> tuple[TypedRows, str | None] | None:
             continue
         if envelope.err_no != 0:
             return None
-        rows = envelope.data.video_daily_data_list or ()
-        return TypedRows(rows, has_nul=has_nul), envelope.log_id
+        return TypedPage(envelope.data.video_daily_data_list or [], envelope.log_id, has_nul)
     return None
 
 
@@ -155,8 +222,8 @@ def _lone_surrogates_as_nul(body: bytes) -> bytes | None:
     return b"".join(out)
 
 
-def decode_page(body: bytes) -> tuple[TypedRows, str | None] | None:
-    """The rows and log_id of a successful answer whose rows all type-check; else None."""
+def decode_typed(body: bytes) -> TypedPage | None:
+    """The rows of a successful answer whose items all type-check; else None."""
     # Scanning the body for NUL costs ~0.4 us a row, less than looking into every text.
     decoded = _decode(body, _NUL in body)
     if decoded is None and _SURROGATE_ESCAPE.search(body):

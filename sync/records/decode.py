@@ -1,0 +1,79 @@
+"""The one decoding boundary of daily data: an answer's body in, its code and Rows out.
+
+`decode_daily_data` tries the typed decode (`sync.records.wire`), which takes ordinary pages;
+anything else (error codes, the other casing mixed in, unknown fields, wrong types, a log_id
+that is not text) is decoded exactly into dicts and converted by `sync.records.careful`. Both
+give Rows (`wire.Row`) with the same values, so the mapper has one row type to map. Error codes
+are handed back, not raised: what they mean is the API layer's to say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+from sync.api.http import decode_json
+from sync.db.schema import TEXT_COLUMNS
+from sync.errors import ContractError
+from sync.records.careful import clean, rows_from_items
+from sync.records.wire import ENDPOINT, Odd, Row, TypedPage, decode_typed
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecodedPage:
+    """One answer: `err_no` 0 and its rows (every item, in order), or an error code and message."""
+
+    err_no: int
+    err_msg: str
+    log_id: str | None
+    rows: list[Row]
+
+
+_texts = operator.attrgetter(*TEXT_COLUMNS)
+
+
+def _repair_nul(page: TypedPage) -> list[Row]:
+    """The page's rows with NUL in texts made U+FFFD, those rows marked repaired."""
+    for row in page.rows:
+        texts = _texts(row)
+        if "\x00" in "".join(filter(None, texts)):
+            for name, text in zip(TEXT_COLUMNS, texts, strict=True):
+                if text is not None:
+                    setattr(row, name, clean(text))
+            row.odd = Odd(repaired=True)
+    return page.rows
+
+
+def decode_daily_data(body: bytes) -> DecodedPage:
+    """The open-platform envelope {err_no, err_msg, log_id, data: {video_daily_data_list}}.
+
+    Raises TransportError for a body that is not JSON, ContractError for an answer that is not
+    of this shape (a null list is an empty page; a missing one is not).
+    """
+    typed = decode_typed(body)
+    if typed is not None:
+        rows = _repair_nul(typed) if typed.has_nul else typed.rows
+        return DecodedPage(0, "", typed.log_id, rows)
+    doc = decode_json(body, endpoint=ENDPOINT)
+    if not isinstance(doc, dict):
+        raise ContractError("answer is not a JSON object", endpoint=ENDPOINT)
+    err_no = doc.get("err_no")
+    log_id = doc.get("log_id")
+    log_id = str(log_id) if log_id is not None else None
+    if isinstance(err_no, bool) or not isinstance(err_no, int):
+        raise ContractError("answer has no integer err_no", endpoint=ENDPOINT, log_id=log_id)
+    if err_no != 0:
+        return DecodedPage(err_no, str(doc.get("err_msg") or "error"), log_id, [])
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise ContractError("answer has no data object", endpoint=ENDPOINT, log_id=log_id)
+    if "video_daily_data_list" not in data:  # not an empty page: an answer we cannot read
+        raise ContractError("data has no video_daily_data_list", endpoint=ENDPOINT, log_id=log_id)
+    items = data["video_daily_data_list"]
+    if items is None:  # an empty list sent as null
+        items = []
+    if not isinstance(items, list):
+        raise ContractError(
+            "data.video_daily_data_list is not a list", endpoint=ENDPOINT, log_id=log_id
+        )
+    return DecodedPage(0, "", log_id, rows_from_items(items, log_id))
