@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 
+# The HTTP edge's exact JSON decode, so that one place translates the decoders' errors.
 from sync.api.http import decode_json
 from sync.db.schema import TEXT_COLUMNS
 from sync.errors import ContractError

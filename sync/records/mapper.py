@@ -158,7 +158,11 @@ def map_page(rows: Sequence[Row], billing_date: dt.date) -> MappedPage:
             astuple(row)
         )
         if odd is None and dd == iso:
-            profit = _plain_profit(ep)
+            # _plain_profit inlined for the usual Decimal: a call a row is ~5 % of the mapping
+            if type(ep) is Decimal:
+                profit = str(ep) if ep.is_finite() and not ep.is_signed() else None
+            else:
+                profit = _plain_profit(ep)
             if profit is not None:
                 append((billing_date, vid, tid, t0, t1, t2, t3, t4, t5, t6, pt, billing_date,
                         f0, f1, f2, f3, f4, f5, f6, profit, extra))  # fmt: skip
