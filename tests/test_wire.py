@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from sync.api.client import parse_daily_data
-from sync.api.http import decode_json
 from sync.db.schema import RECORD_COLUMNS
 from sync.errors import ContractError, PermanentError, ThrottledError
 from sync.records.careful import rows_from_items
-from sync.records.decode import decode_daily_data
+from sync.records.decode import decode_daily_data, decode_json
 from sync.records.mapper import MappedPage, map_page
 from sync.records.wire import Row, decode_typed
 

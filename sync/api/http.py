@@ -9,12 +9,9 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
 
 import aiohttp
-import msgspec
 
 from sync.errors import ContractError, TransportError
 
@@ -126,26 +123,3 @@ def _without_total(t: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
         sock_connect=t.sock_connect,
         ceil_threshold=t.ceil_threshold,
     )
-
-
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-
-
-def decode_json(body: bytes, *, endpoint: str) -> Any:
-    """Decode exactly: integers stay ints (64-bit IDs), floats become Decimal.
-
-    msgspec refuses lone UTF-16 surrogates that the platform may send in titles; the standard
-    library accepts them, so it decodes those rare bodies (the mapper then replaces them).
-    """
-    try:
-        return _DECODER.decode(body)
-    except msgspec.DecodeError:
-        pass
-    import json  # the rare slow path
-
-    try:
-        return json.loads(body, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TransportError(
-            f"malformed JSON body ({len(body)} bytes): {str(exc)[:80]}", endpoint=endpoint
-        ) from None

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sync.api.client import ApiCaller
-from sync.api.http import decode_json
 from sync.errors import ContractError, api_error
+from sync.records.decode import decode_json
 from sync.settings import Settings
 from sync.talents.roster import OP_TYPE, Operation, call_error_message
 

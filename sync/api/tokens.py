@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from sync.api.http import decode_json, post
+from sync.api.http import post
 from sync.errors import ContractError, CredentialsError, TokenError, api_error
+from sync.records.decode import decode_json
 from sync.settings import Secret, Settings
 
 REFRESH_MARGIN = 300.0  # refresh this many seconds before the platform's expiry

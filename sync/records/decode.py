@@ -1,4 +1,5 @@
-"""The one decoding boundary of daily data: an answer's body in, its code and Rows out.
+"""The one decoding boundary: an answer's body in, its code and Rows out (`decode_daily_data`);
+the exact JSON decode every endpoint's answers go through (`decode_json`).
 
 `decode_daily_data` tries the typed decode (`sync.records.wire`), which takes ordinary pages;
 anything else (error codes, the other casing mixed in, unknown fields, wrong types, a log_id
@@ -10,14 +11,38 @@ are handed back, not raised: what they mean is the API layer's to say.
 from __future__ import annotations
 
 import dataclasses
+import json
 import operator
+from decimal import Decimal
+from typing import Any
 
-# The HTTP edge's exact JSON decode, so that one place translates the decoders' errors.
-from sync.api.http import decode_json
+import msgspec
+
 from sync.db.schema import TEXT_COLUMNS
-from sync.errors import ContractError
+from sync.errors import ContractError, TransportError
 from sync.records.careful import clean, rows_from_items
 from sync.records.wire import ENDPOINT, Odd, Row, TypedPage, decode_typed
+
+_EXACT = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode_json(body: bytes, *, endpoint: str) -> Any:
+    """Any answer's body decoded exactly: integers stay ints (64-bit IDs), floats become Decimal.
+
+    msgspec refuses lone UTF-16 surrogates that the platform may send in titles; the standard
+    library accepts them, so it decodes those rare bodies (the careful path then replaces them).
+    A body that is not JSON raises TransportError (cut off, or not the platform's answer).
+    """
+    try:
+        return _EXACT.decode(body)
+    except msgspec.DecodeError:
+        pass
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TransportError(
+            f"malformed JSON body ({len(body)} bytes): {str(exc)[:80]}", endpoint=endpoint
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
