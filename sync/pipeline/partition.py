@@ -29,7 +29,6 @@ from sync.db.store import PartitionWriter
 from sync.errors import (
     ApiError,
     AppendConflict,
-    ContractError,
     DatabaseError,
     DatabaseUnavailable,
     FatalError,
@@ -180,11 +179,7 @@ class PartitionWork:
     ) -> None:
         """Map each page and hand its records to the writer."""
         async for page in pages:
-            try:
-                mapped = map_page(page.items, p.billing_date)
-            except ContractError as exc:
-                exc.log_id = exc.log_id or page.log_id
-                raise
+            mapped = map_page(page.items, p.billing_date)
             stats.rows_fetched += len(page.items)
             stats.rejected += mapped.rejected
             stats.sanitized += mapped.sanitized
