@@ -26,6 +26,8 @@ class Probe:
     cpu: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     request_starts: list[float] = dataclasses.field(default_factory=list)
     request_ends: list[float] = dataclasses.field(default_factory=list)
+    # When each request's bytes left, as its limiter slot says once the request is over.
+    departures: list[float] = dataclasses.field(default_factory=list)
     in_flight_at_start: list[int] = dataclasses.field(default_factory=list)
     partition_starts: list[float] = dataclasses.field(default_factory=list)
     in_flight: int = 0
@@ -71,11 +73,14 @@ class Probe:
             self.request_starts.append(time.monotonic())
             self.in_flight_at_start.append(self.in_flight)
             self.in_flight += 1
+            slot = getattr(kwargs.get("on_sent"), "__self__", None)  # `Slot.went`, bound
             try:
                 return await fn(*args, **kwargs)
             finally:
                 self.in_flight -= 1
                 self.request_ends.append(time.monotonic())
+                if getattr(slot, "left", False):
+                    self.departures.append(slot.at)
 
         return wrapper
 

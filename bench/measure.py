@@ -121,14 +121,17 @@ def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str
         "util_steady": len(inside) / (span * qps) if span >= 2.0 else None,
         "steady_s": max(span, 0.0),
         "starts_per_s": _per_second(starts, starts[0]),
-        # The shortest span holding 11 request starts: the platform refuses an 11th in 1 s.
-        "min_span_of_11": min(
-            (b - a for a, b in zip(starts, starts[10:], strict=False)), default=None
-        ),
+        # The shortest span holding 11 departures: the platform refuses an 11th in 1 s.
+        "min_span_of_11": _min_span(sorted(probe.departures), 11),
         "head_s": starts[0] - started,
         "tail_s": ended - max(probe.request_ends, default=ended),
         "last_send_s": ended - starts[-1],
     }
+
+
+def _min_span(times: list[float], n: int) -> float | None:
+    """The shortest span holding `n` of the sorted `times` (None: fewer)."""
+    return min((b - a for a, b in zip(times, times[n - 1 :], strict=False)), default=None)
 
 
 def _per_second(times: list[float], origin: float) -> list[int]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
+import random
 import time
 
 import pytest
 
-from sync.api.limiter import MARGIN, RECOVERY_SECONDS, RequestLimiter
+from sync.api.limiter import MARGIN, RECOVERY_SECONDS, RequestLimiter, Slot
 
 
 def drive(
@@ -79,8 +81,9 @@ async def test_acquire_keeps_the_window_on_the_real_clock() -> None:
     sent: list[float] = []
 
     async def one() -> None:
-        await limiter.acquire()
+        slot = await limiter.acquire()
         sent.append(time.monotonic())
+        slot.went(sent[-1])
 
     await asyncio.gather(*(one() for _ in range(60)))
     assert most_in_any_second(sorted(sent)) <= 50
@@ -99,3 +102,52 @@ def test_a_request_whose_headers_left_late_counts_from_then() -> None:
     # Newest ten now: 0.2 .. 0.9, 0.95 and 1.13; counting only the last ten allowed (dropping
     # the late one) would let the next go at once, an 11th inside one second.
     assert limiter.wait(0.1 + window) == pytest.approx(0.1)
+
+
+def test_a_request_that_has_not_left_counts_as_leaving_now() -> None:
+    """A request allowed but not yet written (its HTTP task waits for the busy event loop)
+    counts as leaving now, not at its turn: the next waits for the 10th before it that has."""
+    limiter = RequestLimiter(10.0)
+    window = 1.0 + MARGIN
+    limiter.sent(0.0, left=False)
+    for i in range(1, 10):
+        limiter.sent(i / 10)
+    # Counted at its turn (0.0), the next could go at `window`, and then eleven would be within
+    # a second of it leaving late; as it may leave any moment, the one at 0.1 decides.
+    assert limiter.wait(window) == pytest.approx(0.1)
+
+
+def test_late_departures_never_make_eleven_in_a_second() -> None:
+    """Requests whose bytes leave up to 1.5 s after their turn, at random: counted where they
+    really left, no second ever holds more than 10 of them."""
+    rng = random.Random(12)
+    limiter = RequestLimiter(10.0)
+    now, departures = 0.0, []
+    on_the_way: list[tuple[float, int, Slot]] = []  # (when it will leave, order, slot)
+    for n in range(400):
+        while (delay := limiter.wait(now)) > 0:
+            if on_the_way and on_the_way[0][0] <= now + delay:
+                leave, _, slot = heapq.heappop(on_the_way)  # it leaves before our turn: look again
+                slot.went(leave)
+                departures.append(leave)
+                now = max(now, leave)
+            else:
+                now += delay
+        late = rng.choice([0.0, 0.0, 0.0, rng.uniform(0, 0.3), rng.uniform(0, 1.5)])
+        heapq.heappush(on_the_way, (now + late, n, limiter.sent(now, left=False)))
+    departures += [leave for leave, _, _ in on_the_way]
+    assert most_in_any_second(sorted(departures)) <= 10
+
+
+def test_a_request_that_never_left_counts_from_when_it_failed() -> None:
+    """A request that failed before its bytes left (no connection) stops holding the window
+    once it is over: it counts from then."""
+    clock = [0.0]
+    limiter = RequestLimiter(10.0, clock=lambda: clock[0])
+    lost = limiter.sent(0.0, left=False)
+    for i in range(1, 10):
+        limiter.sent(i / 10)
+    clock[0] = 0.5
+    limiter.done(lost)
+    assert lost.left and lost.at == 0.5
+    assert limiter.wait(2.0) == 0.0

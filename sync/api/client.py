@@ -90,15 +90,18 @@ class ApiCaller:
                 slot = await self.limiter.acquire()
                 self.stats.api_calls += 1
                 sent += 1
-                resp = await post(
-                    self.session,
-                    url,
-                    body,
-                    endpoint=endpoint,
-                    headers=headers,
-                    on_sent=slot.went,
-                    before_body=before_body,
-                )
+                try:
+                    resp = await post(
+                        self.session,
+                        url,
+                        body,
+                        endpoint=endpoint,
+                        headers=headers,
+                        on_sent=slot.went,
+                        before_body=before_body,
+                    )
+                finally:
+                    self.limiter.done(slot)
                 self.stats.bytes_received += len(resp.body)
                 return parse(resp.body), sent
             except ApiError as exc:
