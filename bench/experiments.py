@@ -7,6 +7,10 @@ the merge) measured well and is now the engine's own code; what is left here:
 * queue-1, queue-4: 1 or 4 decoded pages queued per partition instead of 2
   (sync.pipeline.fetcher.PAGE_QUEUE_DEPTH): memory against fetchers blocked behind a busy writer.
 * budget-<N>k: the run's row budget (sync.pipeline.budget, `--buffer-rows`) at N thousand rows.
+* guess-none: never ask for a page before the page before it came back full
+  (sync.pipeline.fetcher.GUESS_AHEAD off).
+* start-all: every partition the concurrency allows is under way from the start, whatever the
+  latency (sync.pipeline.starts.LEAST raised to the concurrency).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-PATCHES = ("queue-1", "queue-4", "budget-<N>k")
+PATCHES = ("queue-1", "queue-4", "budget-<N>k", "guess-none", "start-all")
 _BUDGET = re.compile(r"budget-([0-9]+)k")
 
 
@@ -27,11 +31,15 @@ def install(names: Sequence[str]) -> None:
     """Apply the named patches (see PATCHES) in this process."""
     if unknown(names):
         raise ValueError(f"unknown patches {unknown(names)}; known: {', '.join(PATCHES)}")
-    from sync.pipeline import fetcher, runs
+    from sync.pipeline import fetcher, runs, starts
 
     for depth in (1, 4):
         if f"queue-{depth}" in names:
             fetcher.PAGE_QUEUE_DEPTH = depth
+    if "guess-none" in names:
+        fetcher.GUESS_AHEAD = False
+    if "start-all" in names:
+        starts.LEAST = 10_000  # capped at the concurrency by Starts
     for name in names:
         if match := _BUDGET.fullmatch(name):
             runs.DEFAULT_BUFFER_ROWS = int(match[1]) * 1000

@@ -72,10 +72,12 @@ class ApiCaller:
         build: Callable[[str], tuple[bytes, dict[str, str]]],
         parse: Callable[[bytes], T],
         *,
+        on_sent: Callable[[], None] | None = None,
         before_body: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[T, int]:
-        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes;
-        `before_body()` is awaited before an answer's body is read (see `http.post`).
+        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes.
+        `on_sent()` is called each time the limiter lets the request go; `before_body()` is
+        awaited before an answer's body is read (see `http.post`).
 
         Returns the parsed answer and the number of requests it took.
         """
@@ -88,6 +90,8 @@ class ApiCaller:
                 token = await self.tokens.get()
                 body, headers = build(token)
                 slot = await self.limiter.acquire()
+                if on_sent is not None:
+                    on_sent()
                 self.stats.api_calls += 1
                 sent += 1
                 try:
@@ -211,10 +215,11 @@ class DailyDataClient:
         self,
         request: PageRequest,
         *,
+        on_sent: Callable[[], None] | None = None,
         before_body: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[Page, int]:
-        """One page, and the number of requests it took (retries included); `before_body` is
-        awaited before each answer's body is read."""
+        """One page, and the number of requests it took (retries included); see
+        `ApiCaller.call` for `on_sent` and `before_body`."""
         body = request.body()
 
         def build(token: str) -> tuple[bytes, dict[str, str]]:
@@ -225,5 +230,6 @@ class DailyDataClient:
             self._url,
             build,
             parse_daily_data,
+            on_sent=on_sent,
             before_body=before_body,
         )

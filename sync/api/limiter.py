@@ -84,6 +84,7 @@ class RequestLimiter:
         self._turn = asyncio.Lock()  # waiters take their turn in arrival order
         # Capacity 2 at the window's mean rate: smooth, yet one late wake-up is made up at once.
         self._pace = AsyncLimiter(2, 2 * self._full_window / self.count)
+        self._asking = 0  # callers inside acquire()
         self.acquired = 0
 
     @property
@@ -109,18 +110,26 @@ class RequestLimiter:
         self.acquired += 1
         return slot
 
+    def idle(self) -> bool:
+        """Whether a request could go now and none is waiting: a slot that would go unused."""
+        return not self._asking and self.wait(self._clock()) <= 0 and self._pace.has_capacity()
+
     async def acquire(self) -> Slot:
         """Wait for a place in the window; the request should then go at once, and its HTTP
         layer call `went` on the slot when its bytes leave (`done` when it is over)."""
-        async with self._turn:  # only the holder sends
-            delay = self.wait(self._clock())
-            while delay > 0:
-                await asyncio.sleep(delay)
-                # Look again: a request on its way when we looked may have left since, later
-                # than it counted for then.
+        self._asking += 1
+        try:
+            async with self._turn:  # only the holder sends
                 delay = self.wait(self._clock())
-            await self._pace.acquire()
-            return self.sent(self._clock(), left=False)
+                while delay > 0:
+                    await asyncio.sleep(delay)
+                    # Look again: a request on its way when we looked may have left since,
+                    # later than it counted for then.
+                    delay = self.wait(self._clock())
+                await self._pace.acquire()
+                return self.sent(self._clock(), left=False)
+        finally:
+            self._asking -= 1
 
     def done(self, slot: Slot) -> None:
         """The request is over: if its bytes never left (it failed before), count it from now."""

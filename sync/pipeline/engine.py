@@ -50,6 +50,7 @@ from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
 from sync.pipeline.outage import Backoff, DatabaseGate
 from sync.pipeline.progress import Counters, Progress
 from sync.pipeline.runs import FailedPartition, RunOptions, RunResult
+from sync.pipeline.starts import Starts
 from sync.planner import Partition, Plan
 from sync.records.mapper import map_page
 from sync.settings import Settings
@@ -127,7 +128,11 @@ class SyncRun:
                 log.warning("first token request failed (%s); continuing with retries", exc)
             limiter = RequestLimiter(self.settings.qps)
             self._flow = PageFlow(
-                self._budget, FirstPageGuess(self.options.page_size), ready=self._gate.check
+                self._budget,
+                FirstPageGuess(self.options.page_size),
+                Starts(self.settings.qps, self.options.concurrency),
+                ready=self._gate.check,
+                spare=limiter.idle,
             )
             caller = ApiCaller(
                 session, limiter, tokens, policy=self.options.retry, stats=self.calls
