@@ -7,8 +7,10 @@ the processes of one machine):
 
 * client (`DIR/<scenario>-client.json`): per request, when the limiter let it go (`slot`), when
   it counted as leaving in the end (`sent`: the slot's time after `Slot.went`), when its bytes
-  were handed to the socket (`wrote`, seen here independently), when the answer was back
-  (`done`), and its page key;
+  were handed to the socket (`wrote`, seen here independently), when its answer's headers
+  were in (`headers`), when it had room in the row budget (`leased`), when its body was read
+  (`done`), its page key, and when the fetcher asked for that page (`asked`: before
+  the gates that may hold a request back, and a guess's wait for spare rate);
 * sandbox (`DIR/sandbox-<pid>.json`, written when the process ends): per daily-data request,
   when its bytes reached the server's protocol (`rx`), when its handler began (`entry`, the
   moment the throttle window is stamped with), whether it was throttled, and its page key; the
@@ -151,13 +153,29 @@ def install_client(name: str) -> None:
         setattr(http_writer.StreamWriter, method, noted)
     atexit.register(lambda: (where / f"{name}-client.json").write_text(json.dumps(requests)))
     post = client.post
+    fetch_page = client.DailyDataClient.fetch_page
+    asked: dict[str, float] = {}  # page key -> when the fetcher asked for it (first time)
+
+    async def traced_fetch(self: Any, request: Any, **kwargs: Any) -> Any:
+        asked.setdefault(_key(request.body()), time.monotonic())
+        return await fetch_page(self, request, **kwargs)
 
     async def traced(session: Any, url: str, body: bytes, **kwargs: Any) -> Any:
         on_sent = kwargs.get("on_sent")
         slot = getattr(on_sent, "__self__", None)
-        entry = {"slot": getattr(slot, "at", None), "key": _key(body)}
+        key = _key(body)
+        entry = {"asked": asked.get(key), "slot": getattr(slot, "at", None), "key": key}
         requests.append(entry)
         current.set(entry)
+        before_body = kwargs.get("before_body")
+        if before_body is not None:
+
+            async def noted_body() -> None:
+                entry["headers"] = time.monotonic()  # the answer's headers are in
+                await before_body()
+                entry["leased"] = time.monotonic()  # room in memory: the body is read next
+
+            kwargs["before_body"] = noted_body
         try:
             return await post(session, url, body, **kwargs)
         finally:
@@ -165,3 +183,4 @@ def install_client(name: str) -> None:
             entry["done"] = time.monotonic()
 
     client.post = traced  # type: ignore[assignment]
+    client.DailyDataClient.fetch_page = traced_fetch  # type: ignore[method-assign]

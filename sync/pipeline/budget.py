@@ -34,6 +34,8 @@ import heapq
 import itertools
 from collections.abc import Callable
 
+WAITING_BODIES = 8  # see the module docstring
+
 
 class Lease:
     """Rows held for one page, from its request until the writer is done with it."""
@@ -60,13 +62,14 @@ class Lease:
 class RowBudget:
     """At most `limit` rows leased at once (overdrafts aside); see the module docstring."""
 
-    def __init__(self, limit: int, *, waiting_bodies: int = 8) -> None:
+    def __init__(self, limit: int, *, waiting_bodies: int | None = None) -> None:
         if limit < 1:
             raise ValueError(f"the row budget must be at least 1, got {limit}")
         self.limit = limit
         self.used = 0
         self.peak = 0
-        self.waiting_bodies = waiting_bodies  # asks pause while this many leases wait
+        # Asks pause while this many leases wait.
+        self.waiting_bodies = WAITING_BODIES if waiting_bodies is None else waiting_bodies
         self._order = itertools.count()
         self._waiting: list[tuple[int, int, Callable[[], int], asyncio.Future[int]]] = []
         self._asks: list[tuple[int, int, asyncio.Future[None]]] = []

@@ -25,7 +25,7 @@ from sync.api.client import DailyDataClient, Page, PageRequest
 from sync.api.paging import PageCursor
 from sync.errors import TaskboxError
 from sync.pipeline.budget import FirstPageGuess, Lease, RowBudget
-from sync.pipeline.starts import Start, Starts
+from sync.pipeline.starts import Starts
 from sync.planner import Partition
 
 PAGE_QUEUE_DEPTH = 2
@@ -220,24 +220,18 @@ async def partition_pages(
 
     async def fetch() -> None:
         cursor = PageCursor(query.page_size, query.max_pages)
-        start: Start | None = None
+        start = await flow.starts.room(priority=priority)  # its turn to be under way
         current: _Request | None = None
         ahead: _Request | None = None  # the page after `current`, asked for early
         try:
-            while not cursor.done:
-                page_num = cursor.next_page
-                if start is None:  # the partition waits for its turn to be under way
-                    start = await flow.starts.room(priority=priority)
-                if ahead is not None and ahead.page_num == page_num:
-                    current, ahead = ahead, None
-                    current.needed.set()
-                else:
-                    current = launch(page_num)
-                if worth_guessing(page_num):
+            if not cursor.done:
+                current = launch(cursor.next_page)
+            while current is not None:
+                if ahead is None and worth_guessing(current.page_num):
                     # When the rate budget would go unused, asking now saves a whole answer's
                     # latency on this window's chain of pages; a wasted call costs only spare
                     # budget (the run's tail, mostly).
-                    ahead = launch(page_num + 1, after=current.went)
+                    ahead = launch(current.page_num + 1, after=current.went)
                 # Not `await current.task`: a cancellation of ours would pass to the request, and
                 # be lost if the request finished anyway.
                 await asyncio.wait({current.task})
@@ -247,20 +241,26 @@ async def partition_pages(
                 held.add(lease)
                 on_page(page, sent)
                 cursor.advance(len(page.items), page.fingerprint())
+                # The next page is asked for before this one waits for the writer: the chain of
+                # requests does not wait on the database (the row budget bounds what is held).
+                if cursor.done:
+                    await _drop(ahead)  # the window ended: the page after it is not needed
+                    ahead = None
+                    start.done()  # no more requests: let another partition be under way
+                elif ahead is not None and ahead.page_num == cursor.next_page:
+                    current, ahead = ahead, None
+                    current.needed.set()
+                else:
+                    current = launch(cursor.next_page)
                 await queue.put((page, lease))
                 del page  # the writer's now: not held while the next request waits
-            await _drop(ahead)  # the window ended: the page after it is not needed
-            ahead = None
-            if start is not None:  # no more requests: let another partition be under way
-                start.done()
             await queue.put(None)
         except TaskboxError as exc:
             await queue.put(exc)
         finally:
             await _drop(current)
             await _drop(ahead)
-            if start is not None:
-                start.done()
+            start.done()
 
     task = asyncio.create_task(fetch())
     try:
