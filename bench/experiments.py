@@ -11,6 +11,8 @@ the merge) measured well and is now the engine's own code; what is left here:
   (sync.pipeline.budget.WAITING_BODIES).
 * guess-none: never ask for a page before the page before it came back full
   (sync.pipeline.fetcher.GUESS_AHEAD off).
+* lull-none: CPU-bound work on a page does not wait for a request due to go
+  (sync.pipeline.fetcher.LULL off).
 * start-all: every partition the concurrency allows is under way from the start, whatever the
   latency (sync.pipeline.starts.LEAST raised to the concurrency).
 """
@@ -20,7 +22,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-PATCHES = ("queue-1", "queue-4", "budget-<N>k", "asks-<N>", "guess-none", "start-all")
+PATCHES = (
+    "queue-1",
+    "queue-4",
+    "budget-<N>k",
+    "asks-<N>",
+    "guess-none",
+    "start-all",
+    "lull-none",
+)
 _BUDGET = re.compile(r"budget-([0-9]+)k")
 _ASKS = re.compile(r"asks-([0-9]+)")
 
@@ -43,6 +53,8 @@ def install(names: Sequence[str]) -> None:
             fetcher.PAGE_QUEUE_DEPTH = depth
     if "guess-none" in names:
         fetcher.GUESS_AHEAD = False
+    if "lull-none" in names:
+        fetcher.LULL = False
     if "start-all" in names:
         starts.LEAST = 10_000  # capped at the concurrency by Starts
     for name in names:

@@ -184,3 +184,37 @@ def install_client(name: str) -> None:
 
     client.post = traced  # type: ignore[assignment]
     client.DailyDataClient.fetch_page = traced_fetch  # type: ignore[method-assign]
+    _sample_limiter(where / f"{name}-limiter.json")
+
+
+LIMITER_TICK = 0.01  # seconds between looks at the limiter
+
+
+def _sample_limiter(path: Path) -> None:
+    """Every LIMITER_TICK while the run's limiter is in use: how many requests wait in it, and
+    whether it would let one go at once (a slot going unused if none waits)."""
+    import asyncio
+
+    from sync.api import limiter
+
+    samples: list[tuple[float, int, bool]] = []
+    atexit.register(lambda: path.write_text(json.dumps(samples)))
+    acquire = limiter.RequestLimiter.acquire
+    watching: set[int] = set()
+
+    async def watch(lim: Any) -> None:
+        while True:
+            now = time.monotonic()
+            free = lim.wait(lim._clock()) <= 0 and lim._pace.has_capacity()
+            samples.append((now, lim._asking, free))
+            await asyncio.sleep(LIMITER_TICK)
+
+    async def traced_acquire(self: Any) -> Any:
+        if id(self) not in watching:
+            watching.add(id(self))
+            task = asyncio.create_task(watch(self))
+            task.add_done_callback(lambda _: None)
+            self._bench_watch = task  # kept alive with the limiter
+        return await acquire(self)
+
+    limiter.RequestLimiter.acquire = traced_acquire  # type: ignore[method-assign]

@@ -151,3 +151,24 @@ def test_a_request_that_never_left_counts_from_when_it_failed() -> None:
     limiter.done(lost)
     assert lost.left and lost.at == 0.5
     assert limiter.wait(2.0) == 0.0
+
+
+async def test_a_lull_lets_a_request_due_soon_go_first() -> None:
+    """CPU-bound work waits (`lull`) while a request waiting in the limiter is due within the
+    span, and not otherwise: it would hold the event loop past the request's turn."""
+    limiter = RequestLimiter(10.0)
+    now = time.monotonic()
+    limiter.sent(now - 0.97)  # the next may go in ~0.06 s ...
+    for _ in range(9):
+        limiter.sent(now)  # ... and the one after it only in ~1 s
+    await asyncio.wait_for(limiter.lull(0.05), 0.01)  # nobody waits: no lull
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    await limiter.lull(0.1)  # due in ~0.06 s: after it went
+    assert waiting.done() and limiter.acquired == 11
+    limiter.done(waiting.result())
+    later = asyncio.create_task(limiter.acquire())  # due ~1 s from now: no lull
+    await asyncio.sleep(0)
+    await asyncio.wait_for(limiter.lull(0.1), 0.01)
+    assert not later.done()
+    later.cancel()

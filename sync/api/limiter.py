@@ -114,6 +114,18 @@ class RequestLimiter:
         """Whether a request could go now and none is waiting: a slot that would go unused."""
         return not self._asking and self.wait(self._clock()) <= 0 and self._pace.has_capacity()
 
+    async def lull(self, span: float = 0.05) -> None:
+        """Return once no request is due to go within `span` seconds (waiting at most that
+        long): CPU-bound work begun now would hold the event loop past its turn, and a request
+        that goes late makes the 10th after it late too, a slot lost for good."""
+        deadline = self._clock() + span
+        while self._asking:
+            now = self._clock()
+            due = self.wait(now)
+            if due > span or now >= deadline:
+                return
+            await asyncio.sleep(min(due, deadline - now) + 0.001)
+
     async def acquire(self) -> Slot:
         """Wait for a place in the window; the request should then go at once, and its HTTP
         layer call `went` on the slot when its bytes leave (`done` when it is over)."""

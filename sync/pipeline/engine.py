@@ -133,6 +133,7 @@ class SyncRun:
                 Starts(self.settings.qps, self.options.concurrency),
                 ready=self._gate.check,
                 spare=limiter.idle,
+                lull=limiter.lull,
             )
             caller = ApiCaller(
                 session, limiter, tokens, policy=self.options.retry, stats=self.calls
