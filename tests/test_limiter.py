@@ -172,3 +172,27 @@ async def test_a_lull_lets_a_request_due_soon_go_first() -> None:
     await asyncio.wait_for(limiter.lull(0.1), 0.01)
     assert not later.done()
     later.cancel()
+
+
+async def test_a_spare_slot_never_goes_before_a_waiting_request() -> None:
+    """`spare` (a guess's wait) returns only for a slot nobody waiting in `acquire` takes."""
+    limiter = RequestLimiter(10.0)
+    await asyncio.wait_for(limiter.spare(), 0.01)  # nothing waits and the window is empty
+    now = time.monotonic()
+    for _ in range(10):
+        limiter.sent(now - 0.95)  # the next may go in ~0.08 s
+    order: list[str] = []
+
+    async def needed() -> None:
+        limiter.done(await limiter.acquire())
+        order.append("needed")
+
+    async def guess() -> None:
+        await limiter.spare()
+        order.append("guess")
+
+    tasks = [asyncio.create_task(needed())]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(guess()))
+    await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+    assert order == ["needed", "guess"]

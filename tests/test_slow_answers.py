@@ -96,7 +96,7 @@ class _Fetching:
             RowBudget(budget_rows),
             FirstPageGuess(PAGE),
             Starts(10.0, 32),
-            spare=limiter.idle if guess else None,
+            spare=limiter.spare if guess else None,
         )
         self.query = PageQuery(page_size=PAGE)
 

@@ -38,6 +38,7 @@ from aiolimiter import AsyncLimiter
 MARGIN = 0.03  # seconds added to each window: 30 ms of jitter between our clock and the server's
 SLOWDOWN = 0.7  # factor applied to the rate after a throttled answer
 RECOVERY_SECONDS = 10.0  # how long the slower rate lasts
+SPARE_RECHECK = 0.02  # seconds between looks for a slot that would go unused
 
 
 class Slot:
@@ -85,6 +86,7 @@ class RequestLimiter:
         # Capacity 2 at the window's mean rate: smooth, yet one late wake-up is made up at once.
         self._pace = AsyncLimiter(2, 2 * self._full_window / self.count)
         self._asking = 0  # callers inside acquire()
+        self._spare_turn = asyncio.Lock()  # callers of `spare`, one looking at a time
         self.acquired = 0
 
     @property
@@ -113,6 +115,16 @@ class RequestLimiter:
     def idle(self) -> bool:
         """Whether a request could go now and none is waiting: a slot that would go unused."""
         return not self._asking and self.wait(self._clock()) <= 0 and self._pace.has_capacity()
+
+    async def spare(self) -> None:
+        """Wait for a slot that would go unused (`idle`), then `acquire` at once (without
+        awaiting anything before it, or others may take the same slot). Callers take their turn
+        in arrival order; only the first looks, every SPARE_RECHECK at most."""
+        async with self._spare_turn:
+            while not self.idle():
+                # Not an event to wait on: a slot comes free with time, not with a call.
+                delay = max(self.wait(self._clock()), SPARE_RECHECK)
+                await asyncio.sleep(delay)
 
     async def lull(self, span: float = 0.05) -> None:
         """Return once no request is due to go within `span` seconds (waiting at most that

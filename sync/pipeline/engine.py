@@ -132,7 +132,7 @@ class SyncRun:
                 FirstPageGuess(self.options.page_size),
                 Starts(self.settings.qps, self.options.concurrency),
                 ready=self._gate.check,
-                spare=limiter.idle,
+                spare=limiter.spare,
                 lull=limiter.lull,
             )
             caller = ApiCaller(

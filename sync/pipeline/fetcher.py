@@ -34,7 +34,6 @@ LULL = True  # CPU-bound work on a page waits for a request due to go (see PageF
 # Seconds: answers faster than this leave no latency worth guessing for, and keep requests and
 # CPU work in step by themselves (each answer's work is done before the next request is due).
 SLOW_ANSWERS = 0.25
-SPARE_RECHECK = 0.02  # seconds between a waiting guess's looks for spare rate budget
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,9 +57,9 @@ class PageFlow:
     # Awaited right before each request; it raises to stop the partition (the engine's database
     # gate, so that no call goes out while nothing can be written).
     ready: Callable[[], Awaitable[None]] | None = None
-    # Whether the rate budget would otherwise go unused now (the limiter's `idle`); None: never
-    # ask for a page before it is known to be needed.
-    spare: Callable[[], bool] | None = None
+    # Returns when a request may go in a slot that would otherwise go unused (the limiter's
+    # `spare`); None: never ask for a page before it is known to be needed.
+    spare: Callable[[], Awaitable[None]] | None = None
     # Awaited before CPU-bound work on a page (decoding it, handing it to the writer): the
     # limiter's `lull`, so that a request due to go is not held up behind it.
     lull: Callable[[], Awaitable[None]] | None = None
@@ -146,6 +145,32 @@ async def _lull(flow: PageFlow) -> None:
         await flow.lull()
 
 
+async def _spare_or_needed(flow: PageFlow, needed: asyncio.Event) -> None:
+    """Return when the page is needed or the rate budget has a slot that would go unused.
+
+    The wait for a slot runs in this task, so that the request is in the limiter before anyone
+    else looks for the same slot; the page becoming needed interrupts it.
+    """
+    if needed.is_set() or flow.spare is None:
+        await needed.wait()
+        return
+    watcher: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(None) as deadline:
+            watcher = asyncio.create_task(_expire_when(needed, deadline))
+            await flow.spare()
+    except TimeoutError:
+        pass  # needed now: it goes as any other request
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _expire_when(event: asyncio.Event, deadline: asyncio.Timeout) -> None:
+    await event.wait()
+    deadline.reschedule(asyncio.get_running_loop().time())
+
+
 Fetched = tuple[Page, int, _PageLease]
 
 
@@ -212,11 +237,8 @@ async def partition_pages(
             try:
                 if flow.ready is not None:
                     await flow.ready()
-                # Last before the request: nothing between this look and the limiter waits.
-                while not needed.is_set() and not (flow.spare is not None and flow.spare()):
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(SPARE_RECHECK):
-                            await needed.wait()
+                # Last before the request: nothing between a spare slot and the limiter waits.
+                await _spare_or_needed(flow, needed)
                 page, sent = await client.fetch_page(
                     request, on_sent=reserved.sent, before_body=reserved.take
                 )
