@@ -4,8 +4,10 @@ The platform counts requests in any sliding second and refuses the 11th. The lim
 that rule itself: a request goes only when the 10th request before it left at least a second
 ago, plus a margin for the timing jitter between our clock and the server's. Unlike a leaky
 bucket of capacity 1 (which must run below the limit and loses every moment the event loop is
-late to wake it), the window ties each request only to the 10th before it, so a busy process
-still uses the whole budget. aiolimiter paces requests on top of it, a leaky bucket at the
+late to wake it), the window ties each request only to the 10th before it, so a late wake-up
+is not lost twice. (It is not made up either: the 10th request after a late one is as late.
+Hence `lull`, which CPU-bound work may await so as not to hold up a request due to go.)
+aiolimiter paces requests on top of it, a leaky bucket at the
 window's mean rate with room for two: requests stay evenly spread (the start of a run is no
 burst of ten), and a request that went late is followed at once by the next.
 
@@ -21,6 +23,9 @@ has worked through the steps queued before it (decoding, mapping and COPY-encodi
 their turn, and every throttled answer the sandbox gave was an 11th request within a second of
 departures, while our turns were all >= 1.030 s apart. Until it has left, a request counts as
 leaving now: it cannot reach the platform any earlier, and the next may wait for it.
+
+`spare` is for requests that may or may not be needed (the next page of a window, asked for
+before the page before it came back): it returns only for a slot no waiting request takes.
 
 A rate is whole requests a second, the platform's unit (`--qps 9.5` sends 9), or one request
 per 1/qps seconds below 1. On a throttled answer the window stretches for a while.

@@ -23,7 +23,10 @@ in arrival order: with 0.5-3 s answers, serving older partitions first there mad
 windows start their chains of pages late, 16.6-17.9 s against 13.6 s for a 1 M-row backfill.)
 
 A lease never waits for more than the whole budget, and a page larger than its lease overdraws
-instead of waiting: a page in hand is never blocked, so the budget cannot deadlock.
+instead of waiting: a page in hand is never blocked, so the budget cannot deadlock. (An answer to
+a page asked for early leases only once the page before it came back full, or pages waiting for
+their predecessors could hold the whole budget: see `sync.pipeline.fetcher`.) How many
+partitions are under way at once is `sync.pipeline.starts`' business.
 """
 
 from __future__ import annotations
