@@ -8,6 +8,7 @@ running *their* code between two awaits counts, not that of the tasks that run m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import time
@@ -26,6 +27,10 @@ class Probe:
     cpu: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     request_starts: list[float] = dataclasses.field(default_factory=list)
     request_ends: list[float] = dataclasses.field(default_factory=list)
+    # When each request's bytes left, as its limiter slot says once the request is over.
+    departures: list[float] = dataclasses.field(default_factory=list)
+    # Starts of the requests dropped before their answer was read (guesses past a window's end).
+    dropped: list[float] = dataclasses.field(default_factory=list)
     in_flight_at_start: list[int] = dataclasses.field(default_factory=list)
     partition_starts: list[float] = dataclasses.field(default_factory=list)
     in_flight: int = 0
@@ -68,14 +73,21 @@ class Probe:
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> T:
-            self.request_starts.append(time.monotonic())
+            started = time.monotonic()
+            self.request_starts.append(started)
             self.in_flight_at_start.append(self.in_flight)
             self.in_flight += 1
+            slot = getattr(kwargs.get("on_sent"), "__self__", None)  # `Slot.went`, bound
             try:
                 return await fn(*args, **kwargs)
+            except asyncio.CancelledError:
+                self.dropped.append(started)
+                raise
             finally:
                 self.in_flight -= 1
                 self.request_ends.append(time.monotonic())
+                if getattr(slot, "left", False):
+                    self.departures.append(slot.at)
 
         return wrapper
 

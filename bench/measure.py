@@ -98,20 +98,23 @@ NO_TIMELINE: dict[str, Any] = {
     "head_s": 0.0,
     "tail_s": 0.0,
     "last_send_s": 0.0,
+    "dropped": 0,
 }
 
 
 def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str, Any]:
     """Requests in flight; the QPS use in the steady part (from the first answer until the last
-    request was sent: before it, nothing but first pages can be asked; after it, the run only
-    waits for the last answers and merges); the time before the first request (head), after the
+    request whose answer was read: before it, nothing but first pages can be asked; after it,
+    the run only waits for the last answers and merges, and what it still sends are guesses
+    past windows' ends, dropped unread); the time before the first request (head), after that
     last request (last_send_s: the last answers' latency) and after the last answer (tail: the
     last merges)."""
     starts = probe.request_starts
     if not starts:
         return dict(NO_TIMELINE)
     begin = min(probe.request_ends) if probe.request_ends else starts[0]
-    end = starts[-1]
+    dropped = set(probe.dropped)
+    end = max((t for t in starts if t not in dropped), default=starts[-1])
     span = end - begin
     inside = [i for i, t in enumerate(starts) if begin <= t <= end]
     flying = [probe.in_flight_at_start[i] + 1 for i in inside] or [1]
@@ -121,14 +124,18 @@ def timeline(probe: Probe, qps: float, started: float, ended: float) -> dict[str
         "util_steady": len(inside) / (span * qps) if span >= 2.0 else None,
         "steady_s": max(span, 0.0),
         "starts_per_s": _per_second(starts, starts[0]),
-        # The shortest span holding 11 request starts: the platform refuses an 11th in 1 s.
-        "min_span_of_11": min(
-            (b - a for a, b in zip(starts, starts[10:], strict=False)), default=None
-        ),
+        # The shortest span holding 11 departures: the platform refuses an 11th in 1 s.
+        "min_span_of_11": _min_span(sorted(probe.departures), 11),
         "head_s": starts[0] - started,
         "tail_s": ended - max(probe.request_ends, default=ended),
-        "last_send_s": ended - starts[-1],
+        "last_send_s": ended - end,
+        "dropped": len(probe.dropped),
     }
+
+
+def _min_span(times: list[float], n: int) -> float | None:
+    """The shortest span holding `n` of the sorted `times` (None: fewer)."""
+    return min((b - a for a, b in zip(times, times[n - 1 :], strict=False)), default=None)
 
 
 def _per_second(times: list[float], origin: float) -> list[int]:

@@ -14,6 +14,7 @@ import signal
 import sys
 from dataclasses import replace
 
+from bench.trace import install_sandbox
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.sandbox.config import parse_latency
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(config: SandboxConfig, warm_days: int) -> int:
+    trace = install_sandbox()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -38,7 +40,10 @@ async def _serve(config: SandboxConfig, warm_days: int) -> int:
             server.warm(server.sandbox.recent_dates(warm_days))
         sys.stdout.write(json.dumps(server.info()) + "\n")
         sys.stdout.flush()
+        watch = asyncio.create_task(trace.watch_loop()) if trace else None
         await stop.wait()
+        if watch is not None:
+            watch.cancel()
     return 0
 
 

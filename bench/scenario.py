@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench import experiments
+from bench import experiments, trace
 from bench.instrument import Probe, install
 from bench.measure import ScenarioSpec, Snapshot, timeline
 from sync.db.database import create_engine
@@ -43,6 +43,7 @@ async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
     experiments.install(spec.patches)
     probe = Probe()
     install(probe)
+    trace.install_client(spec.name)
     db = create_engine(spec.database_url, pool_size=spec.concurrency + 2)
     options = RunOptions(
         kind=spec.kind,

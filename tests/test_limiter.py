@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
+import random
 import time
 
 import pytest
 
-from sync.api.limiter import MARGIN, RECOVERY_SECONDS, RequestLimiter
+from sync.api.limiter import MARGIN, RECOVERY_SECONDS, RequestLimiter, Slot
 
 
 def drive(
@@ -79,8 +81,9 @@ async def test_acquire_keeps_the_window_on_the_real_clock() -> None:
     sent: list[float] = []
 
     async def one() -> None:
-        await limiter.acquire()
+        slot = await limiter.acquire()
         sent.append(time.monotonic())
+        slot.went(sent[-1])
 
     await asyncio.gather(*(one() for _ in range(60)))
     assert most_in_any_second(sorted(sent)) <= 50
@@ -99,3 +102,97 @@ def test_a_request_whose_headers_left_late_counts_from_then() -> None:
     # Newest ten now: 0.2 .. 0.9, 0.95 and 1.13; counting only the last ten allowed (dropping
     # the late one) would let the next go at once, an 11th inside one second.
     assert limiter.wait(0.1 + window) == pytest.approx(0.1)
+
+
+def test_a_request_that_has_not_left_counts_as_leaving_now() -> None:
+    """A request allowed but not yet written (its HTTP task waits for the busy event loop)
+    counts as leaving now, not at its turn: the next waits for the 10th before it that has."""
+    limiter = RequestLimiter(10.0)
+    window = 1.0 + MARGIN
+    limiter.sent(0.0, left=False)
+    for i in range(1, 10):
+        limiter.sent(i / 10)
+    # Counted at its turn (0.0), the next could go at `window`, and then eleven would be within
+    # a second of it leaving late; as it may leave any moment, the one at 0.1 decides.
+    assert limiter.wait(window) == pytest.approx(0.1)
+
+
+def test_late_departures_never_make_eleven_in_a_second() -> None:
+    """Requests whose bytes leave up to 1.5 s after their turn, at random: counted where they
+    really left, no second ever holds more than 10 of them."""
+    rng = random.Random(12)
+    limiter = RequestLimiter(10.0)
+    now, departures = 0.0, []
+    on_the_way: list[tuple[float, int, Slot]] = []  # (when it will leave, order, slot)
+    for n in range(400):
+        while (delay := limiter.wait(now)) > 0:
+            if on_the_way and on_the_way[0][0] <= now + delay:
+                leave, _, slot = heapq.heappop(on_the_way)  # it leaves before our turn: look again
+                slot.went(leave)
+                departures.append(leave)
+                now = max(now, leave)
+            else:
+                now += delay
+        late = rng.choice([0.0, 0.0, 0.0, rng.uniform(0, 0.3), rng.uniform(0, 1.5)])
+        heapq.heappush(on_the_way, (now + late, n, limiter.sent(now, left=False)))
+    departures += [leave for leave, _, _ in on_the_way]
+    assert most_in_any_second(sorted(departures)) <= 10
+
+
+def test_a_request_that_never_left_counts_from_when_it_failed() -> None:
+    """A request that failed before its bytes left (no connection) stops holding the window
+    once it is over: it counts from then."""
+    clock = [0.0]
+    limiter = RequestLimiter(10.0, clock=lambda: clock[0])
+    lost = limiter.sent(0.0, left=False)
+    for i in range(1, 10):
+        limiter.sent(i / 10)
+    clock[0] = 0.5
+    limiter.done(lost)
+    assert lost.left and lost.at == 0.5
+    assert limiter.wait(2.0) == 0.0
+
+
+async def test_a_lull_lets_a_request_due_soon_go_first() -> None:
+    """CPU-bound work waits (`lull`) while a request waiting in the limiter is due within the
+    span, and not otherwise: it would hold the event loop past the request's turn."""
+    limiter = RequestLimiter(10.0)
+    now = time.monotonic()
+    limiter.sent(now - 0.97)  # the next may go in ~0.06 s ...
+    for _ in range(9):
+        limiter.sent(now)  # ... and the one after it only in ~1 s
+    await asyncio.wait_for(limiter.lull(0.05), 0.01)  # nobody waits: no lull
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    await limiter.lull(0.1)  # due in ~0.06 s: after it went
+    assert waiting.done() and limiter.acquired == 11
+    limiter.done(waiting.result())
+    later = asyncio.create_task(limiter.acquire())  # due ~1 s from now: no lull
+    await asyncio.sleep(0)
+    await asyncio.wait_for(limiter.lull(0.1), 0.01)
+    assert not later.done()
+    later.cancel()
+
+
+async def test_a_spare_slot_never_goes_before_a_waiting_request() -> None:
+    """`spare` (a guess's wait) returns only for a slot nobody waiting in `acquire` takes."""
+    limiter = RequestLimiter(10.0)
+    await asyncio.wait_for(limiter.spare(), 0.01)  # nothing waits and the window is empty
+    now = time.monotonic()
+    for _ in range(10):
+        limiter.sent(now - 0.95)  # the next may go in ~0.08 s
+    order: list[str] = []
+
+    async def needed() -> None:
+        limiter.done(await limiter.acquire())
+        order.append("needed")
+
+    async def guess() -> None:
+        await limiter.spare()
+        order.append("guess")
+
+    tasks = [asyncio.create_task(needed())]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(guess()))
+    await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+    assert order == ["needed", "guess"]

@@ -30,6 +30,7 @@ from sync.api.tokens import ClientTokenProvider
 from sync.errors import TransportError
 from sync.pipeline.budget import FirstPageGuess, RowBudget
 from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
+from sync.pipeline.starts import Starts
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret
 from tests.helpers import (
@@ -78,15 +79,26 @@ class _Fetching:
     """The fetch side of one run, built by hand: a client, a budget, and its pages."""
 
     def __init__(
-        self, sandbox: SandboxServer, session: aiohttp.ClientSession, budget_rows: int
+        self,
+        sandbox: SandboxServer,
+        session: aiohttp.ClientSession,
+        budget_rows: int,
+        *,
+        guess: bool = False,
     ) -> None:
         cfg = sandbox.config
         tokens = ClientTokenProvider(
             session, sandbox.base_url, cfg.client_key, Secret(cfg.client_secret)
         )
-        caller = ApiCaller(session, RequestLimiter(10.0), tokens)
+        limiter = RequestLimiter(10.0)
+        caller = ApiCaller(session, limiter, tokens)
         self.client = DailyDataClient(caller, sandbox.base_url)
-        self.flow = PageFlow(RowBudget(budget_rows), FirstPageGuess(PAGE))
+        self.flow = PageFlow(
+            RowBudget(budget_rows),
+            FirstPageGuess(PAGE),
+            Starts(10.0, 32),
+            spare=limiter.spare if guess else None,
+        )
         self.query = PageQuery(page_size=PAGE)
 
     def pages(
@@ -157,6 +169,59 @@ async def test_many_requests_outstanding_under_a_small_budget_make_progress(cloc
             assert rows == len(truth)
         assert budget.peak <= PAGE and budget.used == 0
         assert sandbox.stats()["in_flight_peak"] > 2
+
+
+async def test_guessed_pages_under_a_budget_of_one_page_all_arrive(clock: Clock) -> None:
+    """Next pages asked for before the page before them came back (slow answers, spare rate):
+    a guess's answer waits unread until its page is needed, so under a budget of one page no
+    partition waits on rows held by a page that waits for its own predecessor; every page
+    arrives, the budget holds, and calls past a window's end change nothing."""
+    config = SandboxConfig(
+        seed=13, videos=1_200, tasks=6, creators=40, faults=slow(0.3, 0.6), clock=clock
+    )
+    async with SandboxServer(config) as sandbox, new_session(Timeouts()) as session:
+        fetching = _Fetching(sandbox, session, PAGE, guess=True)
+        budget = fetching.flow.budget
+        partitions = _partitions(clock, 3)[:4]  # ~8 requests a second: the rate budget is spare
+        pages = 0
+
+        async def drain(place: int, partition: planner.Partition) -> int:
+            nonlocal pages
+            rows = 0
+            async for page in fetching.pages(partition, place, []):
+                rows += len(page.items)
+                pages += 1
+                await asyncio.sleep(0.05)  # the writer's turn
+            return rows
+
+        fetched = await asyncio.wait_for(
+            asyncio.gather(*(drain(i, p) for i, p in enumerate(partitions))), 60
+        )
+        start = planner.earliest_start(clock())
+        for partition, rows in zip(partitions, fetched, strict=True):
+            truth = sandbox.truth(
+                partition.billing_date, max(start, partition.window.start), partition.window.end
+            )
+            assert rows == len(truth)
+        assert budget.peak <= PAGE and budget.used == 0
+        assert sandbox.stats()["endpoints"]["daily_data"]["calls"] > pages  # guesses went
+        assert_no_rule_breaks(sandbox)
+
+
+async def test_one_partition_at_a_time_asks_for_its_next_page_early(
+    slow_sandbox: SandboxServer, database_url: str, engine: AsyncEngine, clock: Clock
+) -> None:
+    """With one partition under way and slow answers the rate budget is spare, so the page after
+    a full one is asked for before its answer: two requests at once, and the guess past a
+    window's last page is a wasted call that changes nothing in the table."""
+    dates = clock.recent_dates(1)
+    now = clock()
+    settings = sandbox_settings(slow_sandbox, database_url)
+    result = await run_sync(settings, dates, now=now, page_size=PAGE, concurrency=1)
+    assert result.status == "succeeded", result.failed
+    assert slow_sandbox.stats()["in_flight_peak"] >= 2
+    await assert_table_is_truth(engine, slow_sandbox, dates, now)
+    assert_no_rule_breaks(slow_sandbox)
 
 
 def _page_request(partition: planner.Partition) -> bytes:

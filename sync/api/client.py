@@ -81,10 +81,12 @@ class ApiCaller:
         build: Callable[[str], tuple[bytes, dict[str, str]]],
         parse: Callable[[bytes], T],
         *,
+        on_sent: Callable[[], None] | None = None,
         before_body: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[T, int]:
-        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes;
-        `before_body()` is awaited before an answer's body is read (see `http.post`).
+        """`build(token)` gives body and headers; `parse(body)` raises ApiError for error codes.
+        `on_sent()` is called each time the limiter lets the request go; `before_body()` is
+        awaited before an answer's body is read (see `http.post`).
 
         Returns the parsed answer and the number of requests it took.
         """
@@ -97,17 +99,22 @@ class ApiCaller:
                 token = await self.tokens.get()
                 body, headers = build(token)
                 slot = await self.limiter.acquire()
+                if on_sent is not None:
+                    on_sent()
                 self.stats.api_calls += 1
                 sent += 1
-                resp = await post(
-                    self.session,
-                    url,
-                    body,
-                    endpoint=endpoint,
-                    headers=headers,
-                    on_sent=slot.went,
-                    before_body=before_body,
-                )
+                try:
+                    resp = await post(
+                        self.session,
+                        url,
+                        body,
+                        endpoint=endpoint,
+                        headers=headers,
+                        on_sent=slot.went,
+                        before_body=before_body,
+                    )
+                finally:
+                    self.limiter.done(slot)
                 self.stats.bytes_received += len(resp.body)
                 return parse(resp.body), sent
             except ApiError as exc:
@@ -200,6 +207,11 @@ class DailyDataClient:
         """The requests this client made, over its whole life."""
         return self._caller.stats
 
+    @property
+    def limiter(self) -> RequestLimiter:
+        """The app's request-rate limiter, which every request of this client goes through."""
+        return self._caller.limiter
+
     async def check_token(self) -> None:
         """Get a token now: refused credentials raise CredentialsError before any work starts."""
         await self._caller.tokens.get()
@@ -208,10 +220,11 @@ class DailyDataClient:
         self,
         request: PageRequest,
         *,
+        on_sent: Callable[[], None] | None = None,
         before_body: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[Page, int]:
-        """One page, and the number of requests it took (retries included); `before_body` is
-        awaited before each answer's body is read."""
+        """One page, and the number of requests it took (retries included); see
+        `ApiCaller.call` for `on_sent` and `before_body`."""
         body = request.body()
 
         def build(token: str) -> tuple[bytes, dict[str, str]]:
@@ -222,5 +235,6 @@ class DailyDataClient:
             self._url,
             build,
             parse_daily_data,
+            on_sent=on_sent,
             before_body=before_body,
         )

@@ -34,11 +34,14 @@ class Response:
     body: bytes
 
 
-async def _headers_sent(
+async def _bytes_sent(
     session: aiohttp.ClientSession,
     context: SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
+    params: aiohttp.TraceRequestChunkSentParams,
 ) -> None:
+    # Fired right before the body (with the headers, coalesced) is handed to the socket, in the
+    # same step. Not `on_request_headers_sent`: that fires when the headers are only buffered,
+    # and the bytes leave in a task of their own, as late as the event loop gets to it.
     on_sent = context.trace_request_ctx
     if on_sent is not None:
         on_sent(time.monotonic())
@@ -46,9 +49,9 @@ async def _headers_sent(
 
 def new_session(timeouts: Timeouts, *, max_connections: int = 32) -> aiohttp.ClientSession:
     """The one session of a run: keep-alive pool, compressed answers accepted, time limits,
-    and the moment each request's headers leave reported to its `post(on_sent=...)`."""
+    and the moment each request's bytes leave reported to its `post(on_sent=...)`."""
     tracing = aiohttp.TraceConfig()
-    tracing.on_request_headers_sent.append(_headers_sent)
+    tracing.on_request_chunk_sent.append(_bytes_sent)
     return aiohttp.ClientSession(
         trace_configs=[tracing],
         timeout=aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect),
@@ -70,8 +73,9 @@ async def post(
 ) -> Response:
     """POST a JSON body; HTTP 5xx, timeouts, resets and cut-off bodies raise TransportError.
 
-    `on_sent(monotonic_time)` is called when the request's headers were written (sessions of
-    `new_session`): the rate limit counts requests when they arrive, not when they were allowed.
+    `on_sent(monotonic_time)` is called when the request's bytes are handed to the socket
+    (sessions of `new_session`; a request with an empty body never reports it): the rate limit
+    counts requests when they arrive, not when they were allowed.
     `before_body()` is awaited once a 200 answer's headers are in and before its body is read:
     the caller may wait there for room in memory while the unread body stays in the socket
     (aiohttp stops reading past ~128 KiB and TCP holds the sender back).

@@ -23,7 +23,10 @@ in arrival order: with 0.5-3 s answers, serving older partitions first there mad
 windows start their chains of pages late, 16.6-17.9 s against 13.6 s for a 1 M-row backfill.)
 
 A lease never waits for more than the whole budget, and a page larger than its lease overdraws
-instead of waiting: a page in hand is never blocked, so the budget cannot deadlock.
+instead of waiting: a page in hand is never blocked, so the budget cannot deadlock. (An answer to
+a page asked for early leases only once the page before it came back full, or pages waiting for
+their predecessors could hold the whole budget: see `sync.pipeline.fetcher`.) How many
+partitions are under way at once is `sync.pipeline.starts`' business.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import collections
 import heapq
 import itertools
 from collections.abc import Callable
+
+WAITING_BODIES = 8  # see the module docstring
 
 
 class Lease:
@@ -60,13 +65,14 @@ class Lease:
 class RowBudget:
     """At most `limit` rows leased at once (overdrafts aside); see the module docstring."""
 
-    def __init__(self, limit: int, *, waiting_bodies: int = 8) -> None:
+    def __init__(self, limit: int, *, waiting_bodies: int | None = None) -> None:
         if limit < 1:
             raise ValueError(f"the row budget must be at least 1, got {limit}")
         self.limit = limit
         self.used = 0
         self.peak = 0
-        self.waiting_bodies = waiting_bodies  # asks pause while this many leases wait
+        # Asks pause while this many leases wait.
+        self.waiting_bodies = WAITING_BODIES if waiting_bodies is None else waiting_bodies
         self._order = itertools.count()
         self._waiting: list[tuple[int, int, Callable[[], int], asyncio.Future[int]]] = []
         self._asks: list[tuple[int, int, asyncio.Future[None]]] = []

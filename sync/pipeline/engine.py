@@ -48,6 +48,7 @@ from sync.pipeline.partition import PartitionWork
 from sync.pipeline.progress import Progress
 from sync.pipeline.run_lock import RunLock
 from sync.pipeline.runs import FailedPartition, RunOptions, RunResult
+from sync.pipeline.starts import Starts
 from sync.planner import Partition, Plan
 from sync.settings import Settings
 
@@ -230,6 +231,7 @@ class SyncRun:
         for item in enumerate(todo):
             queue.put_nowait(item)
         options = self.options
+        limiter = self.api.limiter  # the client's: early asks go only in its spare slots
         work = PartitionWork(
             self.db,
             self.api,
@@ -240,7 +242,10 @@ class SyncRun:
             PageFlow(
                 RowBudget(max(options.buffer_rows, options.page_size)),
                 FirstPageGuess(options.page_size),
+                Starts(limiter.qps, options.concurrency),
                 ready=self._gate.check,
+                spare=limiter.spare,
+                lull=limiter.lull,
             ),
             self._gate,
             self.run_id,
