@@ -15,27 +15,47 @@ from sqlalchemy import text
 from bench import experiments, trace
 from bench.instrument import Probe, install
 from bench.measure import ScenarioSpec, Snapshot, timeline
+from sync import planner
 from sync.db.database import create_engine
 from sync.pipeline import runs
 from sync.pipeline.engine import run_app
 from sync.pipeline.runs import RunOptions
 
 
-async def _partitions(url: str, run_id: int) -> list[dict[str, int]]:
-    """Rows, pages and calls of each partition the run finished, from the ledger."""
+async def _partitions(url: str, run_id: int, plan: planner.Plan) -> list[dict[str, int]]:
+    """Rows, pages and calls of each partition the run finished, from the ledger, in the plan's
+    order, with each one's rank in the order they finished (`finished`, 0 first)."""
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
             result = await conn.execute(
                 text(
-                    "SELECT rows_fetched, pages, api_calls FROM sync_partitions "
-                    "WHERE run_id = :run AND status = 'done' ORDER BY id"
+                    "SELECT billing_date, window_start, rows_fetched, pages, api_calls "
+                    "FROM sync_partitions WHERE run_id = :run AND status = 'done' "
+                    "ORDER BY finished_at, id"
                 ),
                 {"run": run_id},
             )
-            return [{"rows": r, "pages": p, "calls": c} for r, p, c in result]
+            done = {
+                (day, int(start.timestamp())): {"rows": r, "pages": p, "calls": c, "finished": i}
+                for i, (day, start, r, p, c) in enumerate(result)
+            }
     finally:
         await engine.dispose()
+    keys = [(p.billing_date, p.window.start) for p in plan.partitions]
+    return [done[k] for k in keys if k in done]
+
+
+def finish_order(partitions: list[dict[str, int]]) -> float | None:
+    """Spearman's rank correlation of the plan's order and the order partitions finished in:
+    1.0 when they finish in the plan's order (a killed run then loses little)."""
+    n = len(partitions)
+    if n < 2:
+        return None
+    ranks = sorted(range(n), key=lambda i: partitions[i]["finished"])
+    finished_at = {place: rank for rank, place in enumerate(ranks)}
+    d2 = sum((place - finished_at[place]) ** 2 for place in range(n))
+    return 1 - 6 * d2 / (n * (n * n - 1))
 
 
 async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
@@ -70,7 +90,8 @@ async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
         "requests": c.api_calls,
         "throttled": c.throttled,
         "retries": c.retries,
-        "partitions": await _partitions(spec.database_url, result.run_id),
+        "partitions": (parts := await _partitions(spec.database_url, result.run_id, spec.plan())),
+        "finish_order": finish_order(parts),
         "cpu": after.cpu_since(before),
         "stages": probe.cpu,
         **timeline(probe, spec.qps, before.wall, after.wall),
