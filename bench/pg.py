@@ -161,7 +161,7 @@ def _is_backend(cmdline: str) -> bool:
     return len(words) >= 3 and ("(" in words[2] or words[2] == "[local]")
 
 
-def _counted(cmdline: str, dbname: str) -> bool:
+def counted(cmdline: str, dbname: str) -> bool:
     """Whether a server process works for us: our database's backends and the shared helpers
     (checkpointer, WAL writer...), not the backends of other databases on the same server."""
     words = _words(cmdline)
@@ -185,7 +185,7 @@ def server_cpu(postmaster: int | None, dbname: str) -> dict[int, float]:
     seen: dict[int, float] = {}
     for proc in procs:
         try:
-            if proc.pid != postmaster and not _counted(" ".join(proc.cmdline()), dbname):
+            if proc.pid != postmaster and not counted(" ".join(proc.cmdline()), dbname):
                 continue
             times = proc.cpu_times()
             helper = proc.pid != postmaster and not _is_backend(" ".join(proc.cmdline()))

@@ -94,13 +94,13 @@ def test_targets_compare_with_the_ceiling_and_the_baseline() -> None:
 
 def test_server_processes_counted_for_our_database_only() -> None:
     """Backends of other databases on a shared server do not count; helpers do."""
-    assert pg._counted(
+    assert pg.counted(
         "postgres: 15/main: postgres taskbox_bench 127.0.0.1(5) idle", "taskbox_bench"
     )
-    assert not pg._counted("postgres: 15/main: postgres other 127.0.0.1(5) idle", "taskbox_bench")
-    assert not pg._counted("postgres: postgres other [local] idle", "taskbox_bench")
-    assert pg._counted("postgres: 15/main: checkpointer ", "taskbox_bench")
-    assert pg._counted("postgres: walwriter", "taskbox_bench")
+    assert not pg.counted("postgres: 15/main: postgres other 127.0.0.1(5) idle", "taskbox_bench")
+    assert not pg.counted("postgres: postgres other [local] idle", "taskbox_bench")
+    assert pg.counted("postgres: 15/main: checkpointer ", "taskbox_bench")
+    assert pg.counted("postgres: walwriter", "taskbox_bench")
 
 
 async def test_stepped_timing_counts_only_the_coroutines_own_steps() -> None:
