@@ -26,6 +26,7 @@
         ├── DatabaseConnectError PostgreSQL unreachable or refusing us as a command starts
         │                        (exit 2)
         ├── SchemaBehindError    the schema is older than this version (exit 2)
+        ├── SchemaAheadError     a newer taskbox-sync migrated the schema (exit 2)
         └── RunLockedError       another run holds the app's advisory lock (exit 75)
 
 (api): also an `ApiError`, which is no class of its own but the data every error from the
@@ -189,6 +190,11 @@ class DatabaseConnectError(FatalError):
 
 class SchemaBehindError(FatalError):
     """The database schema is older than this version of taskbox-sync."""
+
+
+class SchemaAheadError(FatalError):
+    """The database schema is at a revision this version does not know: a newer taskbox-sync
+    migrated it. Nothing is changed; the fix is to upgrade taskbox-sync."""
 
 
 class DatabaseError(RetryableError):

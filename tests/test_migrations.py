@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.db.database import check_schema, create_engine, downgrade, head_revision, migrate
 from sync.db.schema import metadata
-from sync.errors import SchemaBehindError
+from sync.errors import SchemaAheadError, SchemaBehindError
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -54,3 +54,19 @@ async def test_check_schema_refuses_unmigrated_database(empty_database_url: str)
 def test_single_head() -> None:
     """The migration history has one head."""
     assert head_revision() == "0001"
+
+
+async def test_a_schema_migrated_by_a_newer_version_is_refused_untouched(
+    engine: AsyncEngine,
+) -> None:
+    """A revision this version does not know (a newer taskbox-sync migrated the database):
+    migrate and check_schema refuse it with SchemaAheadError and change nothing."""
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    with pytest.raises(SchemaAheadError, match=r"f00d.*upgrade taskbox-sync"):
+        await migrate(engine)
+    with pytest.raises(SchemaAheadError, match="does not know"):
+        await check_schema(engine)
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "f00d"
+        assert "video_daily_earnings" in await conn.run_sync(_tables)

@@ -16,6 +16,7 @@ from sync.errors import (
     DatabaseConnectError,
     DatabaseUnavailable,
     RunLockedError,
+    SchemaAheadError,
     SchemaBehindError,
     SettingsError,
     TaskboxError,
@@ -34,6 +35,7 @@ EXIT_STATUSES: Mapping[type[TaskboxError], int] = {
     CredentialsError: EXIT_USAGE,
     DatabaseConnectError: EXIT_USAGE,
     SchemaBehindError: EXIT_USAGE,
+    SchemaAheadError: EXIT_USAGE,
     DatabaseUnavailable: EXIT_UNAVAILABLE,
     RunLockedError: EXIT_LOCKED,
     TaskboxError: EXIT_FAILED,  # work failed or stopped: the line and the summary say why

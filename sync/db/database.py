@@ -26,6 +26,7 @@ from sync.errors import (
     DatabaseConnectError,
     DatabaseError,
     DatabaseUnavailable,
+    SchemaAheadError,
     SchemaBehindError,
     TaskboxError,
 )
@@ -104,10 +105,29 @@ def head_revision() -> str:
     return head
 
 
+def _ahead(current: str | None) -> SchemaAheadError | None:
+    """The error for a schema at a revision this version's migrations do not contain."""
+    if current is None:
+        return None
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except Exception:  # alembic's "can't locate revision"
+        return SchemaAheadError(
+            f"database schema is at {current}, a revision this version of taskbox-sync does not "
+            f"know (its newest is {head_revision()}): a newer taskbox-sync migrated it; "
+            "upgrade taskbox-sync (nothing was changed)"
+        )
+    return None
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Upgrade the schema (alembic upgrade) through the given engine."""
+    """Upgrade the schema (alembic upgrade) through the given engine; SchemaAheadError, and
+    nothing changed, if a newer version migrated it past what this one knows."""
     with _connecting(str(engine.url)):
         async with engine.begin() as conn:
+            ahead = _ahead(await conn.run_sync(_current_revision))
+            if ahead is not None:
+                raise ahead
             await conn.run_sync(_upgrade, alembic_config(), revision)
 
 
@@ -122,6 +142,9 @@ async def check_schema(engine: AsyncEngine) -> None:
         async with engine.connect() as conn:
             current = await conn.run_sync(_current_revision)
     head = head_revision()
+    ahead = _ahead(current)
+    if ahead is not None:
+        raise ahead
     if current != head:
         have = current or "empty"
         raise SchemaBehindError(
