@@ -161,12 +161,7 @@ async def test_many_requests_outstanding_under_a_small_budget_make_progress(cloc
             return rows
 
         fetched = await asyncio.gather(*(drain(i, p) for i, p in enumerate(partitions)))
-        start = planner.earliest_start(clock())
-        for partition, rows in zip(partitions, fetched, strict=True):
-            truth = sandbox.truth(
-                partition.billing_date, max(start, partition.window.start), partition.window.end
-            )
-            assert rows == len(truth)
+        _assert_rows_are_truth(sandbox, partitions, fetched, clock())
         assert budget.peak <= PAGE and budget.used == 0
         assert sandbox.stats()["in_flight_peak"] > 2
 
@@ -197,12 +192,7 @@ async def test_guessed_pages_under_a_budget_of_one_page_all_arrive(clock: Clock)
         fetched = await asyncio.wait_for(
             asyncio.gather(*(drain(i, p) for i, p in enumerate(partitions))), 60
         )
-        start = planner.earliest_start(clock())
-        for partition, rows in zip(partitions, fetched, strict=True):
-            truth = sandbox.truth(
-                partition.billing_date, max(start, partition.window.start), partition.window.end
-            )
-            assert rows == len(truth)
+        _assert_rows_are_truth(sandbox, partitions, fetched, clock())
         assert budget.peak <= PAGE and budget.used == 0
         assert sandbox.stats()["endpoints"]["daily_data"]["calls"] > pages  # guesses went
         assert_no_rule_breaks(sandbox)
@@ -222,6 +212,18 @@ async def test_one_partition_at_a_time_asks_for_its_next_page_early(
     assert slow_sandbox.stats()["in_flight_peak"] >= 2
     await assert_table_is_truth(engine, slow_sandbox, dates, now)
     assert_no_rule_breaks(slow_sandbox)
+
+
+def _assert_rows_are_truth(
+    sandbox: SandboxServer, partitions: list[planner.Partition], fetched: list[int], now: float
+) -> None:
+    """Each partition's fetched row count is what the platform holds in its window."""
+    start = planner.earliest_start(now)
+    for partition, rows in zip(partitions, fetched, strict=True):
+        truth = sandbox.truth(
+            partition.billing_date, max(start, partition.window.start), partition.window.end
+        )
+        assert rows == len(truth)
 
 
 def _page_request(partition: planner.Partition) -> bytes:

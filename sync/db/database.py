@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,14 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.cache
+def _revisions() -> frozenset[str]:
+    """Every revision this version's migrations know (the scripts are read once a process)."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return frozenset(r.revision for r in scripts.walk_revisions())
+
+
+@functools.cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
@@ -107,17 +116,13 @@ def head_revision() -> str:
 
 def _ahead(current: str | None) -> SchemaAheadError | None:
     """The error for a schema at a revision this version's migrations do not contain."""
-    if current is None:
+    if current is None or current in _revisions():
         return None
-    try:
-        ScriptDirectory.from_config(alembic_config()).get_revision(current)
-    except Exception:  # alembic's "can't locate revision"
-        return SchemaAheadError(
-            f"database schema is at {current}, a revision this version of taskbox-sync does not "
-            f"know (its newest is {head_revision()}): a newer taskbox-sync migrated it; "
-            "upgrade taskbox-sync (nothing was changed)"
-        )
-    return None
+    return SchemaAheadError(
+        f"database schema is at {current}, a revision this version of taskbox-sync does not "
+        f"know (its newest is {head_revision()}): a newer taskbox-sync migrated it; "
+        "upgrade taskbox-sync (nothing was changed)"
+    )
 
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
