@@ -119,6 +119,7 @@ class Settings:
     app_id: str | None = None
     app_secret: Secret | None = None
     qps: float = MAX_QPS
+    app: str | None = None  # the app's id in an apps file (`sync.apps`); see `recorded_app`
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     allow_insecure_http: bool = False
 
@@ -171,6 +172,13 @@ class Settings:
                 env_name = "DOUYIN_" + name.upper()
                 changes[name] = _check_base_url(env_name, changes[name], self.allow_insecure_http)
         return dataclasses.replace(self, **changes)
+
+    @property
+    def recorded_app(self) -> str:
+        """The app as the database records it on its rows, runs and locks: the apps file's id;
+        else the client key (which on the platform is the mini-app id); else the mini-app id;
+        else 'access-token' (a token given as is names no app)."""
+        return self.app or self.client_key or self.app_id or "access-token"
 
     @property
     def redacted_database_url(self) -> str | None:

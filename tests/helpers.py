@@ -316,15 +316,15 @@ async def stored_dates(engine: AsyncEngine) -> set[dt.date]:
         return set(result.scalars())
 
 
-async def wait_lock_free(engine: AsyncEngine, app_key: str, limit: float = 15.0) -> float:
+async def wait_lock_free(engine: AsyncEngine, app_id: str, limit: float = 15.0) -> float:
     """Wait until no database session holds the app's run lock (a killed process's session
     ends when PostgreSQL notices the closed socket)."""
 
     async def free() -> bool:
         async with engine.connect() as conn:
-            return not await locks.lock_held_elsewhere(conn, app_key)
+            return not await locks.lock_held_elsewhere(conn, app_id)
 
-    return await wait_until(free, limit=limit, what=f"the run lock of {app_key} to be free")
+    return await wait_until(free, limit=limit, what=f"the run lock of {app_id} to be free")
 
 
 # -- the table against the sandbox's truth ----------------------------------------------------
@@ -332,7 +332,16 @@ async def wait_lock_free(engine: AsyncEngine, app_key: str, limit: float = 15.0)
 _COMPARED = [
     c
     for c in video_daily_earnings.c
-    if c.name not in ("billing_date", "extra", "first_synced_at", "last_synced_at", "last_run_id")
+    if c.name
+    not in (
+        "billing_date",
+        "app_id",
+        "extra",
+        "first_synced_at",
+        "last_synced_at",
+        "answered_at",
+        "last_run_id",
+    )
 ]
 
 
@@ -355,12 +364,15 @@ def _row_as_truth(row: Any) -> dict[str, Any]:
     return doc
 
 
-async def table_rows(engine: AsyncEngine, billing_date: dt.date) -> list[dict[str, Any]]:
-    """The stored rows of a billing date, keyed as the sandbox's truth is."""
+async def table_rows(
+    engine: AsyncEngine, billing_date: dt.date, app_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The stored rows of a billing date (of one app, if given), keyed as the sandbox's truth."""
+    query = select(*_COMPARED).where(video_daily_earnings.c.billing_date == billing_date)
+    if app_id is not None:
+        query = query.where(video_daily_earnings.c.app_id == app_id)
     async with engine.connect() as conn:
-        result = await conn.execute(
-            select(*_COMPARED).where(video_daily_earnings.c.billing_date == billing_date)
-        )
+        result = await conn.execute(query)
         return [_row_as_truth(r) for r in result]
 
 

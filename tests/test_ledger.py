@@ -85,7 +85,7 @@ async def test_run_is_started_and_finished_with_its_counters(engine: AsyncEngine
     async with engine.begin() as conn:
         run_id = await ledger.start_run(conn, "nightly", "app", PARAMS)
         row = await run_row(conn, run_id)
-        assert (row.kind, row.app_key, row.params, row.status) == (
+        assert (row.kind, row.app_id, row.params, row.status) == (
             "nightly",
             "app",
             PARAMS,
@@ -209,14 +209,14 @@ async def test_find_resumable_run(engine: AsyncEngine) -> None:
         assert await ledger.find_resumable_run(conn, "backfill", reordered) == interrupted
         assert await ledger.find_resumable_run(conn, "nightly", PARAMS) is None
         assert await ledger.find_resumable_run(conn, "backfill", PARAMS | {"page_size": 5}) is None
-        assert await ledger.find_resumable_run(conn, "backfill", PARAMS, app_key="b") is None
+        assert await ledger.find_resumable_run(conn, "backfill", PARAMS, app_id="b") is None
         partial = await new_run(conn, "partial")
         assert await ledger.find_resumable_run(conn, "backfill", PARAMS) == partial
         await new_run(conn, "succeeded")
         assert await ledger.find_resumable_run(conn, "backfill", PARAMS) is None
         await new_run(conn, "succeeded", params=PARAMS | {"page_size": 5})
         failed = await new_run(conn, "failed")
-        assert await ledger.find_resumable_run(conn, "backfill", PARAMS, app_key="app") == failed
+        assert await ledger.find_resumable_run(conn, "backfill", PARAMS, app_id="app") == failed
 
 
 async def test_done_windows_of_a_run(engine: AsyncEngine) -> None:

@@ -50,7 +50,7 @@ async def test_a_run_uses_the_client_it_is_handed(
             api,
             RunOptions(kind="backfill", page_size=25, concurrency=4),
             planner.plan(dates, now),
-            app_key="handed-parts",
+            app_id="handed-parts",
         )
         result = await run.execute()
     assert result.status == "succeeded", result.failed
@@ -75,7 +75,7 @@ async def test_refused_credentials_stop_before_anything_is_recorded(
             DailyDataClient(caller, sandbox.base_url),
             RunOptions(kind="backfill"),
             planner.plan(clock.recent_dates(1), clock()),
-            app_key="refused",
+            app_id="refused",
         )
         with pytest.raises(CredentialsError):
             await run.execute()

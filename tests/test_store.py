@@ -16,6 +16,7 @@ from sync.db.schema import RECORD_COLUMNS
 from sync.db.store import MergeCounts, PartitionWriter
 from sync.errors import AppendConflict, DatabaseError
 
+APP = "tt_store_app"
 DAY = dt.date(2024, 5, 1)
 START = 1_714_000_000  # the partition's publish window, inclusive
 END = START + 86_400
@@ -92,7 +93,7 @@ async def merge(
     mirror: bool = True,
 ) -> MergeCounts:
     async with engine.connect() as conn, conn.begin():
-        writer = await PartitionWriter.open(conn)
+        writer = await PartitionWriter.open(conn, APP)
         for page in pages:
             await writer.add_page(page)
         return await writer.merge(
@@ -458,13 +459,13 @@ async def test_rollback_leaves_nothing_and_the_writer_recovers(engine: AsyncEngi
     async with engine.connect() as conn:
         with pytest.raises(RuntimeError, match="abort"):
             async with conn.begin():
-                writer = await PartitionWriter.open(conn)
+                writer = await PartitionWriter.open(conn, APP)
                 await writer.add_page([rec(VIDEO)])
                 await writer.merge(DAY, START, END, run_id=1)
                 raise RuntimeError("abort")
         assert await rows(engine) == {}
         async with conn.begin():
-            writer = await PartitionWriter.open(conn)
+            writer = await PartitionWriter.open(conn, APP)
             await writer.add_page([rec(VIDEO + 1)])
             assert await writer.merge(DAY, START, END, run_id=2) == counts(staged=1, inserted=1)
     assert sorted(await rows(engine)) == [VIDEO + 1]
@@ -475,16 +476,16 @@ async def test_staging_is_empty_in_every_new_transaction(engine: AsyncEngine) ->
     transaction."""
     async with engine.connect() as conn:
         async with conn.begin():
-            writer = await PartitionWriter.open(conn)
+            writer = await PartitionWriter.open(conn, APP)
             await writer.add_page([rec(VIDEO), rec(VIDEO + 1)])
             await writer.merge(DAY, START, END, run_id=1)
         async with conn.begin():
-            writer = await PartitionWriter.open(conn)
+            writer = await PartitionWriter.open(conn, APP)
             await writer.add_page([rec(VIDEO)])
             assert await writer.merge(DAY, START, END, run_id=2) == counts(
                 staged=1, unchanged=1, removed=1
             )
-            writer = await PartitionWriter.open(conn)
+            writer = await PartitionWriter.open(conn, APP)
             await writer.add_page([rec(VIDEO + 2)])
             assert await writer.merge(DAY, START, END, run_id=2, mirror=False) == counts(
                 staged=1, inserted=1
@@ -495,7 +496,7 @@ async def test_staging_is_empty_in_every_new_transaction(engine: AsyncEngine) ->
 async def test_records_of_another_billing_date_are_refused(engine: AsyncEngine) -> None:
     """Merging records of another billing date into a partition is a programming error."""
     async with engine.connect() as conn, conn.begin():
-        writer = await PartitionWriter.open(conn)
+        writer = await PartitionWriter.open(conn, APP)
         await writer.add_page([rec(VIDEO, billing_date=DAY - dt.timedelta(days=1))])
         with pytest.raises(ValueError, match="staged in a partition of 2024-05-01"):
             await writer.merge(DAY, START, END, run_id=1)
@@ -504,7 +505,7 @@ async def test_records_of_another_billing_date_are_refused(engine: AsyncEngine) 
 async def test_a_writer_merges_once(engine: AsyncEngine) -> None:
     """add_page or merge after merge is refused."""
     async with engine.connect() as conn, conn.begin():
-        writer = await PartitionWriter.open(conn)
+        writer = await PartitionWriter.open(conn, APP)
         await writer.merge(DAY, START, END, run_id=1)
         with pytest.raises(RuntimeError):
             await writer.add_page([rec(VIDEO)])
@@ -517,7 +518,7 @@ async def append(
 ) -> tuple[bool, MergeCounts]:
     """A partition written the appending way when its scope is empty."""
     async with engine.connect() as conn, conn.begin():
-        writer = await PartitionWriter.open(conn)
+        writer = await PartitionWriter.open(conn, APP)
         writer.append_to(DAY, START, END, run_id=run_id)
         for page in pages:
             await writer.add_page(page)

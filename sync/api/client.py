@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
@@ -176,6 +177,8 @@ class Page:
     items: list[Row]
     log_id: str | None
     nbytes: int
+    # When the answer was read (Unix seconds): of two answers listing one row, the later stands.
+    answered_at: float = dataclasses.field(default_factory=time.time)
 
     def fingerprint(self) -> bytes:
         """Identifies a page's content cheaply: its length and its first and last items."""

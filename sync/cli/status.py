@@ -122,7 +122,7 @@ def render_run_detail(run: RunInfo, partitions: Sequence[PartitionInfo]) -> str:
     """One run: its summary line, its parameters and API figures, then its partitions."""
     qps = "-" if run.qps_used is None else f"{run.qps_used} calls/s"
     params = json.dumps(run.params, ensure_ascii=False, sort_keys=True)
-    about = f"app {run.app_key}; params {params}; throttled {run.throttled}; "
+    about = f"app {run.app_id}; params {params}; throttled {run.throttled}; "
     about += f"retries {run.retries}; {qps}; {run.rows_unchanged} rows unchanged"
     return "\n\n".join([render_runs([run]), about, render_partitions(partitions)])
 

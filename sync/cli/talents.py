@@ -186,12 +186,14 @@ class Audit:
     task_id: int
     op: Operation
     third: str | None
+    app_id: str
     lost: DatabaseUnavailable | None = None
     printed: int = 0
 
     def values(self, rows: list[Outcome]) -> list[dict[str, Any]]:
         return [
             {
+                "app_id": self.app_id,
                 "task_id": self.task_id,
                 "douyin_id": o.douyin_id,
                 "operation": self.op,
@@ -307,7 +309,7 @@ async def _update(args: argparse.Namespace, settings: Settings, op: Operation) -
     settings.require_app_credentials()
     async with open_engine(settings) as engine, open_api(settings) as api:
         gate = DatabaseGate(lambda: database.probe(engine), limit=args.db_outage_timeout)
-        audit = Audit(engine, gate, task_id, op, third)
+        audit = Audit(engine, gate, task_id, op, third, settings.recorded_app)
         try:
             roster, task_type = await _roster(api, task_id)
             allowed, refused = _refusals(op, ids, roster, task_type)
@@ -361,7 +363,14 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
         async with database.connection(engine) as conn:
             query = (
                 select(talent_operations)
-                .where(talent_operations.c.task_id == task_id)
+                .where(
+                    talent_operations.c.task_id == task_id,
+                    # this app's operations (and those recorded before apps were recorded)
+                    or_(
+                        talent_operations.c.app_id == settings.recorded_app,
+                        talent_operations.c.app_id.is_(None),
+                    ),
+                )
                 .order_by(talent_operations.c.created_at, talent_operations.c.id)
             )
             audit = (await conn.execute(query)).mappings().all()

@@ -7,11 +7,13 @@ partition attempt did; a done partition joins the run's totals through `RunCount
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sync.db.store import MergeCounts
+    from sync.db.store import ForeignKey, MergeCounts
+
+FOREIGN_SAMPLES = 5  # keys of other apps a run keeps to show in its summary
 
 
 @dataclass(slots=True)
@@ -31,13 +33,16 @@ class PartitionStats:
     rejected: int = 0
     repeated: int = 0
     sanitized: int = 0
+    foreign: int = 0
     last_log_id: str | None = None
+    foreign_keys: tuple[ForeignKey, ...] = ()
 
     def merged(self, counts: MergeCounts) -> None:
         """Take the merge's outcome (sync.db.store)."""
         self.inserted, self.updated = counts.inserted, counts.updated
         self.unchanged, self.removed = counts.unchanged, counts.removed
         self.repeated = counts.repeated
+        self.foreign, self.foreign_keys = counts.foreign, counts.foreign_keys
 
     def columns(self) -> dict[str, Any]:
         """The sync_partitions columns these stats fill."""
@@ -52,6 +57,7 @@ class PartitionStats:
             "rows_rejected": self.rejected,
             "rows_repeated": self.repeated,
             "texts_sanitized": self.sanitized,
+            "rows_foreign": self.foreign,
             "last_log_id": self.last_log_id,
         }
 
@@ -77,12 +83,14 @@ class RunCounts:
     rows_unchanged: int = 0
     rows_removed: int = 0
     rows_rejected: int = 0
+    rows_foreign: int = 0
     api_calls: int = 0
     throttled: int = 0
     retries: int = 0
     qps_used: float | None = None
     pages: int = 0  # live only, not stored
     rows_read: int = 0  # live only, not stored
+    foreign_keys: list[ForeignKey] = field(default_factory=list)  # a few, for the summary
 
     def add(self, stats: PartitionStats) -> None:
         """A partition is done: its rows join the run's totals."""
@@ -93,6 +101,9 @@ class RunCounts:
         self.rows_unchanged += stats.unchanged
         self.rows_removed += stats.removed
         self.rows_rejected += stats.rejected
+        self.rows_foreign += stats.foreign
+        room = FOREIGN_SAMPLES - len(self.foreign_keys)
+        self.foreign_keys.extend(stats.foreign_keys[: max(room, 0)])
 
     def page_read(self, rows: int, requests: int) -> None:
         """A page was staged after `requests` requests (retries included)."""
@@ -110,4 +121,4 @@ class RunCounts:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _LIVE_ONLY}
 
 
-_LIVE_ONLY = frozenset({"pages", "rows_read"})
+_LIVE_ONLY = frozenset({"pages", "rows_read", "foreign_keys"})

@@ -43,26 +43,26 @@ def to_unix(moment: dt.datetime) -> int:
 
 
 async def mark_stale_runs(
-    conn: AsyncConnection, app_key: str | None = None, *, keep: int | None = None
+    conn: AsyncConnection, app_id: str | None = None, *, keep: int | None = None
 ) -> list[int]:
     """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids.
 
     A run is stale when no other session holds its app's run lock: a live run keeps its lock
     until it finishes. Call it while holding the lock, before `start_run` (or pass the current
     run as `keep`). Their 'running' partitions become 'failed' with error 'interrupted'.
-    With `app_key`, only that app's runs are considered.
+    With `app_id`, only that app's runs are considered.
     """
     running_run = sync_runs.c.status == RunStatus.RUNNING
-    query = select(sync_runs.c.id, sync_runs.c.app_key).where(running_run)
-    if app_key is not None:
-        query = query.where(sync_runs.c.app_key == app_key)
+    query = select(sync_runs.c.id, sync_runs.c.app_id).where(running_run)
+    if app_id is not None:
+        query = query.where(sync_runs.c.app_id == app_id)
     if keep is not None:
         query = query.where(sync_runs.c.id != keep)
     running = (await conn.execute(query)).all()
     if not running:
         return []
     held = await locks_held_elsewhere(conn)
-    stale = [r.id for r in running if run_lock_key(r.app_key) not in held]
+    stale = [r.id for r in running if run_lock_key(r.app_id) not in held]
     if not stale:
         return []
     now = func.clock_timestamp()
@@ -88,14 +88,14 @@ async def mark_stale_runs(
 
 
 async def start_run(
-    conn: AsyncConnection, kind: str, app_key: str, params: Mapping[str, Any]
+    conn: AsyncConnection, kind: str, app_id: str, params: Mapping[str, Any]
 ) -> int:
     """Record a new run as 'running'; `params` (JSON-serialisable) identify it for resuming."""
     run_id = await conn.scalar(
         insert(sync_runs)
         .values(
             kind=kind,
-            app_key=app_key,
+            app_id=app_id,
             params=dict(params),
             status=RunStatus.RUNNING,
             started_at=func.clock_timestamp(),
@@ -119,26 +119,26 @@ async def finish_run(
     )
 
 
-def _same_run_kind(kind: str, params: Mapping[str, Any], app_key: str | None) -> Any:
+def _same_run_kind(kind: str, params: Mapping[str, Any], app_id: str | None) -> Any:
     cond = and_(sync_runs.c.kind == kind, sync_runs.c.params == cast(dict(params), JSONB))
-    if app_key is not None:
-        cond = and_(cond, sync_runs.c.app_key == app_key)
+    if app_id is not None:
+        cond = and_(cond, sync_runs.c.app_id == app_id)
     return cond
 
 
 async def find_resumable_run(
-    conn: AsyncConnection, kind: str, params: Mapping[str, Any], *, app_key: str | None = None
+    conn: AsyncConnection, kind: str, params: Mapping[str, Any], *, app_id: str | None = None
 ) -> int | None:
     """The latest run of this kind with equal params (as JSON values), unless it succeeded.
 
     A succeeded run means there is nothing to resume; otherwise its done partitions (see
-    `done_windows`) need not be fetched again. Pass `app_key` so that another app's run, whose
+    `done_windows`) need not be fetched again. Pass `app_id` so that another app's run, whose
     rows are another app's, is never taken for this one.
     """
     latest = (
         await conn.execute(
             select(sync_runs.c.id, sync_runs.c.status)
-            .where(_same_run_kind(kind, params, app_key))
+            .where(_same_run_kind(kind, params, app_id))
             .order_by(sync_runs.c.id.desc())
             .limit(1)
         )
@@ -166,7 +166,7 @@ async def done_windows(
     def same_as_run(other: Any) -> Any:
         return and_(
             other.c.kind == run.c.kind,
-            other.c.app_key == run.c.app_key,
+            other.c.app_id == run.c.app_id,
             other.c.params == run.c.params,
         )
 
@@ -211,6 +211,7 @@ async def start_partition(
         insert(sync_partitions)
         .values(
             run_id=run_id,
+            app_id=select(sync_runs.c.app_id).where(sync_runs.c.id == run_id).scalar_subquery(),
             billing_date=billing_date,
             window_start=from_unix(window_start),
             window_end=from_unix(window_end),

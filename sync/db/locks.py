@@ -18,18 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _LOCK_NAMESPACE = "taskbox-sync:"
 
 
-def run_lock_key(app_key: str) -> int:
+def run_lock_key(app_id: str) -> int:
     """The advisory lock key of an app: the first 8 bytes of BLAKE2b, as a signed int64.
 
     Stable across processes and versions (unlike hash()), so two processes agree on it.
     """
-    digest = hashlib.blake2b((_LOCK_NAMESPACE + app_key).encode(), digest_size=8).digest()
+    digest = hashlib.blake2b((_LOCK_NAMESPACE + app_id).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def acquire_run_lock(conn: AsyncConnection, app_key: str) -> bool:
+async def acquire_run_lock(conn: AsyncConnection, app_id: str) -> bool:
     """Take the app's run lock for this session without waiting; False if another holds it."""
-    got = await conn.scalar(select(func.pg_try_advisory_lock(run_lock_key(app_key))))
+    got = await conn.scalar(select(func.pg_try_advisory_lock(run_lock_key(app_id))))
     return bool(got)
 
 
@@ -51,7 +51,7 @@ async def current_session(conn: AsyncConnection) -> Session:
 
 
 async def take_over_run_lock(
-    conn: AsyncConnection, app_key: str, old: Session, *, wait: float = 5.0
+    conn: AsyncConnection, app_id: str, old: Session, *, wait: float = 5.0
 ) -> bool:
     """Take the app's run lock that `old`, a session of this same run, may still hold: after a
     lost connection the server can keep the session (and its lock) until it notices the socket
@@ -64,24 +64,24 @@ async def take_over_run_lock(
             " AND (l.classid::bigint << 32) | l.objid::bigint = :key"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
-        {"key": run_lock_key(app_key)},
+        {"key": run_lock_key(app_id)},
     )
     holder = holders.first()
     if holder is None or Session(int(holder.pid), holder.backend_start) != old:
-        return await acquire_run_lock(conn, app_key)  # free, or another run's
+        return await acquire_run_lock(conn, app_id)  # free, or another run's
     await conn.execute(select(func.pg_terminate_backend(old.pid)))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    while not await acquire_run_lock(conn, app_key):
+    while not await acquire_run_lock(conn, app_id):
         if loop.time() > deadline:
             return False
         await asyncio.sleep(0.05)
     return True
 
 
-async def release_run_lock(conn: AsyncConnection, app_key: str) -> bool:
+async def release_run_lock(conn: AsyncConnection, app_id: str) -> bool:
     """Release the app's run lock held by this session; False if it did not hold it."""
-    released = await conn.scalar(select(func.pg_advisory_unlock(run_lock_key(app_key))))
+    released = await conn.scalar(select(func.pg_advisory_unlock(run_lock_key(app_id))))
     return bool(released)
 
 
@@ -100,6 +100,6 @@ async def locks_held_elsewhere(conn: AsyncConnection) -> set[int]:
     return set(result.scalars())
 
 
-async def lock_held_elsewhere(conn: AsyncConnection, app_key: str) -> bool:
+async def lock_held_elsewhere(conn: AsyncConnection, app_id: str) -> bool:
     """Whether another session holds the app's run lock: a run of that app is in progress."""
-    return run_lock_key(app_key) in await locks_held_elsewhere(conn)
+    return run_lock_key(app_id) in await locks_held_elsewhere(conn)

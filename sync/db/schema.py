@@ -61,6 +61,8 @@ video_daily_earnings = Table(
     Column("billing_date", Date, primary_key=True),
     Column("video_id", BigInteger, primary_key=True, autoincrement=False),
     Column("task_id", BigInteger, primary_key=True, autoincrement=False),
+    # The app whose answer the row came from (a task belongs to one app, so the key needs no app).
+    Column("app_id", Text, nullable=False),
     *(Column(name, Text) for name in TEXT_COLUMNS),
     _tz("publish_time"),
     Column("data_date", Date),
@@ -69,9 +71,18 @@ video_daily_earnings = Table(
     Column("extra", JSONB),
     _tz("first_synced_at", nullable=False),
     _tz("last_synced_at", nullable=False),
+    # When the platform answered with these values: of two partitions of one run that both saw a
+    # row (its publish time moved between their windows), the later answer wins.
+    _tz("answered_at"),
     # No foreign key on purpose: an RI trigger per merged row would halve the bulk path's speed.
     Column("last_run_id", BigInteger),
     comment="Daily earnings per billing date, video and task, as the platform reports them.",
+)
+# One app's partitions and status read its own rows only.
+Index(
+    "ix_video_daily_earnings_app_id_billing_date",
+    video_daily_earnings.c.app_id,
+    video_daily_earnings.c.billing_date,
 )
 Index(
     "ix_video_daily_earnings_task_id_billing_date",
@@ -86,6 +97,7 @@ ROW_COUNTERS = (
     "rows_unchanged",
     "rows_removed",
     "rows_rejected",
+    "rows_foreign",  # keys listed by the app's answer that another app's rows hold
 )
 
 
@@ -99,7 +111,7 @@ sync_runs = Table(
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("kind", Text, nullable=False),  # nightly | backfill
-    Column("app_key", Text, nullable=False),  # the client key (not secret) or 'token'
+    Column("app_id", Text, nullable=False),  # the app (its client key), or 'access-token'
     Column("params", JSONB, nullable=False),
     Column("status", Text, nullable=False),  # running|succeeded|partial|failed|interrupted
     _tz("started_at", nullable=False),
@@ -113,12 +125,14 @@ sync_runs = Table(
     Column("error", Text),
 )
 Index("ix_sync_runs_kind_started_at", sync_runs.c.kind, sync_runs.c.started_at)
+Index("ix_sync_runs_app_id_id", sync_runs.c.app_id, sync_runs.c.id)
 
 sync_partitions = Table(
     "sync_partitions",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("run_id", BigInteger, nullable=False),
+    Column("app_id", Text, nullable=False),
     Column("billing_date", Date, nullable=False),
     _tz("window_start", nullable=False),
     _tz("window_end", nullable=False),
@@ -135,7 +149,8 @@ sync_partitions = Table(
 )
 Index("ix_sync_partitions_run_id", sync_partitions.c.run_id)
 Index(
-    "ix_sync_partitions_billing_date_window_end",
+    "ix_sync_partitions_app_id_billing_date_window_end",
+    sync_partitions.c.app_id,
     sync_partitions.c.billing_date,
     sync_partitions.c.window_end,
 )
@@ -144,6 +159,7 @@ talent_operations = Table(
     "talent_operations",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
+    Column("app_id", Text),  # null only for operations recorded before apps were recorded
     Column("task_id", BigInteger, nullable=False),
     Column("douyin_id", Text, nullable=False),
     Column("operation", Text, nullable=False),  # add | cancel

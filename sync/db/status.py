@@ -38,7 +38,7 @@ class RunInfo:
 
     id: int
     kind: str
-    app_key: str
+    app_id: str
     params: dict[str, Any]
     status: RunStatus
     started_at: dt.datetime
@@ -280,7 +280,7 @@ async def _nightly_problems(conn: AsyncConnection, today: dt.date, max_age: int)
     query = select(sync_runs).where(sync_runs.c.kind == "nightly").order_by(sync_runs.c.id.desc())
     runs = [_run(r) for r in await conn.execute(query.limit(2))]
     if runs and runs[0].status is RunStatus.RUNNING:
-        if await locks.lock_held_elsewhere(conn, runs[0].app_key):
+        if await locks.lock_held_elsewhere(conn, runs[0].app_id):
             runs = runs[1:]  # in progress: judge the one before it
         else:
             return [f"the last nightly run ({runs[0].id}) stopped without finishing"]

@@ -4,8 +4,8 @@ directly (COPY); its errors go through the database edge's one translation.
 
 How a partition flows (every step on one connection, in one transaction the caller owns):
 
-    writer = await PartitionWriter.open(conn)      # empty staging table, bigger work_mem
-    await writer.add_page(records)                 # dedupe in Python, COPY (binary)
+    writer = await PartitionWriter.open(conn, app_id)  # empty staging table, bigger work_mem
+    await writer.add_page(records, answered_at=t)      # dedupe in Python, COPY (binary)
     ...
     counts = await writer.merge(day, start, end, run_id=run_id)
     # the caller records the partition in the ledger, then commits both together
@@ -54,8 +54,10 @@ Choices, each measured (see `MergeCounts` for what is counted):
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
+import time
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -69,7 +71,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sync.db import database
 from sync.db import store_sql as sql
 from sync.db.schema import RECORD_COLUMNS
-from sync.db.store_sql import STAGE_TABLE
+from sync.db.store_sql import STAGE_COLUMNS, STAGE_TABLE
 from sync.errors import AppendConflict, DatabaseError, DatabaseUnavailable
 
 Record = Sequence[Any]
@@ -84,12 +86,24 @@ _date_of = itemgetter(RECORD_COLUMNS.index("billing_date"))
 
 
 @dataclass(frozen=True, slots=True)
+class ForeignKey:
+    """A key the partition's answer listed that another app's row holds: left where it is."""
+
+    video_id: int
+    task_id: int
+    stored_app: str
+    log_id: str | None  # of the page that listed it
+
+
+@dataclass(frozen=True, slots=True)
 class MergeCounts:
     """What one partition's merge did.
 
     staged: records handed to add_page; repeated: of those, how many a later record with the same
     key replaced (so staged - repeated distinct rows were merged, and
-    inserted + updated + unchanged == staged - repeated); removed: rows deleted by the mirror.
+    inserted + updated + unchanged + foreign == staged - repeated); removed: rows deleted by the
+    mirror; foreign: keys another app's rows hold (never moved), a few of them in foreign_keys.
+    Unchanged includes rows a later answer of the same run had already written.
     """
 
     staged: int
@@ -98,6 +112,8 @@ class MergeCounts:
     updated: int
     unchanged: int
     removed: int
+    foreign: int = 0
+    foreign_keys: tuple[ForeignKey, ...] = ()
 
 
 @contextlib.contextmanager
@@ -125,11 +141,15 @@ def _utc(seconds: int) -> dt.datetime:
 
 
 class PartitionWriter:
-    """Stages one partition's records and merges them; lives inside one transaction."""
+    """Stages one partition's records of one app and merges them into that app's rows; lives
+    inside one transaction."""
 
-    def __init__(self, apg: Any) -> None:
+    def __init__(self, apg: Any, app_id: str) -> None:
         self._apg = apg
+        self.app_id = app_id
         self._seen = array("q")  # hash() of every key staged so far
+        self._page_starts: list[int] = []  # where each page's hashes begin in _seen
+        self._page_log_ids: list[str | None] = []
         self._dates: set[dt.date] = set()
         self._staged = 0
         self._repeated = 0
@@ -139,8 +159,9 @@ class PartitionWriter:
         self._appended = 0
 
     @classmethod
-    async def open(cls, conn: AsyncConnection) -> PartitionWriter:
-        """A writer on `conn`, whose transaction must be open (the caller commits or rolls back)."""
+    async def open(cls, conn: AsyncConnection, app_id: str) -> PartitionWriter:
+        """A writer of app `app_id`'s rows on `conn`, whose transaction must be open (the caller
+        commits or rolls back)."""
         with _translated("cannot prepare the staging table"):
             # Through SQLAlchemy first: its asyncpg adapter sends BEGIN lazily, on the first
             # statement, and COPY on the raw connection must not run outside the transaction.
@@ -160,7 +181,7 @@ class PartitionWriter:
             # planner then nests a rescan of the whole work set under every stored row: minutes
             # instead of a second. Hash and merge joins are always right for this statement.
             await apg.execute("SET LOCAL enable_nestloop = off")
-        return cls(apg)
+        return cls(apg, app_id)
 
     @property
     def staged(self) -> int:
@@ -206,8 +227,19 @@ class PartitionWriter:
         if await self._scope_is_empty(billing_date, window_start, window_end, douyin_id):
             self._appending = (billing_date, run_id)
 
-    async def add_page(self, records: Sequence[Record]) -> None:
-        """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key."""
+    async def add_page(
+        self,
+        records: Sequence[Record],
+        *,
+        answered_at: float | None = None,
+        log_id: str | None = None,
+    ) -> None:
+        """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key.
+
+        `answered_at` (Unix seconds, default now) is when the platform answered with the page:
+        of two answers listing one row, the later one's values stand. `log_id` names the page
+        in what the merge reports of it.
+        """
         if self._merged:
             raise RuntimeError("this partition was already merged")
         if not records:
@@ -227,14 +259,19 @@ class PartitionWriter:
         earlier = [page_hashes[h] for h in seen_before]
         if earlier and self._appending:
             raise AppendConflict(f"{len(earlier)} keys came again in a later page")
+        stamp = time.time() if answered_at is None else answered_at
         with _translated("cannot stage a page"):
             if earlier:
                 videos, tasks = zip(*earlier, strict=True)
                 status = await self._apg.execute(sql.DROP_STAGED, list(videos), list(tasks))
                 self._repeated += _row_count(status)
-            await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=RECORD_COLUMNS)
+            await self._apg.copy_records_to_table(
+                STAGE_TABLE, records=[(*r, stamp) for r in rows], columns=STAGE_COLUMNS
+            )
         if self._appending:
             await self._append_page()
+        self._page_starts.append(len(self._seen))
+        self._page_log_ids.append(log_id)
         self._seen.extend(page_hashes)
         self._dates.update(map(_date_of, records))
 
@@ -243,7 +280,7 @@ class PartitionWriter:
         billing_date, run_id = self._appending
         try:
             with _translated("cannot append a page"):
-                status = await self._apg.execute(sql.APPEND_PAGE, billing_date, run_id)
+                status = await self._apg.execute(sql.APPEND_PAGE, billing_date, run_id, self.app_id)
         except DatabaseError as exc:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise AppendConflict(
@@ -291,16 +328,32 @@ class PartitionWriter:
                 return MergeCounts(self._staged, self._repeated, inserted, 0, 0, 0)
         with _translated(f"cannot merge billing date {billing_date}"):
             statement = sql.merge_sql(creator=bool(creator), mirror=mirror)
-            row = await self._apg.fetchrow(statement, billing_date, run_id, start, end, *creator)
-        inserted, updated, removed = int(row[0]), int(row[1]), int(row[2])
+            row = await self._apg.fetchrow(
+                statement, billing_date, run_id, start, end, self.app_id, *creator
+            )
+        inserted, updated, removed, foreign = (int(row[i]) for i in range(4))
+        sample = tuple(
+            ForeignKey(v, t, app, self._log_id_of((v, t)))
+            for v, t, app in zip(row[4], row[5], row[6], strict=True)
+        )
         return MergeCounts(
             staged=self._staged,
             repeated=self._repeated,
             inserted=inserted,
             updated=updated,
-            unchanged=distinct - inserted - updated,
+            unchanged=distinct - inserted - updated - foreign,
             removed=removed,
+            foreign=foreign,
+            foreign_keys=sample,
         )
+
+    def _log_id_of(self, key: Key) -> str | None:
+        """The log id of the last page that listed `key` (a few lookups per merge at most)."""
+        h = hash(key)
+        for i in range(len(self._seen) - 1, -1, -1):
+            if self._seen[i] == h:
+                return self._page_log_ids[bisect.bisect_right(self._page_starts, i) - 1]
+        return None
 
     async def _scope_is_empty(
         self, billing_date: dt.date, window_start: int, window_end: int, douyin_id: str | None
@@ -310,7 +363,7 @@ class PartitionWriter:
         statement = sql.anything_stored_sql(creator=bool(creator))
         with _translated(f"cannot look into billing date {billing_date}"):
             stored = await self._apg.fetchval(
-                statement, billing_date, _utc(window_start), _utc(window_end), *creator
+                statement, billing_date, _utc(window_start), _utc(window_end), self.app_id, *creator
             )
         return not stored
 
@@ -318,7 +371,7 @@ class PartitionWriter:
         """Insert every staged row; None (and nothing written) when a key is already stored."""
         try:
             async with self._apg.transaction():  # a savepoint in the partition's transaction
-                status = await self._apg.execute(sql.INSERT_ALL, billing_date, run_id)
+                status = await self._apg.execute(sql.INSERT_ALL, billing_date, run_id, self.app_id)
         except asyncpg.UniqueViolationError:
             return None
         return _row_count(status)

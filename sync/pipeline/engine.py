@@ -65,7 +65,7 @@ class SyncRun:
         options: RunOptions,
         plan: Plan,
         *,
-        app_key: str,
+        app_id: str,
         progress_interval: float | None = None,
         outage_backoff: Backoff | None = None,
     ) -> None:
@@ -73,7 +73,7 @@ class SyncRun:
         self.api = api
         self.options = options
         self.plan = plan
-        self.app_key = app_key  # the client key (not secret), or "access-token"
+        self.app_id = app_id  # the client key (not secret), or "access-token"
         self.counts = RunCounts(partitions_total=len(plan.partitions))
         self.failed: list[FailedPartition] = []
         self.run_id = 0
@@ -86,7 +86,7 @@ class SyncRun:
         self._gate = DatabaseGate(
             self._recover, limit=options.db_outage_timeout, backoff=outage_backoff
         )
-        self._lock = RunLock(db, app_key)
+        self._lock = RunLock(db, app_id)
         self._stop_error: TaskboxError | None = None  # why the run stopped short
         self._impatient = False  # a signal came while the database was away: no more waiting
 
@@ -147,10 +147,10 @@ class SyncRun:
         conn = self._lock.conn
         assert conn is not None
         async with database.translate_errors(conn):
-            await ledger.mark_stale_runs(conn, self.app_key)
+            await ledger.mark_stale_runs(conn, self.app_id)
             self.counts.partitions_skipped = 0
             todo = await self._resume_filter(conn, params)
-            self.run_id = await ledger.start_run(conn, self.options.kind, self.app_key, params)
+            self.run_id = await ledger.start_run(conn, self.options.kind, self.app_id, params)
             await conn.commit()
         return todo
 
@@ -204,7 +204,7 @@ class SyncRun:
         if self.options.restart:
             return list(self.plan.partitions)
         previous = await ledger.find_resumable_run(
-            conn, self.options.kind, params, app_key=self.app_key
+            conn, self.options.kind, params, app_id=self.app_id
         )
         if previous is None:
             return list(self.plan.partitions)
@@ -235,6 +235,7 @@ class SyncRun:
         work = PartitionWork(
             self.db,
             self.api,
+            self.app_id,
             options,
             PageQuery(
                 options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
@@ -369,7 +370,7 @@ async def run_app(
             api,
             options,
             plan,
-            app_key=settings.client_key or "access-token",
+            app_id=settings.recorded_app,
             progress_interval=progress_interval,
             outage_backoff=outage_backoff,
         )

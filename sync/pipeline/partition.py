@@ -50,6 +50,7 @@ class PartitionWork:
 
     db: AsyncEngine
     api: DailyDataClient
+    app_id: str
     options: RunOptions
     query: PageQuery
     flow: PageFlow
@@ -135,7 +136,7 @@ class PartitionWork:
         rolls back and is read again.
         """
         last = attempt >= self.options.partition_attempts
-        writer = await PartitionWriter.open(conn)
+        writer = await PartitionWriter.open(conn, self.app_id)
         if attempt == 1 and not last:  # appending; a conflict must leave a retry
             writer.append_to(
                 p.billing_date, p.window.start, p.window.end,
@@ -167,6 +168,18 @@ class PartitionWork:
             mirror=mirror,
         )
         stats.merged(merged)
+        if merged.foreign:
+            keys = "; ".join(
+                f"video {k.video_id} task {k.task_id} (app {k.stored_app}, log_id={k.log_id})"
+                for k in merged.foreign_keys
+            )
+            log.warning(
+                "%s: %d rows listed for app %s are stored under another app, left there: %s",
+                label(p),
+                merged.foreign,
+                self.app_id,
+                keys,
+            )
         await ledger.partition_done(conn, pid, stats)
         return True
 
@@ -191,7 +204,7 @@ class PartitionWork:
                     mapped.rejected,
                     "; ".join(mapped.anomalies[:3]),
                 )
-            await writer.add_page(mapped.records)
+            await writer.add_page(mapped.records, answered_at=page.answered_at, log_id=page.log_id)
             del page, mapped  # copied: not held while the next page is awaited
 
     def _on_page(self, stats: PartitionStats) -> Callable[[Page, int], None]:

@@ -19,9 +19,9 @@ from sync.errors import RunLockedError
 class RunLock:
     """`take()` at the start, `keep(run_id)` after an outage, `release()` at the end."""
 
-    def __init__(self, db: AsyncEngine, app_key: str) -> None:
+    def __init__(self, db: AsyncEngine, app_id: str) -> None:
         self.db = db
-        self.app_key = app_key
+        self.app_id = app_id
         self.conn: AsyncConnection | None = None  # holds the lock (its session)
         self._session: locks.Session | None = None
 
@@ -34,13 +34,13 @@ class RunLock:
         async with database.translate_errors():
             conn = await self.db.connect()
             async with database.translate_errors(conn):
-                locked = await locks.acquire_run_lock(conn, self.app_key)
+                locked = await locks.acquire_run_lock(conn, self.app_id)
                 holder = await locks.current_session(conn)
                 await conn.commit()
         if not locked:
             await conn.close()
             raise RunLockedError(
-                f"another taskbox-sync run for app {self.app_key} is in progress; "
+                f"another taskbox-sync run for app {self.app_id} is in progress; "
                 "try again when it has finished"
             )
         self.conn, self._session = conn, holder
@@ -63,16 +63,16 @@ class RunLock:
             conn = await self.db.connect()
             async with database.translate_errors(conn):
                 if self._session is not None:
-                    locked = await locks.take_over_run_lock(conn, self.app_key, self._session)
+                    locked = await locks.take_over_run_lock(conn, self.app_id, self._session)
                 else:
-                    locked = await locks.acquire_run_lock(conn, self.app_key)
+                    locked = await locks.acquire_run_lock(conn, self.app_id)
                 holder = await locks.current_session(conn)
                 await conn.commit()
         if not locked:
             await database.discard(conn)
             this = f"run {run_id} stopped (interrupted)" if run_id else "this run stopped"
             raise RunLockedError(
-                f"another taskbox-sync run for app {self.app_key} took the run lock while the "
+                f"another taskbox-sync run for app {self.app_id} took the run lock while the "
                 f"database was unavailable; {this} and that run owns the work now: run this "
                 "command again when it has finished"
             )
@@ -85,7 +85,7 @@ class RunLock:
             return
         try:
             await conn.rollback()
-            await locks.release_run_lock(conn, self.app_key)
+            await locks.release_run_lock(conn, self.app_id)
             await conn.commit()
             await conn.close()
         except Exception:  # the database went away: closing the session frees the lock anyway
