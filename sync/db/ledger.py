@@ -27,6 +27,7 @@ from sync.db.counts import PartitionStats, RunCounts
 from sync.db.locks import locks_held_elsewhere, run_lock_key
 from sync.db.schema import sync_partitions, sync_runs
 from sync.db.statuses import PartitionStatus, RunStatus
+from sync.errors import RunLockedError
 
 FINAL_RUN_STATUSES = tuple(s for s in RunStatus if s.final)
 STALE_ERROR = "interrupted"  # the error of a partition whose run's process died
@@ -191,6 +192,25 @@ async def done_windows(
         query = query.where(p.c.scope == scope)
     result = await conn.execute(query)
     return {(d, to_unix(end)): to_unix(start) for d, end, start in result}
+
+
+async def claim_run(conn: AsyncConnection, run_id: int) -> None:
+    """In a partition's transaction, before its commit: the run is still 'running', and stays so
+    until the commit (a share lock on its row). RunLockedError if not.
+
+    The fence behind the run lock: a run whose lock connection died can have its lock taken by
+    another run, which marks it 'interrupted' (`mark_stale_runs`) before it resumes the work.
+    Whichever comes first waits for the other, so the taker either sees this partition done or
+    this partition sees the run taken, and rolls back.
+    """
+    status = await conn.scalar(
+        select(sync_runs.c.status).where(sync_runs.c.id == run_id).with_for_update(read=True)
+    )
+    if status != RunStatus.RUNNING:
+        raise RunLockedError(
+            f"run {run_id} was marked '{status}' by another run of its app that took the run "
+            "lock (this run's lock connection was lost); that run owns the work now"
+        )
 
 
 # -- partitions -----------------------------------------------------------------------------

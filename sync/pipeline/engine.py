@@ -22,6 +22,7 @@ back, and starts the partitions in flight again; past the limit it stops as inte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -99,6 +100,7 @@ class SyncRun:
     async def _execute(self) -> RunResult:
         started = time.monotonic()
         calls_before = self.api.stats.api_calls, self.api.stats.throttled, self.api.stats.retries
+        watcher: asyncio.Task[None] | None = None
         try:
             try:
                 await self._gate.run(self._lock.take)
@@ -117,6 +119,9 @@ class SyncRun:
                 raise exc.ended(
                     "the run did not start; run the same command again (it resumes)"
                 ) from None
+            watcher = asyncio.create_task(
+                self._lock.watch(self._lock_lost, paused=lambda: self._gate.down)
+            )
             status, error = await self._work(todo)
             elapsed = time.monotonic() - started
             stats = self.api.stats
@@ -128,6 +133,10 @@ class SyncRun:
             )
             status, error = await self._finish(status, error)
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await self._gate.close()
             await self._lock.release()
         return RunResult(
@@ -153,6 +162,11 @@ class SyncRun:
             self.run_id = await ledger.start_run(conn, self.options.kind, self.app_id, params)
             await conn.commit()
         return todo
+
+    def _lock_lost(self) -> None:
+        """The run lock's connection died: no partition commits until the lock is ours again
+        (the gate's probe takes it back, or finds it taken and stops the run)."""
+        self._gate.report(DatabaseUnavailable("the connection holding the run lock was lost"))
 
     async def _recover(self) -> None:
         """The gate's probe: the database takes writes again and this run holds its lock."""

@@ -123,6 +123,12 @@ class DatabaseGate:
         )
         self._prober = asyncio.get_running_loop().create_task(self._wait_out())
 
+    def fail(self, exc: BaseException) -> None:
+        """The run cannot go on (its run was taken over): waiters and the next steps raise `exc`."""
+        if self.failure is None:
+            self.failure = exc
+        self._open.set()
+
     async def ready(self) -> int:
         """Wait while the database is away; the generation to pass to `report`."""
         await self._open.wait()

@@ -1,8 +1,15 @@
 """The partition worker: one partition from its first page to its ledger entry, with attempts.
 
-    ledger "running" ─► fetch page k+1 ─┐   (pipelined: while page k is written)
-                        map + COPY page k ◄┘
-                        merge + mirror delete + ledger "done"  ── one transaction
+    fetch page 1 (no connection held) ─► ledger "running"
+      ─► fetch page k+1 ─┐   (pipelined: while page k is written)
+         map + COPY page k ◄┘
+         merge + mirror delete + the run still ours? + ledger "done"  ── one transaction
+
+A partition takes a database connection only once its first answer is there: with answers at
+0.5-3 s most partitions of a fleet are waiting on the platform, and they must not hold the
+shared pool while they wait. Before its commit a partition checks, in its own transaction, that
+its run is still 'running' (`ledger.claim_run`): a run whose lock was lost and taken over by
+another run (which marks this one 'interrupted') can no longer commit.
 
 An attempt that fails in passing (a retryable API error that outlived its request's retries, a
 database error, an append conflict, a torn read) is rolled back and the partition starts again
@@ -33,6 +40,7 @@ from sync.errors import (
     DatabaseUnavailable,
     FatalError,
     PermanentError,
+    RunLockedError,
     TaskboxError,
 )
 from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
@@ -72,22 +80,28 @@ class PartitionWork:
             since = await self.gate.ready()
             stats = PartitionStats()
             try:
-                # A connection per attempt from the pool: one the database dropped is replaced.
-                async with database.connection(self.db) as conn:
-                    async with conn.begin():
-                        entry = pid
-                        if entry is None and lost:
-                            entry = await ledger.running_partition(
-                                conn, self.run_id, p.billing_date, p.window.start, p.window.end
-                            )
-                        if entry is None:
-                            lost = True  # until the commit returns, recorded or not: unknown
-                            entry = await self._start(conn, p)
-                        elif attempt > 1:
-                            await ledger.partition_retry(conn, entry)
-                    pid, lost = entry, False
-                    async with conn.begin():
-                        done = await self._attempt(conn, p, place, pid, stats, attempt)
+                pages = partition_pages(
+                    self.api, p, self.query, self.flow, self._on_page(stats), priority=place
+                )
+                async with contextlib.aclosing(pages):  # closed now: leases go back at once
+                    ahead = _after(await anext(pages, None), pages)
+                    # A connection per attempt from the pool: one the database dropped is
+                    # replaced.
+                    async with database.connection(self.db) as conn:
+                        async with conn.begin():
+                            entry = pid
+                            if entry is None and lost:
+                                entry = await ledger.running_partition(
+                                    conn, self.run_id, p.billing_date, p.window.start, p.window.end
+                                )
+                            if entry is None:
+                                lost = True  # until the commit returns, recorded or not: unknown
+                                entry = await self._start(conn, p)
+                            elif attempt > 1:
+                                await ledger.partition_retry(conn, entry)
+                        pid, lost = entry, False
+                        async with conn.begin():
+                            done = await self._attempt(conn, p, ahead, pid, stats, attempt)
                 if done:
                     self.counts.add(stats)
                     return
@@ -95,6 +109,9 @@ class PartitionWork:
             except DatabaseUnavailable as exc:
                 self.gate.report(exc, since)
                 continue  # not an attempt of the partition's own
+            except RunLockedError as exc:  # the run was taken over: it stops, rolled back
+                self.gate.fail(exc)
+                raise
             except ApiError as exc:
                 error = exc
                 if isinstance(exc, FatalError):
@@ -124,7 +141,7 @@ class PartitionWork:
         self,
         conn: AsyncConnection,
         p: Partition,
-        place: int,
+        pages: AsyncGenerator[Page, None],
         pid: int,
         stats: PartitionStats,
         attempt: int,
@@ -142,11 +159,9 @@ class PartitionWork:
                 p.billing_date, p.window.start, p.window.end,
                 run_id=self.run_id, douyin_id=self.options.douyin_id,
             )  # fmt: skip
-        pages = partition_pages(
-            self.api, p, self.query, self.flow, self._on_page(stats), priority=place
-        )
-        async with contextlib.aclosing(pages):  # closed now, not when collected: leases go back
-            await self._stage_pages(pages, writer, p, stats)
+        async for page in pages:
+            await self._stage_page(page, writer, p, stats)
+            del page  # copied: not held while the next page is awaited
         if writer.repeated:
             log.warning(
                 "%s: %d keys repeated across pages (data changed while paging)%s",
@@ -180,32 +195,27 @@ class PartitionWork:
                 self.app_id,
                 keys,
             )
+        await ledger.claim_run(conn, self.run_id)  # still ours: else nothing of it commits
         await ledger.partition_done(conn, pid, stats)
         return True
 
-    async def _stage_pages(
-        self,
-        pages: AsyncGenerator[Page, None],
-        writer: PartitionWriter,
-        p: Partition,
-        stats: PartitionStats,
+    async def _stage_page(
+        self, page: Page, writer: PartitionWriter, p: Partition, stats: PartitionStats
     ) -> None:
-        """Map each page and hand its records to the writer."""
-        async for page in pages:
-            mapped = map_page(page.items, p.billing_date)
-            stats.rows_fetched += len(page.items)
-            stats.rejected += mapped.rejected
-            stats.sanitized += mapped.sanitized
-            if mapped.rejected or mapped.anomalies:
-                log.warning(
-                    "%s page log_id=%s: %d rows rejected; %s",
-                    label(p),
-                    page.log_id,
-                    mapped.rejected,
-                    "; ".join(mapped.anomalies[:3]),
-                )
-            await writer.add_page(mapped.records, answered_at=page.answered_at, log_id=page.log_id)
-            del page, mapped  # copied: not held while the next page is awaited
+        """Map a page and hand its records to the writer."""
+        mapped = map_page(page.items, p.billing_date)
+        stats.rows_fetched += len(page.items)
+        stats.rejected += mapped.rejected
+        stats.sanitized += mapped.sanitized
+        if mapped.rejected or mapped.anomalies:
+            log.warning(
+                "%s page log_id=%s: %d rows rejected; %s",
+                label(p),
+                page.log_id,
+                mapped.rejected,
+                "; ".join(mapped.anomalies[:3]),
+            )
+        await writer.add_page(mapped.records, answered_at=page.answered_at, log_id=page.log_id)
 
     def _on_page(self, stats: PartitionStats) -> Callable[[Page, int], None]:
         def seen(page: Page, sent: int) -> None:
@@ -243,6 +253,21 @@ class PartitionWork:
                 raise
             # The next run marks the partition failed instead.
             log.error("%s: cannot record the failure: %s", label(p), first_line(exc))
+
+
+async def _after(
+    first: Page | None, rest: AsyncGenerator[Page, None]
+) -> AsyncGenerator[Page, None]:
+    """The pages again, the first (read before a connection was taken) put back in front; no
+    frame keeps it once it is handed on."""
+    if first is None:
+        return
+    page, first = first, None
+    yield page
+    del page
+    async for page in rest:
+        yield page
+        del page
 
 
 def first_line(exc: BaseException) -> str:

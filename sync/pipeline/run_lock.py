@@ -2,12 +2,16 @@
 
 The lock is PostgreSQL's session-level advisory lock (`locks.acquire_run_lock`): one run per app
 at a time. It dies with its session, so after a database outage a run takes it again on a new
-connection, unless another run took it meanwhile.
+connection, unless another run took it meanwhile. The lock's connection can also die alone (an
+idle-session timeout, a proxy, pg_terminate_backend): `watch` pings it and reports the loss,
+which the run treats as an outage: it pauses, takes the lock back (`keep`) or stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -44,6 +48,20 @@ class RunLock:
                 "try again when it has finished"
             )
         self.conn, self._session = conn, holder
+
+    async def watch(
+        self, lost: Callable[[], None], *, paused: Callable[[], bool], interval: float = 1.0
+    ) -> None:
+        """Until cancelled: ping the lock's connection every `interval` seconds and call `lost()`
+        when it no longer answers (not while `paused()`: an outage is being waited out, and
+        `keep` looks at the connection then)."""
+        while True:
+            await asyncio.sleep(interval)
+            conn = self.conn
+            if conn is None or paused():
+                continue
+            if not await _alive(conn) and self.conn is conn and not paused():
+                lost()
 
     async def keep(self, run_id: int) -> None:
         """After an outage: keep the lock's connection if it lived through it, else take the
