@@ -44,15 +44,8 @@ class _AuthKeys:
 
     @property
     def allowed(self) -> frozenset[str]:
-        secrets = self.required + self.optional
-        return frozenset(
-            (
-                *COMMON_KEYS,
-                *self.plain,
-                *(s + "_env" for s in secrets),
-                *(s + "_file" for s in secrets),
-            )
-        )
+        sources = [s + end for s in self.required + self.optional for end in ("_env", "_file")]
+        return frozenset((*COMMON_KEYS, *self.plain, *sources))
 
 
 COMMON_KEYS = ("id", "name", "auth", "qps")
@@ -67,7 +60,7 @@ SECRETS = ("client_secret", "access_token", "app_secret")  # the fields of AppCo
 TOP_LEVEL_KEYS = ("app",)
 _KNOWN_KEYS = frozenset().union(*(keys.allowed for keys in AUTH_KEYS.values()))
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ID = re.compile(r"[^\s\x00-\x1f\x7f]+")
+_ID = re.compile(r"[^\s\"\\\x00-\x1f\x7f]+")  # printable, no blanks or quotes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,20 +112,19 @@ def load_apps_file(
     The file is TOML: one `[[app]]` table per mini-app, nothing else at the top level.
 
         [[app]]
-        id = "tt_0123456789abcdef"          # required: the mini-app id; rows, runs, locks carry it
-        client_key = "tt_0123456789abcdef"  # optional: defaults to id (the platform's client key
-                                            #   is the mini-app id)
-        client_secret_env = "SHOP_A_SECRET" # the client secret: an environment variable's name,
-        # client_secret_file = "/run/secrets/shop-a"   # or a file's path: exactly one of the two
-        app_secret_env = "SHOP_A_APP_SECRET"  # optional: the talents commands' mini-app secret
-                                              #   (or app_secret_file)
-        name = "Shop A"                     # optional label
-        qps = 5                             # optional: this app's request rate, 0 < qps <= 10
+        id = "tt_0123456789abcdef"             # required: the mini-app id (rows, runs, locks)
+        name = "Shop A"                        # optional label
+        client_key = "tt_0123456789abcdef"     # optional: defaults to id
+        client_secret_env = "SHOP_A_SECRET"    # the client secret: a variable's name, or
+        # client_secret_file = "/run/secrets/shop-a"  # a file's path: exactly one of the two
+        app_secret_env = "SHOP_A_APP_SECRET"   # optional: the talents commands' mini-app
+                                               # secret (or app_secret_file)
+        qps = 5                                # optional: 0 < qps <= 10
 
         [[app]]
         id = "tt_fedcba9876543210"
-        auth = "access_token"               # a token obtained elsewhere, used as given
-        access_token_env = "SHOP_B_TOKEN"   # or access_token_file
+        auth = "access_token"                  # a token obtained elsewhere, used as given
+        access_token_env = "SHOP_B_TOKEN"      # or access_token_file
 
     `auth` is "client_credentials" (the default: a client token from key and secret) or
     "access_token" (then client_key and client_secret_* are refused). Secrets are never written
@@ -163,13 +155,7 @@ def load_apps_file(
     for position, table in enumerate(tables, 1):
         app = _app(table, _Where(where, position), base, env)
         if app.id in seen:
-            raise AppsFileError(
-                where,
-                f"also the id of app #{seen[app.id]}",
-                app=app.id,
-                position=position,
-                key="id",
-            )
+            raise _Where(where, position, app.id).error("id", f"also the id of app #{seen[app.id]}")
         seen[app.id] = position
         apps.append(app)
     return AppsFile(Path(path), tuple(apps))
@@ -253,7 +239,7 @@ def _app(table: dict[str, Any], at: _Where, base: Path, env: Mapping[str, str]) 
     if not isinstance(app_id, str):
         raise at.error("id", f"expected a string, got {_kind(app_id)}")
     if not _ID.fullmatch(app_id):
-        raise at.error("id", "expected the mini-app id: not blank, no spaces")
+        raise at.error("id", "expected the mini-app id: not blank, no spaces or quotes")
     at.app = app_id
     for key in table:
         if key in SECRETS:

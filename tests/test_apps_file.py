@@ -83,6 +83,7 @@ REFUSALS = [
     ),
     pytest.param("[[app]]\nid = '  '\n", "app #1: id", "not blank", id="id-blank"),
     pytest.param("[[app]]\nid = 'tt a'\n", "app #1: id", "no spaces", id="id-space"),
+    pytest.param("[[app]]\nid = 'tt\"a'\n", "app #1: id", "no spaces or quotes", id="id-quote"),
     pytest.param(A_OK + A_OK, 'app "tt_a" (#2): id', "also the id of app #1", id="duplicate"),
     # keys
     pytest.param(
