@@ -23,8 +23,6 @@ from typing import Any
 from sync.errors import AppsFileError
 from sync.settings import MAX_QPS, Secret, Settings
 
-ENV_APP_ID = "access-token"  # the environment's app with only DOUYIN_ACCESS_TOKEN: runs record it
-
 
 class Auth(enum.StrEnum):
     """How an app gets its daily-data token."""
@@ -162,10 +160,12 @@ def load_apps_file(
 
 
 def settings_for(base: Settings, app: AppConfig) -> Settings:
-    """The base settings with this app's credentials in place of the base's, all of them (an
-    app never borrows another's secret from DOUYIN_*), and its qps if it sets one; the database,
-    base URLs and data folder stay the base's."""
+    """The base settings for this app: its id as `app` (what rows, runs and locks record), its
+    credentials in place of the base's, all of them (an app never borrows another's secret from
+    DOUYIN_*), and its qps if it sets one; the database, base URLs and data folder stay the
+    base's."""
     changes: dict[str, Any] = {
+        "app": app.id,
         "client_key": app.client_key,
         "client_secret": app.client_secret,
         "access_token": app.access_token,
@@ -178,10 +178,11 @@ def settings_for(base: Settings, app: AppConfig) -> Settings:
 
 
 def app_from_settings(settings: Settings) -> AppConfig:
-    """The one app today's environment variables describe: its id is the client key, or
-    "access-token" without one (what runs record); `settings_for(s, app_from_settings(s)) == s`."""
+    """The one app today's environment variables describe, its id what runs record for them
+    (`Settings.recorded_app`: the client key, else DOUYIN_APP_ID, else "access-token"). Laid
+    back over its settings it changes nothing but naming that id as `app`."""
     return AppConfig(
-        id=settings.client_key or ENV_APP_ID,
+        id=settings.recorded_app,
         auth=Auth.ACCESS_TOKEN if settings.access_token else Auth.CLIENT_CREDENTIALS,
         client_key=settings.client_key,
         client_secret=settings.client_secret,

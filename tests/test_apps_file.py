@@ -13,7 +13,6 @@ import pytest
 import sync.apps
 from sync.apps import (
     AUTH_KEYS,
-    ENV_APP_ID,
     AppConfig,
     AppsFile,
     Auth,
@@ -414,6 +413,7 @@ def test_settings_for_lays_the_apps_credentials_over_the_base(tmp_path: Path) ->
         None,
     )
     assert (one.app_id, one.app_secret, one.qps) == ("tt_a", None, 3.0)
+    assert (one.app, one.recorded_app, two.app, two.recorded_app) == ("tt_a",) * 2 + ("tt_t",) * 2
     assert (two.client_secret, two.access_token) == (None, Secret("s3cr3t-token-THREE"))
     assert (two.app_id, two.qps) == ("tt_t", 8.0)
     for derived in (one, two):
@@ -428,27 +428,29 @@ def test_settings_for_lays_the_apps_credentials_over_the_base(tmp_path: Path) ->
     ("env", "app_id", "auth"),
     [
         (BASE_ENV, "env_key", Auth.CLIENT_CREDENTIALS),
-        ({"DOUYIN_ACCESS_TOKEN": "s3cr3t-env-token"}, ENV_APP_ID, Auth.ACCESS_TOKEN),
+        ({"DOUYIN_ACCESS_TOKEN": "s3cr3t-env-token"}, "access-token", Auth.ACCESS_TOKEN),
         ({**BASE_ENV, "DOUYIN_ACCESS_TOKEN": "s3cr3t-env-token"}, "env_key", Auth.ACCESS_TOKEN),
         (
             {"DOUYIN_APP_ID": "tt_env", "DOUYIN_APP_SECRET": "x"},
-            ENV_APP_ID,
+            "tt_env",
             Auth.CLIENT_CREDENTIALS,
         ),
-        ({}, ENV_APP_ID, Auth.CLIENT_CREDENTIALS),
+        ({}, "access-token", Auth.CLIENT_CREDENTIALS),
     ],
     ids=["key-and-secret", "token-only", "both", "talents-only", "nothing"],
 )
 def test_the_environments_app_gives_back_the_same_settings(
     env: dict[str, str], app_id: str, auth: Auth
 ) -> None:
-    """The environment's one app has the id runs record today (the client key, else
-    "access-token"), and laying it over its own settings changes nothing."""
+    """The environment's one app has the id runs record today (the client key, else the
+    mini-app id, else "access-token"), and laying it over its own settings changes nothing but
+    naming that id."""
     settings = Settings.from_env(env)
     app = app_from_settings(settings)
     assert (app.id, app.auth) == (app_id, auth)
     assert app.talents_app_id == settings.app_id
-    assert settings_for(settings, app) == settings
+    assert settings_for(settings, app) == settings.replace(app=app_id)
+    assert settings_for(settings, app).recorded_app == settings.recorded_app == app_id
 
 
 def test_secrets_of_apps_lists_every_secret_value(tmp_path: Path) -> None:
