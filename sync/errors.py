@@ -19,7 +19,8 @@
     │   └── PagingError          (api) a window's pages do not add up
     └── FatalError               stop the command: nothing else can succeed either
         ├── SettingsError        a setting or argument missing or malformed (exit 2)
-        │   └── DateRangeError   billing dates the API cannot serve (the CLI names the flag)
+        │   ├── DateRangeError   billing dates the API cannot serve (the CLI names the flag)
+        │   └── AppsFileError    the apps file (--apps) unreadable or wrong: names file, app, key
         ├── CredentialsError     (api) 10013, 40017, 5503, …: key, secret or app id refused
         │                        (exit 2)
         ├── CapabilityError      (api) 28001018: the app lacks the 数据分析 permission
@@ -177,6 +178,33 @@ class CapabilityError(ApiError, FatalError):
 
 class SettingsError(FatalError):
     """A setting or argument is missing or malformed; the message names it and what is expected."""
+
+
+class AppsFileError(SettingsError):
+    """The apps file (`--apps`, TASKBOX_APPS_FILE) cannot be read or describes an app wrongly.
+
+    Carries the file, the app (its id when it has a usable one, and its position, from 1), the
+    key at fault and the problem; the one-line message names them all and never a secret."""
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        app: str | None = None,
+        position: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.path, self.problem, self.key = path, problem, key
+        self.app, self.position = app, position
+        where = [path]
+        if app is not None:
+            where.append(f'app "{app}"' + ("" if position is None else f" (#{position})"))
+        elif position is not None:
+            where.append(f"app #{position}")
+        if key is not None:
+            where.append(key)
+        super().__init__(": ".join([*where, problem]))
 
 
 class RunLockedError(FatalError):

@@ -1,8 +1,9 @@
 """The package's data path reads one way: command line -> pipeline -> API -> records -> store.
 
 A sub-package imports only those after it in that order, plus the shared modules (errors,
-settings, the pure planner, logging set-up and the pure talents rules). The sandbox stands apart:
-it imports nothing of the client, and only the demo command and the tests start it.
+settings, the apps file, the pure planner, logging set-up and the pure talents rules). The
+sandbox stands apart: it imports nothing of the client, and only the demo command and the tests
+start it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ SYNC = Path(__file__).resolve().parent.parent / "sync"
 
 # Earlier may import later, never the other way round.
 ORDER = ["cli", "pipeline", "api", "records", "db"]
-SHARED = {"errors", "settings", "planner", "logs", "talents", "__version__"}
+SHARED = {"errors", "settings", "apps", "planner", "logs", "talents", "__version__"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -59,10 +60,11 @@ def test_a_layer_imports_only_those_after_it(layer: str) -> None:
 
 
 def test_shared_modules_and_the_sandbox_import_no_layer() -> None:
-    """errors, settings, planner, logs, talents and the sandbox depend on no layer of the path."""
+    """errors, settings, apps, planner, logs, talents and the sandbox depend on no layer of the
+    path."""
     wrong = {
         f"{path.relative_to(SYNC)} imports sync.{name}"
-        for part in ["errors", "settings", "planner", "logs", "talents", "sandbox"]
+        for part in ["errors", "settings", "apps", "planner", "logs", "talents", "sandbox"]
         for path in _modules(part)
         for name in _imports(path) & set(ORDER)
     }

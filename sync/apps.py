@@ -1,0 +1,402 @@
+"""The apps file: several mini-apps, each with its own credentials, described in one TOML file.
+
+This module owns reading and checking that file (`load_apps_file`), the value each app becomes
+(`AppConfig`, its secrets already loaded), and the bridge to the one `Settings` the rest of the
+code runs on: `settings_for` lays an app's credentials over the base settings, and
+`app_from_settings` turns today's environment variables into the one app they describe, so one
+app and many are handled alike. Every refusal is one `AppsFileError` line naming the file, the
+app and the key, never a secret's value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sync.errors import AppsFileError
+from sync.settings import MAX_QPS, Secret, Settings
+
+
+class Auth(enum.StrEnum):
+    """How an app gets its daily-data token."""
+
+    CLIENT_CREDENTIALS = "client_credentials"  # a client token from client key + client secret
+    ACCESS_TOKEN = "access_token"  # noqa: S105 (a name): a token obtained elsewhere, as given
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AuthKeys:
+    """The keys an auth method takes beyond the common ones: plain keys, and secrets (each given
+    as `<secret>_env` or `<secret>_file`), required or optional."""
+
+    plain: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        sources = [s + end for s in self.required + self.optional for end in ("_env", "_file")]
+        return frozenset((*COMMON_KEYS, *self.plain, *sources))
+
+
+COMMON_KEYS = ("id", "name", "auth", "qps")
+# A new auth method ("token_command", "provider") is one more member of Auth and one more row.
+AUTH_KEYS: Mapping[Auth, _AuthKeys] = {
+    Auth.CLIENT_CREDENTIALS: _AuthKeys(
+        plain=("client_key",), required=("client_secret",), optional=("app_secret",)
+    ),
+    Auth.ACCESS_TOKEN: _AuthKeys(required=("access_token",), optional=("app_secret",)),
+}
+SECRETS = ("client_secret", "access_token", "app_secret")  # the fields of AppConfig they fill
+TOP_LEVEL_KEYS = ("app",)
+_KNOWN_KEYS = frozenset().union(*(keys.allowed for keys in AUTH_KEYS.values()))
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ID = re.compile(r"[^\s\"\\\x00-\x1f\x7f]+")  # printable, no blanks or quotes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppConfig:
+    """One mini-app: its id (carried by every row, run and lock), how it gets its daily-data
+    token, and its secrets, loaded (repr shows them masked). `talents_app_id` is the mini-app id
+    the talents commands send: the id for an app of the file, DOUYIN_APP_ID (or none) for the
+    environment's app."""
+
+    id: str
+    name: str | None = None
+    auth: Auth = Auth.CLIENT_CREDENTIALS
+    client_key: str | None = None
+    client_secret: Secret | None = None
+    access_token: Secret | None = None
+    app_secret: Secret | None = None
+    qps: float | None = None
+    talents_app_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppsFile:
+    """The apps of one file, in the file's order."""
+
+    path: Path
+    apps: tuple[AppConfig, ...]
+
+    def select(self, ids: Sequence[str]) -> tuple[AppConfig, ...]:
+        """The apps with these ids, in the file's order; no ids means all of them. An id the
+        file does not describe is refused, naming it and the ids the file has."""
+        wanted = (ids,) if isinstance(ids, str) else tuple(ids)
+        known = [app.id for app in self.apps]
+        for app_id in wanted:
+            if app_id not in known:
+                raise AppsFileError(
+                    str(self.path),
+                    f"not in the file; its apps: {_brief(known)}",
+                    app=_shown(app_id),
+                )
+        return tuple(app for app in self.apps if not wanted or app.id in wanted)
+
+
+def load_apps_file(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> AppsFile:
+    """Read and check an apps file; every secret it names is loaded now, so a missing one is
+    found before anything is called or written.
+
+    The file is TOML: one `[[app]]` table per mini-app, nothing else at the top level.
+
+        [[app]]
+        id = "tt_0123456789abcdef"             # required: the mini-app id (rows, runs, locks)
+        name = "Shop A"                        # optional label
+        client_key = "tt_0123456789abcdef"     # optional: defaults to id
+        client_secret_env = "SHOP_A_SECRET"    # the client secret: a variable's name, or
+        # client_secret_file = "/run/secrets/shop-a"  # a file's path: exactly one of the two
+        app_secret_env = "SHOP_A_APP_SECRET"   # optional: the talents commands' mini-app
+                                               # secret (or app_secret_file)
+        qps = 5                                # optional: 0 < qps <= 10
+
+        [[app]]
+        id = "tt_fedcba9876543210"
+        auth = "access_token"                  # a token obtained elsewhere, used as given
+        access_token_env = "SHOP_B_TOKEN"      # or access_token_file
+
+    `auth` is "client_credentials" (the default: a client token from key and secret) or
+    "access_token" (then client_key and client_secret_* are refused). Secrets are never written
+    in the file: a key such as `client_secret = "…"` is refused. An environment variable must be
+    set and not empty; a secret file is read whole, surrounding whitespace (a trailing newline)
+    stripped, and must not be empty; a relative path is taken from the apps file's folder.
+    """
+    where = str(path)
+    env = os.environ if environ is None else environ
+    doc = _parse(Path(path), where)
+    unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise AppsFileError(
+            where,
+            "unknown top-level key; the file holds [[app]] tables only",
+            key=_shown(unknown[0]),
+        )
+    tables = doc.get("app")
+    if tables is None or tables == []:
+        raise AppsFileError(where, "no [[app]] table; describe each mini-app in an [[app]] table")
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise AppsFileError(
+            where, f"expected an array of tables ([[app]]), got {_kind(tables)}", key="app"
+        )
+    base = Path(path).expanduser().parent
+    apps: list[AppConfig] = []
+    seen: dict[str, int] = {}
+    for position, table in enumerate(tables, 1):
+        app = _app(table, _Where(where, position), base, env)
+        if app.id in seen:
+            raise _Where(where, position, app.id).error("id", f"also the id of app #{seen[app.id]}")
+        seen[app.id] = position
+        apps.append(app)
+    return AppsFile(Path(path), tuple(apps))
+
+
+def settings_for(base: Settings, app: AppConfig) -> Settings:
+    """The base settings for this app: its id as `app` (what rows, runs and locks record), its
+    credentials in place of the base's, all of them (an app never borrows another's secret from
+    DOUYIN_*), and its qps if it sets one; the database, base URLs and data folder stay the
+    base's."""
+    changes: dict[str, Any] = {
+        "app": app.id,
+        "client_key": app.client_key,
+        "client_secret": app.client_secret,
+        "access_token": app.access_token,
+        "app_id": app.talents_app_id,
+        "app_secret": app.app_secret,
+    }
+    if app.qps is not None:
+        changes["qps"] = app.qps
+    return base.replace(**changes)
+
+
+def app_from_settings(settings: Settings) -> AppConfig:
+    """The one app today's environment variables describe, its id what runs record for them
+    (`Settings.recorded_app`: the client key, else DOUYIN_APP_ID, else "access-token"). Laid
+    back over its settings it changes nothing but naming that id as `app`."""
+    return AppConfig(
+        id=settings.recorded_app,
+        auth=Auth.ACCESS_TOKEN if settings.access_token else Auth.CLIENT_CREDENTIALS,
+        client_key=settings.client_key,
+        client_secret=settings.client_secret,
+        access_token=settings.access_token,
+        app_secret=settings.app_secret,
+        talents_app_id=settings.app_id,
+    )
+
+
+def secrets_of_apps(apps: Iterable[AppConfig]) -> list[str]:
+    """Every secret value of these apps, for the log scrubber."""
+    return [
+        secret.reveal()
+        for app in apps
+        for secret in (app.client_secret, app.access_token, app.app_secret)
+        if secret
+    ]
+
+
+# -- reading one app ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Where:
+    """The file and the app a refusal is about (the id once it is known)."""
+
+    path: str
+    position: int
+    app: str | None = None
+
+    def error(self, key: str, problem: str) -> AppsFileError:
+        return AppsFileError(self.path, problem, app=self.app, position=self.position, key=key)
+
+
+def _parse(path: Path, where: str) -> dict[str, Any]:
+    try:
+        raw = path.expanduser().read_bytes()
+    except OSError as exc:
+        raise AppsFileError(where, f"cannot read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AppsFileError(where, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        first = (str(exc).splitlines() or ["?"])[0]
+        raise AppsFileError(where, f"not valid TOML: {first}") from None
+
+
+def _app(table: dict[str, Any], at: _Where, base: Path, env: Mapping[str, str]) -> AppConfig:
+    app_id = table.get("id")
+    if app_id is None:
+        raise at.error("id", "missing; every app needs its mini-app id")
+    if not isinstance(app_id, str):
+        raise at.error("id", f"expected a string, got {_kind(app_id)}")
+    if not _ID.fullmatch(app_id):
+        raise at.error("id", "expected the mini-app id: not blank, no spaces or quotes")
+    at.app = app_id
+    for key in table:
+        if key in SECRETS:
+            raise at.error(
+                _shown(key),
+                f"secrets are not written in the apps file; use {key}_env or {key}_file",
+            )
+    unknown = sorted(set(table) - _KNOWN_KEYS)
+    if unknown:
+        raise at.error(_shown(unknown[0]), f"unknown key; an app takes {_brief_keys(_KNOWN_KEYS)}")
+    auth = _auth(table.get("auth", Auth.CLIENT_CREDENTIALS.value), at)
+    keys = AUTH_KEYS[auth]
+    wrong = sorted(set(table) - keys.allowed)
+    if wrong:
+        raise at.error(
+            wrong[0], f'not used with auth "{auth}"; it takes {_brief_keys(keys.allowed)}'
+        )
+    secrets: dict[str, Secret | None] = dict.fromkeys(SECRETS)
+    for name in keys.required + keys.optional:
+        secrets[name] = _secret(table, name, name in keys.required, auth, at, base, env)
+    client_key = _text(table, "client_key", at) or app_id  # the platform's key is the app id
+    return AppConfig(
+        id=app_id,
+        name=_text(table, "name", at),
+        auth=auth,
+        client_key=client_key,
+        client_secret=secrets["client_secret"],
+        access_token=secrets["access_token"],
+        app_secret=secrets["app_secret"],
+        qps=_qps(table, at),
+        talents_app_id=app_id,
+    )
+
+
+def _auth(value: object, at: _Where) -> Auth:
+    if not isinstance(value, str):
+        raise at.error("auth", f"expected a string, got {_kind(value)}")
+    try:
+        return Auth(value)
+    except ValueError:
+        choices = " or ".join(f'"{a}"' for a in Auth)
+        raise at.error("auth", f"unknown value {_quoted(value)}; expected {choices}") from None
+
+
+def _text(table: dict[str, Any], key: str, at: _Where) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise at.error(key, f"expected a string, got {_kind(value)}")
+    return value.strip() or None
+
+
+def _qps(table: dict[str, Any], at: _Where) -> float | None:
+    value = table.get("qps")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise at.error("qps", f"expected a number, got {_kind(value)}")
+    if not math.isfinite(value) or value <= 0 or value > MAX_QPS:
+        raise at.error("qps", f"expected a number above 0 and at most {MAX_QPS:g}, got {value}")
+    return float(value)
+
+
+def _secret(
+    table: dict[str, Any],
+    name: str,
+    required: bool,
+    auth: Auth,
+    at: _Where,
+    base: Path,
+    env: Mapping[str, str],
+) -> Secret | None:
+    """The secret `name` from `<name>_env` or `<name>_file`, loaded; None if optional and absent."""
+    env_key, file_key = name + "_env", name + "_file"
+    if env_key in table and file_key in table:
+        raise at.error(file_key, f"{env_key} is given too; keep one of the two")
+    if env_key in table:
+        var = table[env_key]
+        if not isinstance(var, str):
+            raise at.error(env_key, f"expected a string, got {_kind(var)}")
+        if not _ENV_NAME.fullmatch(var):  # perhaps the secret itself: never echoed
+            raise at.error(
+                env_key, "expected the name of an environment variable (letters, digits, _)"
+            )
+        value = env.get(var)
+        if value is None:
+            raise at.error(env_key, f"environment variable {var} is not set")
+        return _checked(value.strip(), env_key, f"environment variable {var}", at)
+    if file_key in table:
+        given = table[file_key]
+        if not isinstance(given, str):
+            raise at.error(file_key, f"expected a string, got {_kind(given)}")
+        if not given.strip():
+            raise at.error(file_key, "expected the path of a file holding the secret")
+        file = base / Path(given).expanduser()
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise at.error(
+                file_key, f"cannot read {_shown(str(file))}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except UnicodeDecodeError:
+            raise at.error(file_key, f"{_shown(str(file))} is not UTF-8 text") from None
+        return _checked(text.strip(), file_key, _shown(str(file)), at)
+    if required:
+        raise at.error(
+            name,
+            f'missing; auth "{auth}" needs it from {env_key} (an environment variable\'s name) '
+            f"or {file_key} (a file's path)",
+        )
+    return None
+
+
+def _checked(value: str, key: str, source: str, at: _Where) -> Secret:
+    if not value:
+        raise at.error(key, f"{source} is empty")
+    if "\n" in value or "\r" in value:
+        raise at.error(key, f"{source} holds more than one line; expected the secret alone")
+    return Secret(value)
+
+
+# -- wording ------------------------------------------------------------------------------------
+
+
+def _kind(value: object) -> str:
+    """What a TOML value is, in words (the value itself is never shown: it may be a secret)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {
+        str: "a string",
+        int: "an integer",
+        float: "a float",
+        dict: "a table",
+        list: "an array",
+    }
+    return next((w for t, w in kinds.items() if isinstance(value, t)), "a date or time")
+
+
+def _shown(text: str) -> str:
+    """A name from the file as it can be printed on one line."""
+    return text if text.isprintable() else ascii(text)
+
+
+def _quoted(text: str) -> str:
+    return f'"{text}"' if text.isprintable() and '"' not in text else ascii(text)
+
+
+def _brief(names: Sequence[str], most: int = 6) -> str:
+    shown = ", ".join(_shown(n) for n in names[:most])
+    return shown + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
+def _brief_keys(keys: Iterable[str]) -> str:
+    """Keys in the file's order of importance, each secret's pair as `<secret>_env/_file`."""
+    keys = set(keys)
+    parts = [k for k in (*COMMON_KEYS, "client_key") if k in keys]
+    parts += [f"{s}_env/_file" for s in SECRETS if s + "_env" in keys]
+    return ", ".join(parts)
