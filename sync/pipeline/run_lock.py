@@ -10,7 +10,6 @@ which the run treats as an outage: it pauses, takes the lock back (`keep`) or st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from sqlalchemy import text
