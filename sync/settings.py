@@ -120,6 +120,7 @@ class Settings:
     app_secret: Secret | None = None
     qps: float = MAX_QPS
     app: str | None = None  # the app's id in an apps file (`sync.apps`); see `recorded_app`
+    apps_file: Path | None = None  # TASKBOX_APPS_FILE: several apps (`sync.apps`)
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     allow_insecure_http: bool = False
 
@@ -141,6 +142,7 @@ class Settings:
         if db is not None:
             db = normalize_database_url(db)
         data_dir = text("TASKBOX_DATA_DIR")
+        apps_file = text("TASKBOX_APPS_FILE")
         return cls(
             database_url=Secret(db) if db else None,
             client_key=text("DOUYIN_CLIENT_KEY"),
@@ -160,6 +162,7 @@ class Settings:
             app_secret=secret("DOUYIN_APP_SECRET"),
             qps=parse_qps(text("TASKBOX_QPS") or str(MAX_QPS)),
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
+            apps_file=Path(apps_file) if apps_file else None,
             allow_insecure_http=allow_insecure,
         )
 

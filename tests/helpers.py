@@ -385,16 +385,19 @@ async def assert_table_is_truth(
     sandbox: SandboxServer,
     dates: list[dt.date],
     now: float,
+    *,
+    app_id: str | None = None,
     **filters: Any,
 ) -> int:
-    """Every billing date's rows equal the sandbox's answer over the publish range reachable at
-    `now`; the number of rows compared."""
+    """Every billing date's rows (of app `app_id`, if given) equal the sandbox's answer over the
+    publish range reachable at `now` (`filters` go to its truth, `app=` naming a sandbox app
+    among them); the number of rows compared."""
     total = 0
     start = planner.earliest_start(now)
     for d in dates:
         truth = sandbox.truth(d, start, planner.day_end(d), **filters)
         expected = {row_key(t): {k: storable(v) for k, v in t.items()} for t in truth}
-        actual_rows = await table_rows(engine, d)
+        actual_rows = await table_rows(engine, d, app_id)
         actual = {row_key(r): {k: storable(v) for k, v in r.items()} for r in actual_rows}
         assert len(actual_rows) == len(actual), f"{d}: duplicate keys in the table"
         missing = expected.keys() - actual.keys()

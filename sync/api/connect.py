@@ -1,10 +1,16 @@
-"""Opening the API for one app: an HTTP session, the app's token source and its own limiter,
-put together as the client a run is handed (`sync.pipeline.engine.SyncRun` takes it)."""
+"""Opening the API for one app: the app's token source and its own limiter over an HTTP session,
+put together as the client a run is handed (`sync.pipeline.engine.SyncRun` takes it).
+
+One app opens its own session (`open_daily_data`); a fleet opens one session for every app and
+builds each app's client on it (`daily_data_client`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+import aiohttp
 
 from sync.api.client import ApiCaller, DailyDataClient
 from sync.api.http import Timeouts, new_session
@@ -12,6 +18,21 @@ from sync.api.limiter import RequestLimiter
 from sync.api.retry import RetryPolicy
 from sync.api.tokens import token_provider
 from sync.settings import Settings
+
+
+def daily_data_client(
+    settings: Settings, session: aiohttp.ClientSession, *, retry: RetryPolicy | None = None
+) -> DailyDataClient:
+    """The daily-data client of the app `settings` name, on `session`, under a limiter of its
+    own at `settings.qps`.
+
+    The platform counts 10 QPS per app, so each app gets its own limiter: two apps' clients
+    never share one (and one app's clients must not be built twice at once).
+    """
+    caller = ApiCaller(
+        session, RequestLimiter(settings.qps), token_provider(settings, session), policy=retry
+    )
+    return DailyDataClient(caller, settings.open_base_url)
 
 
 @asynccontextmanager
@@ -22,20 +43,9 @@ async def open_daily_data(
     retry: RetryPolicy | None = None,
     max_connections: int = 32,
 ) -> AsyncIterator[DailyDataClient]:
-    """The daily-data client of the app `settings` name, under a limiter of its own at
-    `settings.qps`; the session closes on the way out.
-
-    The platform counts 10 QPS per app, so each app gets its own limiter: two apps' clients
-    never share one (and one app's clients must not be opened twice at once).
-    """
+    """`daily_data_client` on a session of its own, closed on the way out."""
     session = new_session(timeouts or Timeouts(), max_connections=max_connections)
     try:
-        caller = ApiCaller(
-            session,
-            RequestLimiter(settings.qps),
-            token_provider(settings, session),
-            policy=retry,
-        )
-        yield DailyDataClient(caller, settings.open_base_url)
+        yield daily_data_client(settings, session, retry=retry)
     finally:
         await session.close()

@@ -21,6 +21,7 @@ from sync.errors import (
     SettingsError,
     TaskboxError,
 )
+from sync.pipeline.fleet import FleetResult, Outcome
 from sync.pipeline.runs import RunResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -54,3 +55,18 @@ def run_exit_status(result: RunResult) -> int:
     if result.status is RunStatus.INTERRUPTED:
         return 128 + (result.signal_number or signal.SIGINT)
     return EXIT_OK if result.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+def fleet_exit_status(result: FleetResult) -> int:
+    """The exit status of a run of several apps: 0 when no app failed (apps locked elsewhere
+    are skipped, not failed), 1 when any failed, 75 only when every app was locked; a signal's
+    or a database outage's status when one stopped the run."""
+    if result.signal_number is not None:
+        return 128 + result.signal_number
+    outcomes = [a.outcome for a in result.apps]
+    if outcomes and all(o is Outcome.LOCKED for o in outcomes):
+        return EXIT_LOCKED
+    if any(isinstance(a.error, DatabaseUnavailable) for a in result.apps):
+        return EXIT_UNAVAILABLE
+    bad = (Outcome.FAILED, Outcome.PARTIAL, Outcome.INTERRUPTED)
+    return EXIT_FAILED if any(o in bad for o in outcomes) else EXIT_OK

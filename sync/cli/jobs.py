@@ -6,15 +6,19 @@ import argparse
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sync import planner
-from sync.cli.exits import run_exit_status
-from sync.cli.summary import render_result
+from sync.apps import AppConfig, load_apps_file, secrets_of_apps, settings_for
+from sync.cli.exits import fleet_exit_status, run_exit_status
+from sync.cli.summary import render_fleet, render_result
 from sync.db.connect import open_engine
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.engine import run_app
+from sync.pipeline.fleet import DEFAULT_APPS_AT_ONCE, FleetApp, FleetResult, run_fleet
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
 from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.settings import MAX_QPS, Settings, parse_qps
@@ -88,6 +92,25 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
         type=_int_in(1_000, 10_000_000, "a number of rows"),
         default=DEFAULT_BUFFER_ROWS,
         help="rows held in memory at once, fetched but not yet written (~1.5 KB each)",
+    )
+    p.add_argument(
+        "--apps",
+        type=Path,
+        metavar="FILE",
+        help="sync every app of this apps file (TOML; default: $TASKBOX_APPS_FILE)",
+    )
+    p.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this app of the apps file (repeatable)",
+    )
+    p.add_argument(
+        "--apps-at-once",
+        type=_int_in(1, 256, "a number of apps"),
+        default=DEFAULT_APPS_AT_ONCE,
+        help=f"apps synced at the same time (default {DEFAULT_APPS_AT_ONCE})",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan; call and write nothing")
     p.add_argument("--restart", action="store_true", help="do not resume an unfinished run")
@@ -187,6 +210,11 @@ def secrets_of(settings: Settings) -> list[str]:
 def _sync(
     kind: str, args: argparse.Namespace, settings: Settings, dates: list[Any], now: float
 ) -> int:
+    apps_file = args.apps or settings.apps_file
+    if apps_file is not None:
+        return _sync_apps(kind, args, settings, apps_file, dates, now)
+    if args.app:
+        raise SettingsError("--app: needs an apps file (--apps FILE or TASKBOX_APPS_FILE)")
     configure_logging(args.log_format, secrets=secrets_of(settings))
     plan = planner.plan(dates, now)
     options = options_from(kind, args)
@@ -200,6 +228,57 @@ def _sync(
     if result.stop_error is not None:  # the database stayed away, or the lock was taken
         raise result.stop_error  # the CLI prints it as the one line, with its exit status
     return run_exit_status(result)
+
+
+def _sync_apps(
+    kind: str,
+    args: argparse.Namespace,
+    settings: Settings,
+    apps_file: Path,
+    dates: list[Any],
+    now: float,
+) -> int:
+    """The apps of an apps file (those --app names, else all), in one process."""
+    apps = load_apps_file(apps_file).select(args.app)
+    configure_logging(args.log_format, secrets=secrets_of(settings) + secrets_of_apps(apps))
+    plan = planner.plan(dates, now)
+    options = options_from(kind, args)
+    if args.dry_run:
+        for line in describe_apps(plan, apps, settings):
+            print(line)
+        return 0
+    fleet = [FleetApp(app.id, settings_for(settings, app)) for app in apps]
+    result = asyncio.run(run_apps(settings, fleet, options, plan, args.apps_at_once))
+    print(render_fleet(result))
+    return fleet_exit_status(result)
+
+
+def describe_apps(plan: planner.Plan, apps: Sequence[AppConfig], settings: Settings) -> list[str]:
+    """The dry run of several apps: one line per app, then the plan they share."""
+    lines = [f"{len(apps)} apps, each with this plan under its own limiter:"]
+    for app in apps:
+        qps = app.qps or settings.qps
+        lines.append(
+            f"  app {app.id}: {len(plan.partitions)} partitions, at least {plan.min_calls} calls,"
+            f" ~{plan.min_seconds(qps):.0f}s at {qps:g} QPS ({app.auth})"
+        )
+    return lines + planner.describe(plan, settings.qps)
+
+
+async def run_apps(
+    settings: Settings,
+    apps: Sequence[FleetApp],
+    options: RunOptions,
+    plan: planner.Plan,
+    apps_at_once: int,
+) -> FleetResult:
+    """Several apps over one database pool: a lock connection per app running, and writers.
+    Partitions take a connection only to write, so waiting for one is normal: no pool timeout
+    short enough to fail a partition."""
+    at_once = min(apps_at_once, len(apps))
+    pool = at_once + min(options.concurrency, 16)
+    async with open_engine(settings, pool_size=pool, pool_timeout=3600) as db:
+        return await run_fleet(db, apps, options, plan, apps_at_once=at_once)
 
 
 async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sync.cli.tables import table
+from sync.db.counts import RunCounts
+from sync.pipeline.fleet import FleetResult
 from sync.pipeline.runs import RunResult
 from sync.planner import SHANGHAI
 
@@ -57,4 +59,110 @@ def render_result(result: RunResult) -> str:
             for f in result.failed
         ]
         lines.append(table(_FAILED, failed, limits={len(_FAILED) - 1: ERROR_CELLS}))
+    lines += _foreign_lines(c)
     return "\n".join(lines)
+
+
+def _foreign_lines(c: RunCounts, app: str | None = None) -> list[str]:
+    """Keys the app's answers listed that another app's rows hold: counted, a few shown."""
+    if not c.rows_foreign:
+        return []
+    who = f"app {app}: " if app else ""
+    lines = [
+        f"{who}{c.rows_foreign:,} rows listed for this app are stored under another app and were "
+        "left there (a task belongs to one app: check the apps' credentials):"
+    ]
+    lines += [
+        f"  video {k.video_id} task {k.task_id}: stored under {k.stored_app}, "
+        f"listed in the answer log_id={k.log_id or '?'}"
+        for k in c.foreign_keys
+    ]
+    return lines
+
+
+_APPS = (
+    "app",
+    "outcome",
+    "run",
+    "partitions",
+    "done",
+    "failed",
+    "skipped",
+    "api calls",
+    "throttled",
+    "rows fetched",
+    "inserted",
+    "updated",
+    "removed",
+    "other app's",
+    "note",
+)
+
+
+def _app_cells(app: str, outcome: str, run: object, c: RunCounts, note: str) -> list[object]:
+    return [
+        app,
+        outcome,
+        run,
+        c.partitions_total,
+        c.partitions_done,
+        c.partitions_failed,
+        c.partitions_skipped,
+        f"{c.api_calls:,}",
+        c.throttled,
+        f"{c.rows_fetched:,}",
+        f"{c.rows_inserted:,}",
+        f"{c.rows_updated:,}",
+        f"{c.rows_removed:,}",
+        f"{c.rows_foreign:,}",
+        note,
+    ]
+
+
+def render_fleet(result: FleetResult) -> str:
+    """A line per app and a total; then each app's failed partitions and other apps' keys."""
+    total = RunCounts()
+    rows: list[list[object]] = []
+    tally: dict[str, int] = {}
+    for a in result.apps:
+        c = a.result.counts if a.result is not None else RunCounts()
+        note = str(a.error) if a.error is not None else (a.result.error if a.result else "") or ""
+        run = a.result.run_id if a.result is not None else ""
+        rows.append(_app_cells(a.app_id, a.outcome, run, c, note))
+        tally[a.outcome] = tally.get(a.outcome, 0) + 1
+        for name in _SUMMED:
+            setattr(total, name, getattr(total, name) + getattr(c, name))
+    outcomes = ", ".join(f"{n} {o}" for o, n in tally.items())
+    rows.append(_app_cells("total", outcomes, "", total, ""))
+    rate = total.rows_fetched / result.elapsed if result.elapsed else 0.0
+    lines = [
+        f"{len(result.apps)} apps in {result.elapsed:.1f}s ({outcomes}); {rate:,.0f} rows/s",
+        table(_APPS, rows, right=range(3, len(_APPS) - 1), limits={len(_APPS) - 1: ERROR_CELLS}),
+    ]
+    for a in result.apps:
+        if a.result is None:
+            continue
+        for f in a.result.failed[:FAILED_SHOWN]:
+            lines.append(
+                f"app {a.app_id}: failed {f.billing_date} "
+                f"[{_when(f.window_start)} .. {_when(f.window_end)}] err_no={f.err_no} "
+                f"log_id={f.log_id or ''}: {f.error}"
+            )
+        lines += _foreign_lines(a.result.counts, a.app_id)
+    return "\n".join(lines)
+
+
+FAILED_SHOWN = 5  # failed partitions listed per app in a fleet's summary
+_SUMMED = (
+    "partitions_total",
+    "partitions_done",
+    "partitions_failed",
+    "partitions_skipped",
+    "api_calls",
+    "throttled",
+    "rows_fetched",
+    "rows_inserted",
+    "rows_updated",
+    "rows_removed",
+    "rows_foreign",
+)

@@ -32,11 +32,11 @@ async def resolve_database_url(settings: Settings) -> tuple[str, bool]:
 
 @asynccontextmanager
 async def open_engine(
-    settings: Settings, *, check: bool = True, pool_size: int = 5
+    settings: Settings, *, check: bool = True, pool_size: int = 5, pool_timeout: float = 30.0
 ) -> AsyncIterator[AsyncEngine]:
     """An engine on a database whose schema is current; the embedded one migrates itself."""
     url, embedded = await resolve_database_url(settings)
-    engine = create_engine(url, pool_size=pool_size)
+    engine = create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout)
     try:
         if embedded:
             await migrate(engine)

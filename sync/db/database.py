@@ -54,12 +54,17 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An asyncpg engine. JIT is off: the bulk statements are short and JIT start-up dominates."""
+POOL_OVERFLOW = 4
+
+
+def create_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> AsyncEngine:
+    """An asyncpg engine with at most `pool_size` + 4 connections. JIT is off: the bulk
+    statements are short and JIT start-up dominates."""
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=4,
+        max_overflow=POOL_OVERFLOW,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         connect_args={"server_settings": {"jit": "off", "application_name": "taskbox-sync"}},
     )

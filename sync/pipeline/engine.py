@@ -69,7 +69,12 @@ class SyncRun:
         app_id: str,
         progress_interval: float | None = None,
         outage_backoff: Backoff | None = None,
+        budget: RowBudget | None = None,
+        signals: bool = True,
     ) -> None:
+        """`budget`: the rows in memory, shared with other apps' runs in a fleet (default: one
+        of its own from the options). `signals`: install SIGINT/SIGTERM handlers (a fleet
+        installs its own and calls `stop`)."""
         self.db = db
         self.api = api
         self.options = options
@@ -90,6 +95,8 @@ class SyncRun:
         self._lock = RunLock(db, app_id)
         self._stop_error: TaskboxError | None = None  # why the run stopped short
         self._impatient = False  # a signal came while the database was away: no more waiting
+        self._budget = budget
+        self._signals = signals
 
     # -- the run --------------------------------------------------------------------------
 
@@ -255,7 +262,7 @@ class SyncRun:
                 options.page_size, options.max_pages, options.douyin_id, options.agency_client_key
             ),
             PageFlow(
-                RowBudget(max(options.buffer_rows, options.page_size)),
+                self._budget or RowBudget(max(options.buffer_rows, options.page_size)),
                 FirstPageGuess(options.page_size),
                 Starts(limiter.qps, options.concurrency),
                 ready=self._gate.check,
@@ -269,9 +276,9 @@ class SyncRun:
         )
         loop = asyncio.get_running_loop()
         installed = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM) if self._signals else ():
             try:
-                loop.add_signal_handler(signum, self._on_signal, signum)
+                loop.add_signal_handler(signum, self.stop, signum)
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): no signal handling
@@ -303,7 +310,9 @@ class SyncRun:
             return RunStatus.PARTIAL, f"{len(self.failed)} partitions failed"
         return RunStatus.SUCCEEDED, None
 
-    def _on_signal(self, signum: int) -> None:
+    def stop(self, signum: int) -> None:
+        """A signal: the first finishes the partitions in flight and takes no new ones; a second
+        (or one while the database is away) stops now, rolling them back."""
         if self._stopping is None and not self._gate.down:
             log.warning("signal %d: finishing partitions in flight, taking no new ones", signum)
             self._stopping = signum

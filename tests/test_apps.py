@@ -1,0 +1,234 @@
+"""Several apps, one database (#14): each app's rows, runs, resume and failures its own, and a
+fleet of apps synced in one process."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync import planner
+from sync.cli.exits import fleet_exit_status
+from sync.cli.summary import render_fleet
+from sync.db import locks
+from sync.db.database import create_engine
+from sync.db.schema import sync_runs, video_daily_earnings
+from sync.db.statuses import RunStatus
+from sync.pipeline.fleet import FleetApp, FleetResult, Outcome, run_fleet
+from sync.pipeline.runs import RunOptions
+from sync.sandbox import SandboxServer
+from sync.settings import Settings
+from tests.helpers import (
+    Clock,
+    MakeSandbox,
+    assert_table_is_truth,
+    run_sync,
+    sandbox_settings,
+)
+
+OPTIONS = RunOptions(kind="backfill", page_size=50, concurrency=4)
+
+
+@pytest.fixture
+async def shop_a(make_sandbox: MakeSandbox) -> SandboxServer:
+    return await make_sandbox(seed=21, videos=150, tasks=5, creators=15)
+
+
+@pytest.fixture
+async def shop_b(make_sandbox: MakeSandbox) -> SandboxServer:
+    return await make_sandbox(seed=22, videos=120, tasks=4, creators=12)
+
+
+def _app(sandbox: SandboxServer, database_url: str, app_id: str, **changes: Any) -> FleetApp:
+    return FleetApp(app_id, sandbox_settings(sandbox, database_url, app=app_id, **changes))
+
+
+async def _fleet(
+    database_url: str, apps: list[FleetApp], dates: list[dt.date], now: float, **options: Any
+) -> FleetResult:
+    db = create_engine(database_url, pool_size=8)
+    try:
+        plan = planner.plan(dates, now)
+        return await run_fleet(db, apps, RunOptions(**{**_fields(OPTIONS), **options}), plan)
+    finally:
+        await db.dispose()
+
+
+def _fields(options: RunOptions) -> dict[str, Any]:
+    return {"kind": options.kind, "page_size": options.page_size, "concurrency": options.concurrency}
+
+
+async def _rows_of(engine: AsyncEngine, app_id: str) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count()).where(video_daily_earnings.c.app_id == app_id)
+        )
+    return int(count or 0)
+
+
+async def test_a_second_app_never_removes_the_first_apps_rows(
+    engine: AsyncEngine,
+    database_url: str,
+    shop_a: SandboxServer,
+    shop_b: SandboxServer,
+    clock: Clock,
+) -> None:
+    """What was seen: app B's backfill of the same date removed every row of app A."""
+    dates, now = clock.recent_dates(2), clock()
+    a = await run_sync(sandbox_settings(shop_a, database_url, app="tt_a"), dates, now=now)
+    stored_a = await _rows_of(engine, "tt_a")
+    assert a.status == RunStatus.SUCCEEDED and stored_a > 0
+    b = await run_sync(sandbox_settings(shop_b, database_url, app="tt_b"), dates, now=now)
+    assert b.status == RunStatus.SUCCEEDED
+    assert b.counts.rows_removed == 0
+    assert await _rows_of(engine, "tt_a") == stored_a
+    # Each app's rows equal its own platform's answer; a re-sync of A changes nothing.
+    await assert_table_is_truth(engine, shop_a, dates, now, app_id="tt_a")
+    await assert_table_is_truth(engine, shop_b, dates, now, app_id="tt_b")
+    again = await run_sync(sandbox_settings(shop_a, database_url, app="tt_a"), dates, now=now)
+    assert (again.counts.rows_inserted, again.counts.rows_updated) == (0, 0)
+    assert again.counts.rows_removed == 0
+
+
+async def test_a_fleet_syncs_every_app_in_one_process(
+    engine: AsyncEngine,
+    database_url: str,
+    shop_a: SandboxServer,
+    shop_b: SandboxServer,
+    clock: Clock,
+) -> None:
+    dates, now = clock.recent_dates(2), clock()
+    apps = [_app(shop_a, database_url, "tt_a"), _app(shop_b, database_url, "tt_b")]
+    result = await _fleet(database_url, apps, dates, now)
+    assert [a.outcome for a in result.apps] == [Outcome.DONE, Outcome.DONE]
+    assert fleet_exit_status(result) == 0
+    await assert_table_is_truth(engine, shop_a, dates, now, app_id="tt_a")
+    await assert_table_is_truth(engine, shop_b, dates, now, app_id="tt_b")
+    async with engine.connect() as conn:
+        apps_of_runs = (await conn.execute(select(sync_runs.c.app_id))).scalars().all()
+    assert sorted(apps_of_runs) == ["tt_a", "tt_b"]
+    summary = render_fleet(result)
+    assert "tt_a" in summary and "tt_b" in summary and "total" in summary
+
+
+async def test_an_app_without_the_grant_fails_alone(
+    engine: AsyncEngine,
+    database_url: str,
+    shop_a: SandboxServer,
+    make_sandbox: MakeSandbox,
+    clock: Clock,
+) -> None:
+    no_grant = await make_sandbox(seed=23, videos=50, tasks=3, creators=5, capability=False)
+    refused = await make_sandbox(seed=24, videos=50, tasks=3, creators=5)
+    dates, now = clock.recent_dates(1), clock()
+    apps = [
+        _app(no_grant, database_url, "tt_no_grant"),
+        _app(shop_a, database_url, "tt_a"),
+        _app(refused, database_url, "tt_refused", client_key="wrong-key"),
+    ]
+    result = await _fleet(database_url, apps, dates, now)
+    outcomes = {a.app_id: a.outcome for a in result.apps}
+    assert outcomes == {
+        "tt_no_grant": Outcome.FAILED,
+        "tt_a": Outcome.DONE,
+        "tt_refused": Outcome.FAILED,
+    }
+    assert fleet_exit_status(result) == 1
+    no_grant_run = next(a for a in result.apps if a.app_id == "tt_no_grant").result
+    assert no_grant_run is not None and "28001018" in (no_grant_run.error or "")
+    await assert_table_is_truth(engine, shop_a, dates, now, app_id="tt_a")
+    summary = render_fleet(result)
+    assert "28001018" in summary
+
+
+async def test_an_app_locked_elsewhere_is_skipped_and_all_locked_is_75(
+    engine: AsyncEngine,
+    database_url: str,
+    shop_a: SandboxServer,
+    shop_b: SandboxServer,
+    clock: Clock,
+) -> None:
+    dates, now = clock.recent_dates(1), clock()
+    apps = [_app(shop_a, database_url, "tt_a"), _app(shop_b, database_url, "tt_b")]
+    async with engine.connect() as holder:
+        assert await locks.acquire_run_lock(holder, "tt_b")
+        await holder.commit()
+        result = await _fleet(database_url, apps, dates, now)
+        assert [a.outcome for a in result.apps] == [Outcome.DONE, Outcome.LOCKED]
+        assert fleet_exit_status(result) == 0
+        assert "locked" in render_fleet(result)
+        assert await locks.acquire_run_lock(holder, "tt_a")
+        await holder.commit()
+        every = await _fleet(database_url, apps, dates, now)
+        assert [a.outcome for a in every.apps] == [Outcome.LOCKED, Outcome.LOCKED]
+        assert fleet_exit_status(every) == 75
+        await locks.release_run_lock(holder, "tt_a")
+        await locks.release_run_lock(holder, "tt_b")
+        await holder.commit()
+    assert await _rows_of(engine, "tt_b") == 0
+
+
+async def test_keys_another_app_holds_are_counted_not_moved(
+    engine: AsyncEngine, database_url: str, shop_a: SandboxServer, clock: Clock
+) -> None:
+    """Two apps whose answers list the same keys (say, one app's credentials given twice under
+    two ids): the second never takes the first's rows, and says so."""
+    dates, now = clock.recent_dates(1), clock()
+    first = await run_sync(sandbox_settings(shop_a, database_url, app="tt_a"), dates, now=now)
+    stored = await _rows_of(engine, "tt_a")
+    twin = await run_sync(sandbox_settings(shop_a, database_url, app="tt_twin"), dates, now=now)
+    assert first.status == twin.status == RunStatus.SUCCEEDED
+    assert twin.counts.rows_foreign == stored
+    assert twin.counts.rows_inserted == twin.counts.rows_removed == 0
+    assert await _rows_of(engine, "tt_a") == stored and await _rows_of(engine, "tt_twin") == 0
+    sample = twin.counts.foreign_keys
+    assert sample and all(k.stored_app == "tt_a" and k.log_id for k in sample)
+    async with engine.connect() as conn:
+        stored_foreign = await conn.scalar(
+            select(sync_runs.c.rows_foreign).where(sync_runs.c.id == twin.run_id)
+        )
+    assert stored_foreign == stored
+
+
+async def test_resume_takes_only_the_apps_own_runs(
+    engine: AsyncEngine,
+    database_url: str,
+    shop_a: SandboxServer,
+    shop_b: SandboxServer,
+    clock: Clock,
+) -> None:
+    """An unfinished run of app A is resumed by A's next run, never by B's (same params)."""
+    dates, now = clock.recent_dates(2), clock()
+    settings_a = sandbox_settings(shop_a, database_url, app="tt_a")
+    settings_b = sandbox_settings(shop_b, database_url, app="tt_b")
+    shop_a.sandbox.set_faults(_storm_after(shop_a))
+    partial = await run_sync(settings_a, dates, now=now, concurrency=1)
+    assert partial.status != RunStatus.SUCCEEDED
+    b = await run_sync(settings_b, dates, now=now)
+    assert b.counts.partitions_skipped == 0 and b.status == RunStatus.SUCCEEDED
+    shop_a.sandbox.set_faults(_calm())
+    resumed = await run_sync(settings_a, dates, now=now)
+    assert resumed.status == RunStatus.SUCCEEDED
+    assert resumed.counts.partitions_skipped == partial.counts.partitions_done > 0
+    await assert_table_is_truth(engine, shop_a, dates, now, app_id="tt_a")
+    await assert_table_is_truth(engine, shop_b, dates, now, app_id="tt_b")
+
+
+def _storm_after(sandbox: SandboxServer) -> Any:
+    from sync.sandbox import Faults
+
+    # Every data call of half the run fails for good (err 28001007-like system errors are
+    # retried; a wrong shape after the retries fails the partition).
+    return Faults(seed=5, wrong_shape_rate=0.6)
+
+
+def _calm() -> Any:
+    from sync.sandbox import Faults
+
+    return Faults()
+
+
+_ = Settings  # the type of FleetApp.settings, for readers
