@@ -50,6 +50,12 @@ class AppState:
         self._dataset: Dataset | None = None
         self._rosters: Rosters | None = None
 
+    def build(self) -> Rosters:
+        """Build its dataset and rosters now (if not yet); returns the rosters."""
+        if self._rosters is None:
+            self._rosters = Rosters(self.dataset.catalog, self.seed, comma=self.config.talent_comma)
+        return self._rosters
+
     @property
     def built(self) -> bool:
         """Whether its data exists yet."""
@@ -75,9 +81,7 @@ class AppState:
 
     @property
     def rosters(self) -> Rosters:
-        if self._rosters is None:
-            self._rosters = Rosters(self.dataset.catalog, self.seed, comma=self.config.talent_comma)
-        return self._rosters
+        return self.build()
 
     def reset(self) -> None:
         """Counters and throttle history cleared; data back to the seed (tokens stay)."""

@@ -48,6 +48,7 @@ class Sandbox:
             AppState(config, credentials, rendered=self.rendered, ids_in_use=ids_in_use)
             for credentials in all_credentials(config)
         ]
+        self.apps[0].build()  # app 1 as ever: ready before the first request; others on demand
         self._by_client_key = {a.credentials.client_key: a for a in self.apps}
         self._by_app_id = {a.credentials.app_id: a for a in self.apps}
         self.faults = FaultEngine(config.faults)

@@ -134,10 +134,10 @@ def test_app_one_credentials_may_not_name_another_app():
 
 def test_apps_have_disjoint_data_of_the_same_size_and_app_one_is_unchanged(clock):
     """Every app has `videos` videos; no task or video id is shared; app 1's data is exactly a
-    one-app sandbox's; data is built only when first used."""
+    one-app sandbox's; other apps' data is built only when first used."""
     config = SandboxConfig(seed=7, apps=4, videos=120, tasks=8, creators=40, clock=clock)
     fleet = Sandbox(config)
-    assert not any(app.built for app in fleet.apps)
+    assert [app.built for app in fleet.apps] == [True, False, False, False]
     info = fleet.info("http://x")
     assert [a["videos"] for a in info["apps"]] == [120] * 4
     ids = [catalog_ids(fleet, n) for n in range(1, 5)]
