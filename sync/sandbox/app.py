@@ -33,6 +33,7 @@ def create_app(
     router.add_get("/__sandbox/info", control.info)
     router.add_get("/__sandbox/truth", control.truth)
     router.add_post("/__sandbox/mutate", control.mutate)
+    router.add_post("/__sandbox/warm", control.warm)
     router.add_post("/__sandbox/reset", control.reset)
     router.add_post("/__sandbox/faults", control.faults)
     return app

@@ -1,4 +1,4 @@
-"""Frozen settings of one sandbox: the dataset size, credentials, limits and injected faults."""
+"""Frozen settings of one sandbox: its apps, their dataset size, credentials, limits and faults."""
 
 from __future__ import annotations
 
@@ -179,12 +179,20 @@ def parse_latency(value: str) -> tuple[float, float]:
     return low, high
 
 
+MAX_APPS = 0xFFFF
+"""Tokens carry their app's number in four hex digits."""
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """Everything a sandbox needs; the same config always yields the same dataset."""
 
     seed: int = 1
+    apps: int = 1
+    """How many apps it serves, each with its own credentials, data, tokens and throttles
+    (see `credentials.app_credentials`); app 1 takes the credential fields below."""
     videos: int = 200
+    """Videos of each app."""
     tasks: int = 12
     creators: int = 40
     history_days: int = 120
@@ -201,13 +209,17 @@ class SandboxConfig:
     qps_limit: int = 10
     """Daily-data requests allowed in any sliding second."""
     capability: bool = True
-    """Whether the app holds the data-analysis capability (else 28001018)."""
+    """Whether app 1 holds the data-analysis capability (else 28001018)."""
+    apps_without_capability: frozenset[int] = frozenset()
+    """1-based numbers of the apps lacking that capability too (app 1 lacks it when either says
+    so)."""
     snake_case: bool = False
     """Send row keys in snake_case instead of the doc sample's PascalCase."""
     talent_comma: str = ","
     """Comma used in update_result texts: "," (ASCII) or "，" (full width)."""
     cache_dates: int = 256
-    """How many billing dates keep their rendered rows in memory (least recently used go)."""
+    """How many billing dates keep their rendered rows in memory, counted across apps (an app's
+    date is one): the least recently used go."""
     faults: Faults = field(default_factory=Faults)
     clock: Clock = time.time
 
@@ -222,3 +234,14 @@ class SandboxConfig:
             raise ValueError('talent_comma must be "," or "，"')
         if self.cache_dates < 1:
             raise ValueError("cache_dates must be >= 1")
+        if not 1 <= self.apps <= MAX_APPS:
+            raise ValueError(f"apps must be within 1..{MAX_APPS}")
+        outside = sorted(n for n in self.apps_without_capability if not 1 <= n <= self.apps)
+        if outside:
+            raise ValueError(f"apps_without_capability names no app of 1..{self.apps}: {outside}")
+
+    def has_capability(self, number: int) -> bool:
+        """Whether app `number` (1-based) holds the data-analysis capability."""
+        if number == 1 and not self.capability:
+            return False
+        return number not in self.apps_without_capability

@@ -1,4 +1,8 @@
-"""/__sandbox/* endpoints: stats, truth, info, mutate, reset, faults. Never subject to faults."""
+"""/__sandbox/* endpoints: stats, truth, info, mutate, warm, reset, faults. Never subject to faults.
+
+Those about one app's data or figures (stats, truth, mutate, warm) take `app`, a client key
+(default: app 1); an unknown one answers 400.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,12 @@ async def _body(request: web.Request) -> dict[str, Any] | None:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return json_response(dumps(request.app[SANDBOX].stats()))
+    """GET [?app=CLIENT_KEY]: the whole sandbox's figures, or one app's."""
+    try:
+        figures = request.app[SANDBOX].stats(request.query.get("app"))
+    except ValueError as exc:
+        return _bad(str(exc))
+    return json_response(dumps(figures))
 
 
 async def info(request: web.Request) -> web.Response:
@@ -39,7 +48,7 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def truth(request: web.Request) -> web.Response:
-    """GET ?billing_date=YYYY-MM-DD[&start_ts=&end_ts=&douyin_id=&agency_client_key=]."""
+    """GET ?billing_date=YYYY-MM-DD[&start_ts=&end_ts=&douyin_id=&agency_client_key=&app=]."""
     sandbox = request.app[SANDBOX]
     query = request.query
     try:
@@ -51,35 +60,66 @@ async def truth(request: web.Request) -> web.Response:
             end,
             douyin_id=query.get("douyin_id"),
             agency_client_key=query.get("agency_client_key"),
+            app=query.get("app"),
         )
     except ValueError as exc:
         return _bad(str(exc))
     return json_response(dumps({"rows": rows}))
 
 
+def _app(body: dict[str, Any]) -> str | None:
+    """The body's `app` (None when absent); ValueError when it is not a string."""
+    app = body.get("app")
+    if app is not None and not isinstance(app, str):
+        raise ValueError("app must be a client key (a string)")
+    return app
+
+
+def _dates(body: dict[str, Any]) -> list[str] | None:
+    dates = body.get("billing_dates")
+    if dates is not None and not (
+        isinstance(dates, list) and all(isinstance(d, str) for d in dates)
+    ):
+        raise ValueError("billing_dates must be a list of YYYY-MM-DD strings")
+    return dates
+
+
 async def mutate(request: web.Request) -> web.Response:
+    """POST {billing_dates?, change_fraction?, add?, remove?, seed?, app?}."""
     sandbox = request.app[SANDBOX]
     body = await _body(request)
     if body is None:
         return _bad("body must be a JSON object")
-    dates = body.get("billing_dates")
+    try:
+        dates, app = _dates(body), _app(body)
+    except ValueError as exc:
+        return _bad(str(exc))
     fraction = body.get("change_fraction", 0.1)
     add, remove, seed = (body.get(k, 0) for k in ("add", "remove", "seed"))
-    if dates is not None and not (
-        isinstance(dates, list) and all(isinstance(d, str) for d in dates)
-    ):
-        return _bad("billing_dates must be a list of YYYY-MM-DD strings")
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
         return _bad("change_fraction must be a number")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (add, remove, seed)):
         return _bad("add, remove and seed must be integers")
     try:
         changed = sandbox.mutate(
-            dates, change_fraction=float(fraction), add=add, remove=remove, seed=seed
+            dates, change_fraction=float(fraction), add=add, remove=remove, seed=seed, app=app
         )
     except ValueError as exc:
         return _bad(str(exc))
     return json_response(dumps({"billing_dates": changed}))
+
+
+async def warm(request: web.Request) -> web.Response:
+    """POST {billing_dates?, app?}: render them now (the server answers nothing meanwhile)."""
+    sandbox = request.app[SANDBOX]
+    body = await _body(request)
+    if body is None:
+        return _bad("body must be a JSON object")
+    try:
+        rows = sandbox.warm(_dates(body), app=_app(body))
+    except ValueError as exc:
+        return _bad(str(exc))
+    return json_response(dumps({"rows": rows}))
 
 
 async def reset(request: web.Request) -> web.Response:

@@ -1,8 +1,9 @@
 """open.douyin.com task endpoints: query_task_video_daily_data and query_task_info.
 
-Order of checks for daily data: every request is recorded in the 1-second window first (rejected
-ones too); then throttle storm / over 10 in the window (28003018); the access-token header
-(28001003 unknown, 28001008 expired); the capability (28001018); the body (see validation).
+Order of checks for daily data: every request is recorded in its app's 1-second window first
+(rejected ones too; the app is its token's); then throttle storm / over 10 in the window
+(28003018); the access-token header (28001003 unknown, 28001008 expired); the app's capability
+(28001018); the body (see validation). An app's token reads that app's data only.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from sync.sandbox.apps import AppState
 from sync.sandbox.codes import (
     INVALID_PARAM,
     NO_CAPABILITY,
@@ -41,11 +43,11 @@ def _header(logid: str) -> bytes:
     )
 
 
-def check_client_token(sandbox: Sandbox, token: str | None) -> int | None:
-    """The err_no for a bad access-token header, or None when it is valid."""
+def check_client_token(app: AppState, token: str | None) -> int | None:
+    """The err_no for a bad access-token header, or None when it is valid (for `app`)."""
     if not token:
         return TOKEN_INVALID
-    state = sandbox.client_tokens.check(token)
+    state = app.client_tokens.check(token)
     if state is TokenState.EXPIRED:
         return TOKEN_EXPIRED
     if state is TokenState.INVALID:
@@ -62,21 +64,28 @@ def _decode(raw: bytes) -> object | ApiError:
 
 
 def daily_data_reply(
-    sandbox: Sandbox, token: str | None, raw: bytes, *, now: float, throttled: bool, logid: str
+    sandbox: Sandbox,
+    app: AppState,
+    token: str | None,
+    raw: bytes,
+    *,
+    now: float,
+    throttled: bool,
+    logid: str,
 ) -> Reply:
-    """The answer to one daily-data request that arrived at `now`."""
+    """The answer to one daily-data request of `app` (its token's) that arrived at `now`."""
     if throttled or sandbox.faults.storm(now):
         return daily_error(THROTTLED, logid)
-    bad_token = check_client_token(sandbox, token)
+    bad_token = check_client_token(app, token)
     if bad_token is not None:
         return daily_error(bad_token, logid)
-    if not sandbox.config.capability:
+    if not app.capability:
         return daily_error(NO_CAPABILITY, logid)
     body = _decode(raw)
     query = body if isinstance(body, ApiError) else parse_daily_query(body, now)
     if isinstance(query, ApiError):
         return daily_error(query.code, logid, query.message)
-    page = sandbox.dataset.page(
+    page = app.dataset.page(
         query.billing_date,
         start_ts=query.start_ts,
         end_ts=query.end_ts,
@@ -95,16 +104,17 @@ def daily_data_reply(
 async def query_task_video_daily_data(request: web.Request) -> web.StreamResponse:
     sandbox = request.app[SANDBOX]
     now = sandbox.now()
-    throttled = sandbox.daily_window.hit(now)
+    token = request.headers.get("access-token")
+    app = sandbox.app_of_token(token)  # the platform counts 10 a second per app
+    throttled = app.daily_window.hit(now)
     decision = sandbox.faults.decide()
     logid = log_id(now)
     raw = await request.read()
-    reply = daily_data_reply(
-        sandbox, request.headers.get("access-token"), raw, now=now, throttled=throttled, logid=logid
-    )
+    reply = daily_data_reply(sandbox, app, token, raw, now=now, throttled=throttled, logid=logid)
     return await deliver(
         request,
         sandbox,
+        app,
         "daily_data",
         reply,
         decision=decision,
@@ -113,15 +123,15 @@ async def query_task_video_daily_data(request: web.Request) -> web.StreamRespons
     )
 
 
-def task_info_reply(sandbox: Sandbox, token: str | None, raw: bytes, logid: str) -> Reply:
-    bad_token = check_client_token(sandbox, token)
+def task_info_reply(app: AppState, token: str | None, raw: bytes, logid: str) -> Reply:
+    bad_token = check_client_token(app, token)
     if bad_token is not None:
         return daily_error(bad_token, logid)
     body = _decode(raw)
     query = body if isinstance(body, ApiError) else parse_task_info_query(body)
     if isinstance(query, ApiError):
         return daily_error(query.code, logid, query.message)
-    task = sandbox.rosters.task_json(query.task_id)
+    task = app.rosters.task_json(query.task_id)
     tasks = [] if task is None else [task]
     first = (query.page_num - 1) * query.page_size
     data = {"task_list": tasks[first : first + query.page_size]}
@@ -133,12 +143,13 @@ async def query_task_info(request: web.Request) -> web.StreamResponse:
     now = sandbox.now()
     decision = sandbox.faults.decide() if sandbox.faults.faults.apply_to_talents else NO_FAULT
     logid = log_id(now)
-    reply = task_info_reply(
-        sandbox, request.headers.get("access-token"), await request.read(), logid
-    )
+    token = request.headers.get("access-token")
+    app = sandbox.app_of_token(token)
+    reply = task_info_reply(app, token, await request.read(), logid)
     return await deliver(
         request,
         sandbox,
+        app,
         "query_task_info",
         reply,
         decision=decision,

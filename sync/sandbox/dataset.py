@@ -1,4 +1,4 @@
-"""Rows per billing date: built lazily, rendered once, cached, paged by slicing; late edits.
+"""One app's rows per billing date: built lazily, rendered once, cached, paged by slicing; edits.
 
 A billing date's rows are every catalog video published on or before that (Shanghai) day, in the
 API's stable order, minus removed rows, plus rows added by `mutate`. A date is built the first time
@@ -14,7 +14,6 @@ import math
 import random
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -33,46 +32,10 @@ from sync.sandbox.figures import (
     video_hash,
 )
 from sync.sandbox.render import date_part, figures_part, pool_parts, row_dict, static_part
+from sync.sandbox.rendered import DayRows, RenderedDays
 
 REACH_DAYS = 90
 """video_publish_start_time may not be earlier than now - 90 days."""
-
-
-@dataclass
-class DayRows:
-    """One billing date's rendered rows."""
-
-    day: dt.date
-    videos: list[Video]
-    publish_times: list[int]
-    blob: bytes
-    starts: array[int]
-    """len(videos) + 1 offsets; row i is blob[starts[i]:starts[i + 1] - 1] (each row is followed
-    by a "," in the blob)."""
-    _by_douyin: dict[str, list[int]] | None = None
-    _by_agency: dict[str, list[int]] | None = None
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def positions_for(self, *, douyin_id: str | None, agency_key: str | None) -> list[int]:
-        """Row positions matching the filters (ascending)."""
-        result: list[int] | None = None
-        if douyin_id is not None:
-            if self._by_douyin is None:
-                self._by_douyin = {}
-                for i, v in enumerate(self.videos):
-                    self._by_douyin.setdefault(v.creator.douyin_id, []).append(i)
-            result = self._by_douyin.get(douyin_id, [])
-        if agency_key is not None:
-            if self._by_agency is None:
-                self._by_agency = {}
-                for i, v in enumerate(self.videos):
-                    if v.agency is not None:
-                        self._by_agency.setdefault(v.agency.client_key, []).append(i)
-            matches = self._by_agency.get(agency_key, [])
-            result = matches if result is None else sorted(set(result) & set(matches))
-        return list(range(len(self.videos))) if result is None else result
 
 
 @dataclass
@@ -94,13 +57,29 @@ class DayEdits:
 
 
 class Dataset:
-    """The seeded dataset plus edits, and the page/truth queries over it."""
+    """One app's seeded dataset plus edits, and the page/truth queries over it.
 
-    def __init__(self, config: SandboxConfig) -> None:
+    `seed` is the app's (default: the config's); the figure pool stays the config's, shared by
+    every app. Rendered dates live in `rendered` under `app` (default: a cache of its own). Rows
+    added by `mutate` take ids outside `reserved` (the ids of the other apps' catalogs).
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        seed: int | None = None,
+        app: int = 1,
+        rendered: RenderedDays | None = None,
+        reserved: set[int] | None = None,
+    ) -> None:
         self._config = config
         self._clock = config.clock
+        self._seed = config.seed if seed is None else seed
+        self._app = app
+        self._rendered = RenderedDays(config.cache_dates) if rendered is None else rendered
         self.catalog: Catalog = build_catalog(
-            config.seed,
+            self._seed,
             videos=config.videos,
             tasks=config.tasks,
             creators=config.creators,
@@ -110,13 +89,22 @@ class Dataset:
         videos = self.catalog.videos
         self._publish_times = [v.publish_time for v in videos]
         self._index = {v.video_id: i for i, v in enumerate(videos)}
-        self._hashes = [video_hash(config.seed, v.video_id) for v in videos]
+        self._hashes = [video_hash(self._seed, v.video_id) for v in videos]
         self._statics: list[bytes] | None = None
         self._extra_statics: dict[int, tuple[bytes, int]] = {}
         self._pool, self._pool_parts = pool_parts(config.seed, config.snake_case)
-        self._cache: OrderedDict[dt.date, DayRows] = OrderedDict()
         self._edits: dict[dt.date, DayEdits] = {}
         self._ids: IdSource | None = None
+        self._reserved = reserved if reserved is not None else set()
+
+    def ids(self) -> set[int]:
+        """Every id its catalog uses: tasks, videos and the videos' mids."""
+        videos = self.catalog.videos
+        return (
+            {t.task_id for t in self.catalog.tasks}
+            | {v.video_id for v in videos}
+            | {v.mid for v in videos}
+        )
 
     # -- building ---------------------------------------------------------------------------
 
@@ -133,9 +121,8 @@ class Dataset:
             return self._catalog_statics()[index], self._hashes[index]
         found = self._extra_statics.get(video.video_id)
         if found is None:
-            seed = self._config.seed
             static = static_part(video, snake_case=self._config.snake_case)
-            found = (static, video_hash(seed, video.video_id))
+            found = (static, video_hash(self._seed, video.video_id))
             self._extra_statics[video.video_id] = found
         return found
 
@@ -145,7 +132,7 @@ class Dataset:
             if figures is not None:
                 return figures
         vhash = self._static_of(video)[1]
-        return self._pool[pool_index(vhash, day_multiplier(self._config.seed, day.toordinal()))]
+        return self._pool[pool_index(vhash, day_multiplier(self._seed, day.toordinal()))]
 
     def _count_on(self, day: dt.date) -> int:
         """How many catalog videos were published on or before `day`."""
@@ -164,14 +151,11 @@ class Dataset:
 
     def rows(self, day: dt.date) -> DayRows:
         """The rendered rows of `day` (built on first use, then cached)."""
-        cached = self._cache.get(day)
+        cached = self._rendered.get(self._app, day)
         if cached is not None:
-            self._cache.move_to_end(day)
             return cached
         built = self._build(day)
-        self._cache[day] = built
-        while len(self._cache) > self._config.cache_dates:
-            self._cache.popitem(last=False)
+        self._rendered.put(self._app, day, built)
         # A rendered day is hundreds of thousands of long-lived objects: out of the cyclic
         # collector, whose full passes would otherwise stall the server (and with it the clock
         # its throttle reads) for ~200 ms. Acyclic, they are still freed when evicted.
@@ -181,7 +165,7 @@ class Dataset:
     def _build(self, day: dt.date) -> DayRows:
         snake = self._config.snake_case
         tail = date_part(day.isoformat(), snake_case=snake) + b","
-        mult = day_multiplier(self._config.seed, day.toordinal())
+        mult = day_multiplier(self._seed, day.toordinal())
         parts = self._pool_parts
         edits = self._edits.get(day)
         if edits is None:  # the common case: a prefix of the catalog, rendered in bulk
@@ -309,7 +293,7 @@ class Dataset:
         report: dict[str, dict[str, Any]] = {}
         for day in dict.fromkeys(days):
             report[day.isoformat()] = self._mutate_day(day, change_fraction, add, remove, seed)
-            self._cache.pop(day, None)
+            self._rendered.drop(self._app, day)
         return report
 
     def _mutate_day(
@@ -317,7 +301,7 @@ class Dataset:
     ) -> dict[str, Any]:
         edits = self._edits.setdefault(day, DayEdits())
         edits.generation += 1
-        rng = random.Random(f"mutate/{self._config.seed}/{seed}/{day}/{edits.generation}")
+        rng = random.Random(f"mutate/{self._seed}/{seed}/{day}/{edits.generation}")
         current = self._videos_on(day)
         gone = rng.sample(current, k=min(remove, len(current)))
         gone_ids = {v.video_id for v in gone}
@@ -345,8 +329,8 @@ class Dataset:
     def _new_video(self, day: dt.date, rng: random.Random) -> Video:
         if self._ids is None:
             taken = {v.video_id for v in self.catalog.videos} | {v.mid for v in self.catalog.videos}
-            taken |= {t.task_id for t in self.catalog.tasks}
-            self._ids = IdSource(random.Random(f"added/{self._config.seed}"), taken)
+            taken |= {t.task_id for t in self.catalog.tasks} | self._reserved
+            self._ids = IdSource(random.Random(f"added/{self._seed}"), taken)
         catalog = self.catalog
         task = catalog.tasks[rng.randrange(len(catalog.tasks))]
         pool = catalog.pools.get(task.task_id, catalog.creators)
@@ -370,6 +354,6 @@ class Dataset:
     def reset(self) -> None:
         """Drop every edit: the dataset is back to what the seed gives."""
         for day in self._edits:
-            self._cache.pop(day, None)
+            self._rendered.drop(self._app, day)
         self._edits.clear()
         self._ids = None

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from sync.sandbox.apps import AppState
 from sync.sandbox.codes import Reply, html_error
 from sync.sandbox.faults import NO_FAULT, Decision, malformed_body, wrong_shape_body
 from sync.sandbox.state import Sandbox
@@ -33,6 +34,7 @@ def _abort(request: web.Request) -> None:
 async def deliver(
     request: web.Request,
     sandbox: Sandbox,
+    app: AppState,
     endpoint: str,
     reply: Reply,
     *,
@@ -40,11 +42,18 @@ async def deliver(
     fault_error: Callable[[int], Reply] | None = None,
     log_id: str = "",
 ) -> web.StreamResponse:
-    """Answer `reply`, unless the decision injects a fault; record what was sent."""
+    """Answer `reply`, unless the decision injects a fault; record what was sent (as `app`'s)."""
     sandbox.counters.started()
     try:
         return await _deliver(
-            request, sandbox, endpoint, reply, decision, fault_error=fault_error, log_id=log_id
+            request,
+            sandbox,
+            app,
+            endpoint,
+            reply,
+            decision,
+            fault_error=fault_error,
+            log_id=log_id,
         )
     finally:
         sandbox.counters.answered()
@@ -53,6 +62,7 @@ async def deliver(
 async def _deliver(
     request: web.Request,
     sandbox: Sandbox,
+    app: AppState,
     endpoint: str,
     reply: Reply,
     decision: Decision,
@@ -60,15 +70,14 @@ async def _deliver(
     fault_error: Callable[[int], Reply] | None,
     log_id: str,
 ) -> web.StreamResponse:
-    stats = sandbox.counters
     if decision.reset:
-        stats.record(endpoint, "reset")
+        sandbox.record(app, endpoint, "reset")
         await sandbox.sleep(decision.latency)
         _abort(request)
         return web.Response()
     if decision.http_status is not None:
         body = html_error(decision.http_status)
-        stats.record(endpoint, f"http_{decision.http_status}", nbytes=len(body))
+        sandbox.record(app, endpoint, f"http_{decision.http_status}", nbytes=len(body))
         await sandbox.sleep(decision.latency + decision.hang)
         return web.Response(body=body, status=decision.http_status, content_type="text/html")
     code = str(reply.code)
@@ -82,6 +91,6 @@ async def _deliver(
             code, body, rows = "malformed", malformed_body(body, decision.variant), 0
         elif decision.wrong_shape:
             code, body, rows = "wrong_shape", wrong_shape_body(log_id, decision.variant), 0
-    stats.record(endpoint, code, nbytes=len(body), rows=rows)
+    sandbox.record(app, endpoint, code, nbytes=len(body), rows=rows)
     await sandbox.sleep(decision.latency + decision.hang)
     return json_response(body)

@@ -36,7 +36,9 @@ def page_timings(sandbox: Sandbox, token: str, *, page_size: int, repeat: int) -
     timings = []
     for _ in range(repeat):
         started = time.perf_counter()
-        reply = daily_data_reply(sandbox, token, raw, now=now, throttled=False, logid=log_id(now))
+        reply = daily_data_reply(
+            sandbox, sandbox.app(), token, raw, now=now, throttled=False, logid=log_id(now)
+        )
         timings.append(time.perf_counter() - started)
         if reply.rows != page_size:
             raise RuntimeError(f"page held {reply.rows} rows, not {page_size}")

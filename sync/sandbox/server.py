@@ -10,13 +10,17 @@ from aiohttp import web
 
 from sync.sandbox.app import create_app
 from sync.sandbox.config import Faults, SandboxConfig
+from sync.sandbox.credentials import AppCredentials
 from sync.sandbox.rosters import Member
 from sync.sandbox.state import Sandbox
 
 
 class SandboxServer:
     """`async with SandboxServer(SandboxConfig(...)) as sb:` serves on host:port (port 0: a free
-    one) and exposes the control surface (`truth`, `stats`, `mutate`, `reset`, `set_faults`...)."""
+    one) and exposes the control surface (`truth`, `stats`, `mutate`, `reset`, `set_faults`...).
+
+    Methods about one app's data take `app`, its client key (default: app 1); the properties
+    (`exclusive_task_ids`, `terminated_task_id`, `open_task_ids`) are app 1's."""
 
     def __init__(
         self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
@@ -75,6 +79,11 @@ class SandboxServer:
         """base_url, credentials and task ids (as strings), as the CLI's first line prints."""
         return self.sandbox.info(self.base_url)
 
+    @property
+    def apps(self) -> list[AppCredentials]:
+        """Every app's credentials, app 1 first."""
+        return [app.credentials for app in self.sandbox.apps]
+
     def truth(
         self,
         billing_date: str | dt.date,
@@ -83,14 +92,21 @@ class SandboxServer:
         *,
         douyin_id: str | None = None,
         agency_client_key: str | None = None,
+        app: str | None = None,
     ) -> list[dict[str, Any]]:
         """See `Sandbox.truth`: the API's rows for a date as exact snake_case dicts."""
         return self.sandbox.truth(
-            billing_date, start_ts, end_ts, douyin_id=douyin_id, agency_client_key=agency_client_key
+            billing_date,
+            start_ts,
+            end_ts,
+            douyin_id=douyin_id,
+            agency_client_key=agency_client_key,
+            app=app,
         )
 
-    def stats(self) -> dict[str, Any]:
-        return self.sandbox.stats()
+    def stats(self, app: str | None = None) -> dict[str, Any]:
+        """See `Sandbox.stats`: the sandbox's figures and each app's, or one app's."""
+        return self.sandbox.stats(app)
 
     def mutate(
         self,
@@ -100,13 +116,21 @@ class SandboxServer:
         add: int = 0,
         remove: int = 0,
         seed: int = 0,
+        app: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         return self.sandbox.mutate(
-            billing_dates, change_fraction=change_fraction, add=add, remove=remove, seed=seed
+            billing_dates,
+            change_fraction=change_fraction,
+            add=add,
+            remove=remove,
+            seed=seed,
+            app=app,
         )
 
-    def warm(self, billing_dates: list[str] | list[dt.date] | None = None) -> int:
-        return self.sandbox.warm(billing_dates)
+    def warm(
+        self, billing_dates: list[str] | list[dt.date] | None = None, *, app: str | None = None
+    ) -> int:
+        return self.sandbox.warm(billing_dates, app=app)
 
     def reset(self) -> None:
         self.sandbox.reset()
@@ -119,8 +143,12 @@ class SandboxServer:
 
     @property
     def exclusive_task_ids(self) -> list[int]:
-        """Exclusive tasks, the running one first and the terminated one second."""
+        """App 1's exclusive tasks, the running one first and the terminated one second."""
         return self.sandbox.exclusive_task_ids()
+
+    def exclusive_task_ids_of(self, app: str) -> list[int]:
+        """The exclusive tasks of the app with client key `app`, as `exclusive_task_ids`."""
+        return self.sandbox.exclusive_task_ids(app)
 
     @property
     def terminated_task_id(self) -> int:
@@ -131,6 +159,6 @@ class SandboxServer:
         """Tasks that are not exclusive (update_orient_talents answers 5442 for them)."""
         return [t.task_id for t in self.sandbox.dataset.catalog.tasks if not t.exclusive]
 
-    def roster(self, task_id: int) -> list[Member]:
-        """The current roster of an exclusive task."""
-        return list(self.sandbox.rosters.members.get(task_id, {}).values())
+    def roster(self, task_id: int, *, app: str | None = None) -> list[Member]:
+        """The current roster of one of `app`'s exclusive tasks."""
+        return list(self.sandbox.app(app).rosters.members.get(task_id, {}).values())

@@ -1,4 +1,5 @@
-"""Counters of what the sandbox served: calls and codes per endpoint, bytes, rows, rejections."""
+"""Counters of what the sandbox (or one of its apps) served: calls and codes per endpoint, bytes,
+rows, rejections."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ class Stats:
     def answered(self) -> None:
         self.answering -= 1
 
-    def snapshot(self, *, daily_peak: int) -> dict[str, Any]:
-        return {
+    def snapshot(self, *, daily_peak: int, in_flight: bool = True) -> dict[str, Any]:
+        """The figures as JSON; `in_flight=False` leaves out the in-flight peak (an app's counters
+        do not follow it: requests wait for their answer on the sandbox as a whole)."""
+        figures: dict[str, Any] = {
             "endpoints": {
                 name: {"calls": self.calls[name], "codes": dict(self.codes.get(name, {}))}
                 for name in sorted(self.calls)
@@ -51,6 +54,9 @@ class Stats:
             "rows_served": self.rows_served,
             "rejected": dict(self.rejected),
         }
+        if not in_flight:
+            del figures["in_flight_peak"]
+        return figures
 
 
 def _reason(code: str) -> str:

@@ -1,9 +1,9 @@
 """developer.toutiao.com update_orient_talents: older envelope {error, message, log_id, data}.
 
 Order of checks: the body is a JSON object (4001015); access_token present (5501) and valid
-(5502); appid matches the token's app (5503); task_id/op_type/douyin_ids (4001015, 5592);
-the task exists and is exclusive (5442) and not terminated (5591). Per-creator outcomes come
-back with error 0, the verdict in each update_result.
+(5502) for the app it was issued to; appid is that app's (5503); task_id/op_type/douyin_ids
+(4001015, 5592); the task is one of that app's exclusive tasks (5442) and not terminated (5591).
+Per-creator outcomes come back with error 0, the verdict in each update_result.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import replace
 import msgspec
 from aiohttp import web
 
+from sync.sandbox.apps import AppState
 from sync.sandbox.codes import (
     OK,
     TALENT_APPID_MISMATCH,
@@ -30,34 +31,46 @@ from sync.sandbox.delivery import deliver
 from sync.sandbox.faults import NO_FAULT
 from sync.sandbox.keys import SANDBOX
 from sync.sandbox.rosters import parse_update
-from sync.sandbox.state import Sandbox
 from sync.sandbox.tokens import TokenState
 
+_NOT_JSON = object()
 
-def update_talents_reply(sandbox: Sandbox, raw: bytes, logid: str) -> Reply:
+
+def _decode(raw: bytes) -> object:
     try:
-        body = msgspec.json.decode(raw)
+        return msgspec.json.decode(raw)
     except msgspec.DecodeError:
+        return _NOT_JSON
+
+
+def token_of(body: object) -> object:
+    """The access_token a body sends (None when it sends none)."""
+    return body.get("access_token") if isinstance(body, dict) else None
+
+
+def update_talents_reply(app: AppState, body: object, logid: str) -> Reply:
+    """The answer to an update_orient_talents body whose token names `app`."""
+    if body is _NOT_JSON:
         return talent_error(TALENT_BAD_PARAM, logid, "body is not valid JSON")
     if not isinstance(body, dict):
         return talent_error(TALENT_BAD_PARAM, logid, "body must be a JSON object")
     token = body.get("access_token")
     if token is None or token == "":
         return talent_error(TALENT_NO_TOKEN, logid)
-    if not isinstance(token, str) or sandbox.app_tokens.check(token) is not TokenState.VALID:
+    if not isinstance(token, str) or app.app_tokens.check(token) is not TokenState.VALID:
         return talent_error(TALENT_BAD_TOKEN, logid)
     appid = body.get("appid")
     if not isinstance(appid, str) or not appid:
         return talent_error(TALENT_BAD_PARAM, logid, "appid is required")
-    if appid != sandbox.config.app_id:
+    if appid != app.credentials.app_id:
         return talent_error(TALENT_APPID_MISMATCH, logid)
     request = parse_update(body)
     if isinstance(request, ApiError):
         return talent_error(request.code, logid, request.message)
-    problem = sandbox.rosters.check_task(request.task_id)
+    problem = app.rosters.check_task(request.task_id)
     if problem is not None:
         return talent_error(problem.code, logid, problem.message)
-    results = sandbox.rosters.update(request)
+    results = app.rosters.update(request)
     data = {"update_info_list": results}
     return Reply(dumps({"error": 0, "message": "success", "log_id": logid, "data": data}), OK)
 
@@ -66,10 +79,11 @@ async def update_orient_talents(request: web.Request) -> web.StreamResponse:
     sandbox = request.app[SANDBOX]
     decision = sandbox.faults.decide() if sandbox.faults.faults.apply_to_talents else NO_FAULT
     logid = log_id(sandbox.now())
-    raw = await request.read()
+    body = _decode(await request.read())
+    app = sandbox.app_of_token(token_of(body))
     if decision.err_no is not None:  # "Service Unavailable": nothing is applied
         reply = talent_error(TALENT_UNAVAILABLE, logid)
         decision = replace(decision, err_no=None)
     else:
-        reply = update_talents_reply(sandbox, raw, logid)
-    return await deliver(request, sandbox, "update_orient_talents", reply, decision=decision)
+        reply = update_talents_reply(app, body, logid)
+    return await deliver(request, sandbox, app, "update_orient_talents", reply, decision=decision)

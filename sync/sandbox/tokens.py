@@ -2,6 +2,8 @@
 
 Pure state over an injected clock. A new token leaves the previous one valid for `grace` seconds
 (never past its own expiry); only the newest two are live, so a third invalidates the first.
+A token's last four hex digits are its app's number: a request finds the app (and the throttle
+window) it counts against from its token alone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from sync.sandbox.config import Clock
 
 _REMEMBERED = 10_000
 """How many dead tokens are remembered (to tell "expired" from "never issued")."""
+_TAG_DIGITS = 4
+
+
+def token_app(value: str) -> int | None:
+    """The app number a token's value carries (None when it carries none)."""
+    tag = value[-_TAG_DIGITS:]
+    if len(tag) != _TAG_DIGITS or not all(c in "0123456789abcdef" for c in tag):
+        return None
+    return int(tag, 16)
 
 
 class TokenState(enum.Enum):
@@ -33,10 +44,15 @@ class _Token:
 
 
 class TokenStore:
-    """Tokens of one credential (one client key, or one mini-app)."""
+    """Tokens of one credential (one client key, or one mini-app) of app number `app`."""
 
-    def __init__(self, *, prefix: str, lifetime: float, grace: float, clock: Clock) -> None:
+    def __init__(
+        self, *, prefix: str, lifetime: float, grace: float, clock: Clock, app: int = 1
+    ) -> None:
+        if not 0 <= app < 16**_TAG_DIGITS:
+            raise ValueError(f"app number {app} does not fit a token")
         self._prefix = prefix
+        self._tag = f"{app:0{_TAG_DIGITS}x}"
         self.lifetime = lifetime
         self._grace = grace
         self._clock = clock
@@ -62,7 +78,8 @@ class TokenStore:
             newest = self._live[-1]
             if newest.superseded_at is None:
                 newest.superseded_at = now
-        token = _Token(value=self._prefix + secrets.token_hex(20), expires_at=now + life)
+        value = self._prefix + secrets.token_hex(20 - _TAG_DIGITS // 2) + self._tag
+        token = _Token(value=value, expires_at=now + life)
         self._live.append(token)
         while len(self._live) > 2:
             old = self._live.pop(0)
