@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +22,14 @@ from sync.db.statuses import RunStatus
 from sync.pipeline.fleet import FleetApp, FleetResult, Outcome, run_fleet
 from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxServer
+from sync.sandbox.apps_file import render_apps_file, secret_env
 from tests.helpers import (
     Clock,
     MakeSandbox,
     assert_table_is_truth,
+    backfill_args,
+    cli_env,
+    run_cli,
     run_sync,
     sandbox_settings,
 )
@@ -223,3 +228,84 @@ async def test_resume_takes_only_the_apps_own_runs(
     assert resumed.counts.partitions_skipped == first.counts.partitions_total - 1
     await assert_table_is_truth(engine, shop_a, dates, now, app_id="tt_a")
     await assert_table_is_truth(engine, shop_b, dates, now, app_id="tt_b")
+
+
+# -- the command line with an apps file ------------------------------------------------------
+
+
+@pytest.fixture
+async def three_apps(make_sandbox: MakeSandbox) -> SandboxServer:
+    """Three apps, the third without the 数据分析 grant (28001018)."""
+    return await make_sandbox(
+        seed=31, videos=60, tasks=4, creators=8, apps=3, apps_without_capability=frozenset({3})
+    )
+
+
+def _apps_env(sandbox: SandboxServer, database_url: str, tmp_path: Path) -> dict[str, str]:
+    path = tmp_path / "apps.toml"
+    path.write_text(render_apps_file(sandbox.apps))
+    env = cli_env(sandbox, database_url, unset=("DOUYIN_CLIENT_KEY", "DOUYIN_CLIENT_SECRET"))
+    return {**env, **secret_env(sandbox.apps), "TASKBOX_APPS_FILE": str(path)}
+
+
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
+async def test_the_cli_syncs_an_apps_file_and_the_app_without_the_grant_fails_alone(
+    engine: AsyncEngine, database_url: str, three_apps: SandboxServer, clock: Clock, tmp_path: Path
+) -> None:
+    env = _apps_env(three_apps, database_url, tmp_path)
+    dates, now = clock.recent_dates(2), clock()
+    first, second, third = three_apps.apps
+    done = await run_cli(*backfill_args(dates), env=env)
+    assert done.status == 1, done  # one app failed: the others are done
+    lines = done.stdout.splitlines()
+    assert "3 apps" in lines[0] and "2 done" in lines[0] and "1 failed" in lines[0], done
+    assert any(third.app_id in line and "28001018" in line for line in lines), done
+    for app in (first, second):
+        await assert_table_is_truth(engine, three_apps, dates, now, app_id=app.app_id,
+                                    app=app.client_key)  # fmt: skip
+    assert await _rows_of(engine, third.app_id) == 0
+    peaks = three_apps.stats()["apps"]
+    assert all(p["daily_data_peak_per_second"] <= 10 for p in peaks.values())
+
+    # --app picks some; the two done already resume nothing new and change nothing.
+    picked = await run_cli(*backfill_args(dates, "--app", second.app_id), env=env)
+    assert picked.status == 0, picked
+    assert second.app_id in picked.stdout and first.app_id not in picked.stdout
+
+    plan = await run_cli(*backfill_args(dates, "--dry-run"), env=env)
+    assert plan.status == 0, plan
+    assert all(f"app {a.app_id}:" in plan.stdout for a in three_apps.apps), plan
+
+
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
+@pytest.mark.parametrize(
+    ("content", "extra", "fragment"),
+    [
+        ("[[app]]\nid = 'tt_x'\n", {}, "client_secret: missing"),
+        ("[[app]]\nid = 'tt_x'\nclient_secret_env = 'NOPE'\n", {}, "NOPE is not set"),
+        ("[[app]\n", {}, "not valid TOML"),
+        ("[[app]]\nid = 'tt_x'\nclient_secret = 's3cret'\n", {}, "use client_secret_env"),
+    ],
+)
+async def test_a_bad_apps_file_is_one_line_and_exit_2(
+    database_url: str,
+    tmp_path: Path,
+    content: str,
+    extra: dict[str, str],
+    fragment: str,
+    clock: Clock,
+) -> None:
+    path = tmp_path / "apps.toml"
+    path.write_text(content)
+    env = {**cli_env(None, database_url), **extra}
+    result = await run_cli(*backfill_args(clock.recent_dates(1), "--apps", str(path)), env=env)
+    assert result.status == 2, result
+    assert len(result.err_lines) == 1 and fragment in result.stderr, result
+    assert str(path) in result.stderr and "s3cret" not in result.stderr
+
+
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
+async def test_app_without_an_apps_file_is_refused(database_url: str, clock: Clock) -> None:
+    env = cli_env(None, database_url)
+    result = await run_cli(*backfill_args(clock.recent_dates(1), "--app", "tt_x"), env=env)
+    assert result.status == 2 and "needs an apps file" in result.stderr, result
