@@ -67,7 +67,10 @@ async def _status(
             if detail is None:
                 raise SettingsError(f"--run {run_id}: no such run")
             if only and detail[0].app_id not in only:
-                raise SettingsError(f"--run {run_id}: a run of app {detail[0].app_id}")
+                named = ", ".join(dict.fromkeys(only))
+                raise SettingsError(
+                    f"--run {run_id} is a run of app {detail[0].app_id}, not {named}"
+                )
             print(render_run_detail(*detail))
             return 0
         if check_only:
@@ -161,7 +164,7 @@ def _nearest(app: AppStatus) -> str:
     if not app.incomplete:
         return "-"
     first = app.incomplete[0]
-    return f"{first.billing_date} in {first.days_left} d"
+    return f"{first.billing_date} in {first.days_left} day{'' if first.days_left == 1 else 's'}"
 
 
 def render_apps(apps: Sequence[AppStatus]) -> str:

@@ -136,6 +136,11 @@ class AppStatus:
     problems: list[str]
     attention: list[str]
 
+    @property
+    def ok(self) -> bool:
+        """Whether the app needs no attention."""
+        return not self.problems
+
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
