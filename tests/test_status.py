@@ -61,11 +61,14 @@ async def sync_fully(conn: AsyncConnection, run_id: int, now: float, *days: dt.d
             await partition(conn, run_id, day, window)
 
 
-async def store_rows(conn: AsyncConnection, day: dt.date, n: int) -> None:
+async def store_rows(
+    conn: AsyncConnection, day: dt.date, n: int, app: str = "a", *, task: int = 1
+) -> None:
+    """`n` rows of the app (videos 0..n-1 of `task`) for the billing date."""
     now = dt.datetime.now(dt.UTC)
     values: list[dict[str, Any]] = [
-        {"billing_date": day, "video_id": i, "task_id": 1, "first_synced_at": now}
-        | {"last_synced_at": now}
+        {"billing_date": day, "video_id": i, "task_id": task, "app_id": app}
+        | {"first_synced_at": now, "last_synced_at": now}
         for i in range(n)
     ]
     await conn.execute(insert(video_daily_earnings), values)
@@ -142,7 +145,7 @@ async def test_billing_date_summary(engine: AsyncEngine, clock: Clock) -> None:
         await partition(conn, run_id, other, window, scope="douyin_id=x")
         await store_rows(conn, day, 3)
         await store_rows(conn, other, 2)
-        summary = await status.billing_date_summary(conn, [day, other, day])
+        summary = await status.billing_date_summary(conn, [day, other, day], app_id="a")
     assert [(s.billing_date, s.rows) for s in summary] == [(other, 2), (day, 3)]
     assert summary[0].last_synced_at is None  # a filtered sync is not a full one
     assert summary[1].last_synced_at is not None
@@ -167,8 +170,9 @@ async def test_unrecovered_failures(engine: AsyncEngine, clock: Clock) -> None:
         )  # fails after a success
         narrower = planner.Window(w2.start + 10, w2.end)
         await partition(conn, run_id, day, narrower)  # covers less: not made good
-        failures = await status.unrecovered_failures(conn)
-        assert await status.unrecovered_failures(conn, day + dt.timedelta(days=1)) == []
+        failures = await status.unrecovered_failures(conn, app_id="a")
+        next_day = day + dt.timedelta(days=1)
+        assert await status.unrecovered_failures(conn, next_day, app_id="a") == []
     assert [(f.id, f.err_no) for f in failures] == [(latest, 2), (late, None)]
 
 
@@ -200,7 +204,7 @@ async def test_incomplete_dates(engine: AsyncEngine, clock: Clock) -> None:
         later = await run(conn, RunStatus.SUCCEEDED)
         for window in rest:
             await partition(conn, later, resumed, window)
-        items = await status.incomplete_dates(conn, today, never)
+        items = await status.incomplete_dates(conn, today, never, app_id="a")
     got = {i.billing_date: i for i in items}
     assert sorted(got) == [never, filtered, failed, partial]
     assert got[never].reason == "never synced"
@@ -234,8 +238,9 @@ async def test_check_reports_problems(engine: AsyncEngine, clock: Clock) -> None
         ok, problems = await status.check(conn, today)
     assert not ok
     assert problems == [
-        f"billing date {edge[0]} is incomplete and leaves the API's reach in 7 days: never synced",
-        f"the last nightly run ({run_id}) ended partial",
+        # 89 dates in the reach, 6 synced; the oldest incomplete one is the nearest to leaving
+        f"app a: 83 billing dates incomplete, {edge[0]} leaves the API's reach in 7 days",
+        f"app a: the last nightly run ({run_id}) ended partial",
     ]
 
 
@@ -249,7 +254,7 @@ async def test_check_skips_a_nightly_run_in_progress(engine: AsyncEngine, clock:
         stuck = await run(conn, None)
         assert await status.check(conn, today) == (
             False,
-            [f"the last nightly run ({stuck}) stopped without finishing"],
+            [f"app a: the last nightly run ({stuck}) stopped without finishing"],
         )
         assert await locks.acquire_run_lock(live, "a")
         assert await status.check(conn, today) == (True, [])
@@ -266,11 +271,12 @@ async def test_check_flags_an_old_nightly_run(engine: AsyncEngine, clock: Clock)
         later = today + dt.timedelta(days=3)
         ok, problems = await status.check(conn, later)
     assert not ok
-    assert f"the last nightly run ({run_id}) started on {today}" in problems
+    assert f"app a: the last nightly run ({run_id}) started on {today}" in problems
 
 
 async def test_render_status(engine: AsyncEngine, clock: Clock) -> None:
-    """The status screen shows the verdict, problems and every section as aligned tables."""
+    """The status screen shows the verdict, problems (naming the app), a line per app and every
+    section as aligned tables."""
     now = clock.start
     today = clock.today
     day = today - dt.timedelta(days=3)
@@ -288,12 +294,19 @@ async def test_render_status(engine: AsyncEngine, clock: Clock) -> None:
         detail = await status.run_detail(conn, run_id)
     text = render_status(report)
     assert text.startswith(f"taskbox-sync status for {today} (times in China time): PROBLEMS\n")
-    assert f"  ! the last nightly run ({run_id}) ended partial\n" in text
-    for heading in ("Recent runs", "Recent billing dates", "Failed partitions not yet made good"):
+    assert f"  ! app a: the last nightly run ({run_id}) ended partial\n" in text
+    failed = "Failed partitions not yet made good"
+    for heading in ("Apps", "Recent runs", "Recent billing dates", failed):
         assert f"\n{heading}\n" in text
     lines = text.splitlines()
+    apps = lines.index("Apps") + 1
+    assert lines[apps].split() == ["app", "last", "nightly", "last", "run", "running",
+                                   "incomplete", "nearest", "leaves", "failed", "rows"]  # fmt: skip
+    app_line = lines[apps + 2]
+    assert app_line.startswith("a ") and lines[apps + 3] == ""
+    assert f"nightly partial (run {run_id})" in app_line and " no " in app_line
     header = lines.index("Recent runs") + 1
-    headers = ["run", "kind", "status", "started", "took", "done", "failed", "skipped",
+    headers = ["run", "kind", "status", "app", "started", "took", "done", "failed", "skipped",
                "fetched", "inserted", "updated", "removed", "calls", "error"]  # fmt: skip
     assert lines[header].split() == headers
     assert len(lines[header + 1]) >= len(lines[header + 2].rstrip()) - len("error")
