@@ -102,10 +102,14 @@ class AppsFile:
 
 
 def load_apps_file(
-    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
 ) -> AppsFile:
     """Read and check an apps file; every secret it names is loaded now, so a missing one is
-    found before anything is called or written.
+    found before anything is called or written. `secrets=False` reads the apps without their
+    secrets (all None), for commands that call nothing (`status`).
 
     The file is TOML: one `[[app]]` table per mini-app, nothing else at the top level.
 
@@ -151,7 +155,7 @@ def load_apps_file(
     apps: list[AppConfig] = []
     seen: dict[str, int] = {}
     for position, table in enumerate(tables, 1):
-        app = _app(table, _Where(where, position), base, env)
+        app = _app(table, _Where(where, position), base, env, secrets)
         if app.id in seen:
             raise _Where(where, position, app.id).error("id", f"also the id of app #{seen[app.id]}")
         seen[app.id] = position
@@ -233,7 +237,9 @@ def _parse(path: Path, where: str) -> dict[str, Any]:
         raise AppsFileError(where, f"not valid TOML: {first}") from None
 
 
-def _app(table: dict[str, Any], at: _Where, base: Path, env: Mapping[str, str]) -> AppConfig:
+def _app(
+    table: dict[str, Any], at: _Where, base: Path, env: Mapping[str, str], load: bool = True
+) -> AppConfig:
     app_id = table.get("id")
     if app_id is None:
         raise at.error("id", "missing; every app needs its mini-app id")
@@ -259,7 +265,7 @@ def _app(table: dict[str, Any], at: _Where, base: Path, env: Mapping[str, str]) 
             wrong[0], f'not used with auth "{auth}"; it takes {_brief_keys(keys.allowed)}'
         )
     secrets: dict[str, Secret | None] = dict.fromkeys(SECRETS)
-    for name in keys.required + keys.optional:
+    for name in (keys.required + keys.optional) if load else ():
         secrets[name] = _secret(table, name, name in keys.required, auth, at, base, env)
     client_key = _text(table, "client_key", at) or app_id  # the platform's key is the app id
     return AppConfig(

@@ -14,9 +14,11 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sync import planner
+from sync.apps import load_apps_file
 from sync.cli.tables import table
 from sync.db import database, status
 from sync.db.connect import open_engine
@@ -43,12 +45,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="ID",
         help="only this app (as the runs record it; repeatable); an unknown app is exit 2",
     )
+    p.add_argument(
+        "--apps",
+        dest="apps_file",
+        type=Path,
+        metavar="FILE",
+        help="also list this apps file's apps that never ran (default: $TASKBOX_APPS_FILE)",
+    )
     p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
     p.set_defaults(handler=cmd_status)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_status(settings, run_id=args.run, check_only=args.check, only=args.apps))
+    apps_file = args.apps_file or settings.apps_file
+    known = [a.id for a in load_apps_file(apps_file, secrets=False).apps] if apps_file else None
+    return asyncio.run(
+        _status(settings, run_id=args.run, check_only=args.check, only=args.apps, apps=known)
+    )
 
 
 async def _status(
