@@ -70,3 +70,53 @@ async def test_a_schema_migrated_by_a_newer_version_is_refused_untouched(
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "f00d"
         assert "video_daily_earnings" in await conn.run_sync(_tables)
+
+
+_RUN = (
+    "INSERT INTO sync_runs (id, kind, app_key, params, status, started_at)"
+    " OVERRIDING SYSTEM VALUE VALUES (:id, 'backfill', :app, '{}', 'succeeded', now())"
+)
+_ROW = (
+    "INSERT INTO video_daily_earnings (billing_date, video_id, task_id, first_synced_at,"
+    " last_synced_at, last_run_id) VALUES ('2026-03-01', :video, 1, now(), now(), :run)"
+)
+_PARTITION = (
+    "INSERT INTO sync_partitions (run_id, billing_date, window_start, window_end, status,"
+    " started_at) VALUES (:run, '2026-03-01', now(), now(), 'done', now())"
+)
+
+
+@pytest.mark.parametrize("apps", [("key_a", "key_b"), ("key_only",)])
+async def test_existing_rows_get_the_app_of_the_run_that_wrote_them(
+    engine: AsyncEngine, apps: tuple[str, ...]
+) -> None:
+    """A database filled through the schema before apps (0001): after the upgrade each row,
+    partition and talent operation carries an app: the one of its run; rows whose run is gone
+    the ledger's only app, else 'unknown'."""
+    await downgrade(engine, "0001")
+    async with engine.begin() as conn:
+        for run_id, app in enumerate(apps, 1):
+            await conn.execute(text(_RUN), {"id": run_id, "app": app})
+            await conn.execute(text(_PARTITION), {"run": run_id})
+            await conn.execute(text(_ROW), {"video": run_id, "run": run_id})
+        await conn.execute(text(_ROW), {"video": 99, "run": None})  # its run was deleted
+        await conn.execute(
+            text(
+                "INSERT INTO talent_operations (task_id, douyin_id, operation, ok, outcome)"
+                " VALUES (1, 'd', 'add', true, 'ok')"
+            )
+        )
+    await migrate(engine)
+    async with engine.connect() as conn:
+        rows = dict((await conn.execute(text(
+            "SELECT video_id, app_id FROM video_daily_earnings"))).all())  # fmt: skip
+        partitions = (await conn.execute(text(
+            "SELECT run_id, app_id FROM sync_partitions ORDER BY run_id"))).all()  # fmt: skip
+        talents = await conn.scalar(text("SELECT app_id FROM talent_operations"))
+        runs = (await conn.execute(text("SELECT id, app_id FROM sync_runs ORDER BY id"))).all()
+    assert runs == list(enumerate(apps, 1))
+    assert partitions == list(enumerate(apps, 1))
+    only = apps[0] if len(apps) == 1 else None
+    assert rows == {**{i: app for i, app in enumerate(apps, 1)}, 99: only or "unknown"}
+    assert talents == only
+    await check_schema(engine)
