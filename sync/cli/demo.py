@@ -1,8 +1,9 @@
 """`taskbox-sync demo`: the main job end to end with no account and no setup.
 
 Embedded PostgreSQL (a database of its own, so demo rows never mix with real ones) + the sandbox
-in process + migrate + a backfill of every billing date the API lets us see + a check of the
-table against the sandbox's truth + the status summary.
+in process, serving several apps + migrate + a backfill of every billing date the API lets us
+see, for every app in one process + a check of each app's rows against its own truth + the
+status summary.
 """
 
 from __future__ import annotations
@@ -16,26 +17,32 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync import planner
-from sync.cli.exits import run_exit_status
+from sync.cli.exits import fleet_exit_status
 from sync.cli.status import render_status
-from sync.cli.summary import render_result
+from sync.cli.summary import render_fleet
 from sync.db import database
 from sync.db.connect import resolve_database_url
 from sync.db.database import create_engine, ensure_database, migrate
 from sync.db.schema import video_daily_earnings
 from sync.db.status import collect_status
+from sync.errors import SettingsError
 from sync.logs import configure_logging
-from sync.pipeline.engine import run_app
+from sync.pipeline.fleet import FleetApp, run_fleet
 from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxConfig, SandboxServer
+from sync.sandbox.credentials import AppCredentials
 from sync.settings import Secret, Settings
 
 DEMO_DATABASE = "taskbox_demo"
+DEMO_APPS = 3  # several apps in one database, each verified against its own truth
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("demo", help="backfill from the built-in sandbox into embedded Postgres")
-    p.add_argument("--videos", type=int, default=2000, help="sandbox size (default 2000)")
+    p.add_argument("--videos", type=int, default=2000, help="videos per app (default 2000)")
+    p.add_argument(
+        "--apps", type=int, default=DEMO_APPS, help=f"sandbox apps synced (default {DEMO_APPS})"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -43,55 +50,65 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.apps <= 64 or args.videos < 0:
+        raise SettingsError("demo: --apps from 1 to 64 and --videos from 0, please")
     configure_logging(args.log_format)
-    return asyncio.run(run_demo(settings, videos=args.videos, seed=args.seed))
+    return asyncio.run(run_demo(settings, videos=args.videos, seed=args.seed, apps=args.apps))
 
 
-async def run_demo(settings: Settings, *, videos: int, seed: int) -> int:
+async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DEMO_APPS) -> int:
     server_url, embedded = await resolve_database_url(settings)
     url = await ensure_database(server_url, DEMO_DATABASE) if embedded else server_url
-    config = SandboxConfig(seed=seed, videos=videos)
+    config = SandboxConfig(seed=seed, videos=videos, apps=apps)
     async with SandboxServer(config) as sandbox:
-        print(f"sandbox: serving {sandbox.base_url} ({videos} videos, seed {seed})")
-        demo_settings = settings.replace(
-            open_base_url=sandbox.base_url,
-            developer_base_url=sandbox.base_url,
-            client_key=config.client_key,
-            client_secret=Secret(config.client_secret),
-            access_token=None,
-            app_id=config.app_id,
-            app_secret=Secret(config.app_secret),
+        print(f"sandbox: serving {sandbox.base_url} ({apps} apps of {videos} videos, seed {seed})")
+        base = settings.replace(
+            open_base_url=sandbox.base_url, developer_base_url=sandbox.base_url, access_token=None
         )
+        fleet = [
+            FleetApp(
+                app.app_id,
+                base.replace(
+                    app=app.app_id,
+                    client_key=app.client_key,
+                    client_secret=Secret(app.client_secret),
+                    app_id=app.app_id,
+                    app_secret=Secret(app.app_secret),
+                ),
+            )
+            for app in sandbox.apps
+        ]
         now = time.time()
         dates = _visible_dates(now)
         plan = planner.plan(dates, now)
         print(
             f"plan: {len(dates)} billing dates ({dates[0]} .. {dates[-1]}), "
-            f"{len(plan.partitions)} partitions, at least {plan.min_calls} calls, "
-            f"~{plan.min_seconds(demo_settings.qps):.0f}s at {demo_settings.qps:g} QPS"
+            f"{len(plan.partitions)} partitions and at least {plan.min_calls} calls per app, "
+            f"~{plan.min_seconds(base.qps):.0f}s at {base.qps:g} QPS (each app its own)"
         )
         options = RunOptions(kind="backfill")
-        db = create_engine(url, pool_size=options.concurrency + 2)
+        db = create_engine(url, pool_size=apps + options.concurrency, pool_timeout=3600)
         try:
             await migrate(db)
-            result = await run_app(db, demo_settings, options, plan)
-            print(render_result(result))
-            mismatches = await _verify(db, sandbox, plan, now)
-            stats = sandbox.stats()
-            print(
-                f"sandbox: {stats['daily_data_peak_per_second']} requests in the busiest second; "
-                f"rejected answers: {stats['rejected'] or 'none'}"
-            )
-            if mismatches:
-                print(f"verify: {mismatches} billing dates differ from the sandbox's truth")
-            else:
-                print(f"verify: the table equals the sandbox's truth for all {len(dates)} dates")
+            result = await run_fleet(db, fleet, options, plan, apps_at_once=apps)
+            print(render_fleet(result))
+            mismatches = 0
+            for app in sandbox.apps:
+                bad = await _verify(db, sandbox, app, plan, now)
+                mismatches += bad
+                peak = sandbox.stats(app.client_key)["daily_data_peak_per_second"]
+                verdict = (
+                    f"{bad} billing dates differ from its truth"
+                    if bad
+                    else f"equals its truth for all {len(dates)} dates"
+                )
+                print(f"verify: app {app.app_id}: {verdict}; busiest second {peak} requests")
             async with database.connection(db) as conn:
                 report = await collect_status(conn, planner.shanghai_today(now))
                 print(render_status(report))
         finally:
             await db.dispose()
-    return 1 if mismatches else run_exit_status(result)
+    return 1 if mismatches else fleet_exit_status(result)
 
 
 def _visible_dates(now: float) -> list[dt.date]:
@@ -100,19 +117,22 @@ def _visible_dates(now: float) -> list[dt.date]:
     return planner.check_billing_dates(planner.earliest_billing_date(now), last, now)
 
 
-async def _verify(db: Any, sandbox: SandboxServer, plan: planner.Plan, now: float) -> int:
-    """Billing dates whose row count differs from what the sandbox would return."""
+async def _verify(
+    db: Any, sandbox: SandboxServer, app: AppCredentials, plan: planner.Plan, now: float
+) -> int:
+    """Billing dates whose row count for the app differs from what the sandbox would return."""
     start = planner.earliest_start(now)
-    bad = 0
+    v = video_daily_earnings
     async with database.connection(db) as conn:
         rows = await conn.execute(
-            select(video_daily_earnings.c.billing_date, func.count()).group_by(
-                video_daily_earnings.c.billing_date
-            )
+            select(v.c.billing_date, func.count())
+            .where(v.c.app_id == app.app_id)
+            .group_by(v.c.billing_date)
         )
         counts = {d: n for d, n in rows}
+    bad = 0
     for d in plan.billing_dates:
-        expected = len(sandbox.truth(d, start, planner.day_end(d)))
+        expected = len(sandbox.truth(d, start, planner.day_end(d), app=app.client_key))
         if counts.get(d, 0) != expected:
             bad += 1
     return bad

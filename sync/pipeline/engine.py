@@ -282,7 +282,11 @@ class SyncRun:
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): no signal handling
-        progress = Progress(self.counts, interval=self._progress_interval)
+        progress = Progress(
+            self.counts,
+            interval=self._progress_interval,
+            label=None if self._signals else self.app_id,  # one of several apps
+        )
         try:
             progress.start()
             workers = min(options.concurrency, max(len(todo), 1))

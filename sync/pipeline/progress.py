@@ -23,10 +23,14 @@ class Progress:
         *,
         stream: TextIO | None = None,
         interval: float | None = None,
+        label: str | None = None,
     ) -> None:
+        """`label` names the run in each line (an app of several): those runs log their lines,
+        one app each, instead of redrawing one terminal line between them."""
         self.counters = counters
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
+        self.label = label
+        self.live = self.stream.isatty() and label is None
         self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
         self._started = time.monotonic()
         self._task: asyncio.Task[None] | None = None
@@ -48,7 +52,7 @@ class Progress:
                 self.stream.write("\r\x1b[K" + self.line())
                 self.stream.flush()
             else:
-                log.info("progress: %s", self.line())
+                log.info("%sprogress: %s", f"app {self.label}: " if self.label else "", self.line())
 
     def start(self) -> None:
         self._started = time.monotonic()
