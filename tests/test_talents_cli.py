@@ -19,6 +19,7 @@ from sync.cli import talents as talents_cmd
 from sync.cli.main import main
 from sync.db.schema import talent_operations
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
+from sync.sandbox.apps_file import render_apps_file, secret_env
 from sync.sandbox.rosters import Cooperation, Member
 from tests.helpers import MakeSandbox, api_calls, cli_env, use_env
 
@@ -398,3 +399,27 @@ async def test_whole_call_errors_name_cause_and_fix(
     rows = await audit(engine)
     assert [(r["ok"], r["error_code"]) for r in rows] == [(False, script[0][0])]
     assert rows[0]["log_id"].startswith("LOG")
+
+
+async def test_an_apps_file_app_changes_its_own_task_and_the_audit_carries_it(
+    make_sandbox: MakeSandbox,
+    database_url: str,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """With an apps file, `--app` names the app the task belongs to: its mini-app token changes
+    its own task, and the audit row carries the app; a file of several apps needs `--app`."""
+    fleet = await make_sandbox(videos=30, apps=2)
+    first, second = fleet.apps
+    path = tmp_path / "apps.toml"
+    path.write_text(render_apps_file(fleet.apps))
+    env = cli_env(fleet, database_url, unset=("DOUYIN_APP_ID", "DOUYIN_APP_SECRET"))
+    use_env(monkeypatch, {**env, **secret_env(fleet.apps), "TASKBOX_APPS_FILE": str(path)})
+    task = fleet.exclusive_task_ids_of(second.client_key)[0]
+    assert await cli("add", "--app", second.app_id, "--task-id", str(task), "newcomer") == 0
+    assert "newcomer" in [m.douyin_id for m in fleet.roster(task, app=second.client_key)]
+    assert [r["app_id"] for r in await audit(engine)] == [second.app_id]
+    assert await cli("add", "--task-id", str(task), "another") == 2  # which app? one line
+    assert await cli("add", "--app", "tt_nope", "--task-id", str(task), "another") == 2
+    assert first.app_id != second.app_id

@@ -34,6 +34,7 @@ from sync.api.limiter import RequestLimiter
 from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
+from sync.apps import load_apps_file, settings_for
 from sync.cli.jobs import add_outage_flag
 from sync.cli.tables import table
 from sync.db import database
@@ -85,6 +86,30 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
     p.add_argument("--qps", type=_qps, help="requests per second (default: $TASKBOX_QPS, 10)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--apps", type=Path, metavar="FILE", help="an apps file (default: $TASKBOX_APPS_FILE)"
+    )
+    p.add_argument("--app", metavar="ID", help="the app of the apps file the task belongs to")
+
+
+def app_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings of the app the command works for: with an apps file, the app `--app` names
+    (it may be left out when the file holds one app); else the DOUYIN_* variables' app."""
+    path = args.apps or settings.apps_file
+    if path is None:
+        if args.app:
+            raise SettingsError("--app: needs an apps file (--apps FILE or TASKBOX_APPS_FILE)")
+        return settings
+    apps = load_apps_file(path)
+    if args.app:
+        (app,) = apps.select([args.app])
+    elif len(apps.apps) == 1:
+        (app,) = apps.apps
+    else:
+        raise SettingsError(
+            f"--app: {path} holds {len(apps.apps)} apps; name the one the task belongs to"
+        )
+    return settings_for(settings, app)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -350,6 +375,7 @@ async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[st
 
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     """`talents add|cancel`: 0 every creator succeeded, 1 some failed, 2 bad input."""
+    settings = app_settings(args, settings)
     configure_logging(args.log_format, secrets=_secrets(settings))
     op = Operation(args.talents_command)
     return asyncio.run(_update(args, settings, op))
@@ -400,5 +426,6 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     """`talents list`: the platform's roster beside talent_operations for the task."""
+    settings = app_settings(args, settings)
     configure_logging(args.log_format, secrets=_secrets(settings))
     return asyncio.run(_list(args, settings))
