@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 import sync
+from sync.db.database import head_revision
 from tests.helpers import REPO, cli_env, plain_url, run_cli
 
 DIST = "taskbox-sync"
@@ -84,7 +85,12 @@ def _read(wheel: Path, name: str) -> str:
 def test_wheel_carries_the_migrations_inside_sync(wheel: Path) -> None:
     """env.py, the revision template and every revision are in the wheel as sync/migrations/…."""
     names = _names(wheel)
-    for name in ("env.py", "script.py.mako", "versions/0001_initial_schema.py"):
+    for name in (
+        "env.py",
+        "script.py.mako",
+        "versions/0001_initial_schema.py",
+        "versions/0002_app_of_every_row.py",
+    ):
         assert f"sync/migrations/{name}" in names, name
     checkout = {
         p.relative_to(REPO / "migrations").as_posix()
@@ -159,7 +165,7 @@ async def test_wheel_migrates_from_outside_the_checkout(
     assert "schema is at head" in out
     conn = await asyncpg.connect(plain_url(empty_database_url))
     try:
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0001"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == head_revision()
     finally:
         await conn.close()
 
