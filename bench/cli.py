@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONCURRENCY,
         help=f"the engine's (default {DEFAULT_CONCURRENCY})",
     )
+    p.add_argument(
+        "--apps-at-once",
+        type=int,
+        default=0,
+        help="the CLI's --apps-at-once in the fleet scenarios (default: the CLI's own)",
+    )
     p.add_argument("--database-url", help="server to use (default: DATABASE_URL, else embedded)")
     p.add_argument("--database-name", default=pg.DEFAULT_NAME, help="dropped and created again")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
@@ -96,6 +102,7 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     ctx, where = await start(profile, scenarios, args.database_url, args.database_name)
     ctx.patches = patches
     ctx.concurrency = args.concurrency
+    ctx.apps_at_once = args.apps_at_once
     print(f"bench: {profile.name} run on {where}, ready in {time.monotonic() - began:.0f} s")
     if patches:
         print(f"bench: engine patched in the scenario processes: {', '.join(patches)}")

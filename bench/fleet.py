@@ -105,8 +105,9 @@ def _cli_args(sc: Scenario, dates: list[dt.date], apps_file: Path, ctx: Context)
         args = ["backfill", "--from", dates[0].isoformat(), "--to", dates[-1].isoformat()]
     args += ["--apps", str(apps_file), "--database-url", ctx.url]
     args += ["--concurrency", str(ctx.concurrency), "--log-format", "json"]
-    if sc.apps_at_once:
-        args += ["--apps-at-once", str(sc.apps_at_once)]
+    at_once = ctx.apps_at_once or sc.apps_at_once
+    if at_once:
+        args += ["--apps-at-once", str(at_once)]
     return args
 
 
@@ -193,6 +194,7 @@ async def _run_cli(
     sandbox_before = pg.process_cpu(sandbox.pid)
     machine_before = pg.machine_busy()
     children_before = _children_cpu()
+    bench_before = pg.self_cpu()
     began = time.monotonic()
     with (tmp / "stdout.txt").open("wb") as out, (tmp / "stderr.txt").open("wb") as err:
         proc = await asyncio.create_subprocess_exec(*command, stdout=out, stderr=err, env=env)
@@ -213,6 +215,7 @@ async def _run_cli(
     if timed_out:
         await pg.terminate_backends(ctx.url)
     sync_cpu = _children_cpu() - children_before
+    bench_cpu = pg.self_cpu() - bench_before  # this process: the sampler
     sandbox_cpu = pg.process_cpu(sandbox.pid) - sandbox_before
     _server_cpu(ctx.postmaster, ctx.url, watch.server)
     server = watch.server
@@ -233,7 +236,8 @@ async def _run_cli(
             "sandbox": sandbox_cpu,
             "postgres": postgres,
             "postgres_helpers": pg.cpu_delta(server_before, server, helpers=True),
-            "other": max(machine - sync_cpu - sandbox_cpu - postgres, 0.0),
+            "bench": bench_cpu,
+            "other": max(machine - sync_cpu - sandbox_cpu - postgres - bench_cpu, 0.0),
         },
     }
 
@@ -550,7 +554,7 @@ _ROWS: tuple[tuple[str, str, int], ...] = (
     ("  pool cap (size + overflow)", "pool_cap", 0),
     ("peak RSS MB (sync process)", "peak_rss_mb", 0),
 )
-_CPU = ("sync", "sandbox", "postgres", "other")
+_CPU = ("sync", "sandbox", "postgres", "bench", "other")
 
 
 def table(derived: dict[str, dict[str, Any]]) -> str:
