@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import experiments, pg, report
+from bench import experiments, fleet, pg, report
 from bench.experiments import PATCHES
 from bench.profiles import FULL, QUICK, Profile
 from bench.run import Context, run_scenario, start
@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_CONCURRENCY,
         help=f"the engine's (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--apps-at-once",
+        type=int,
+        default=0,
+        help="the CLI's --apps-at-once in the fleet scenarios (default: the CLI's own)",
     )
     p.add_argument("--database-url", help="server to use (default: DATABASE_URL, else embedded)")
     p.add_argument("--database-name", default=pg.DEFAULT_NAME, help="dropped and created again")
@@ -96,14 +102,30 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     ctx, where = await start(profile, scenarios, args.database_url, args.database_name)
     ctx.patches = patches
     ctx.concurrency = args.concurrency
+    ctx.apps_at_once = args.apps_at_once
     print(f"bench: {profile.name} run on {where}, ready in {time.monotonic() - began:.0f} s")
     if patches:
         print(f"bench: engine patched in the scenario processes: {', '.join(patches)}")
     measured: dict[str, dict[str, Any]] = {}
     derived: dict[str, dict[str, Any]] = {}
+    fleets: dict[str, dict[str, Any]] = {}  # fleet scenarios: a table of their own
     verdicts: list[report.Verdict] = []
     try:
         for sc in scenarios:
+            if sc.engine == "fleet":
+                m = await fleet.run_fleet_scenario(ctx, sc)
+                measured[sc.name] = m
+                d = fleets[sc.name] = fleet.derive(sc, m)
+                verdicts += fleet.checks(sc, m, d)
+                busy = d["busy_rate"]
+                print(
+                    f"bench: {sc.name}: {d['apps']} apps, {d['rows']:,} rows in "
+                    f"{d['wall_s']:.1f} s ({d['rows_per_s']:,.0f} rows/s, {d['calls']} requests"
+                    + (f", {busy:.1f}/s while >= 10 apps work" if busy else "")
+                    + ")",
+                    flush=True,
+                )
+                continue
             m = await run_scenario(ctx, sc)
             measured[sc.name] = m
             derived[sc.name] = report.derive(sc, m, 10.0)
@@ -117,11 +139,16 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     finally:
         for sandbox in ctx.sandboxes.values():
             sandbox.stop()
-    goals = report.targets(derived) if profile.check_targets else []
+    goals = report.targets(derived) + fleet.targets(fleets) if profile.check_targets else []
     notes = _notes(profile, ctx, measured)
     print()
-    print(report.table(derived, notes))
-    print()
+    if derived:
+        print(report.table(derived, notes if not fleets else ()))
+        print()
+    if fleets:
+        print(fleet.table(fleets))
+        print("\n".join(notes))
+        print()
     print("\n".join(report.verdict_lines(verdicts, "checks (exactness, manners):")))
     if goals:
         print("\n".join(report.verdict_lines(goals, "targets:")))
@@ -130,7 +157,11 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
         "profile": profile.name,
         "patches": list(ctx.patches),
         "scenarios": {
-            sc.name: {"what": sc.what, "derived": derived[sc.name], "raw": measured[sc.name]}
+            sc.name: {
+                "what": sc.what,
+                "derived": derived.get(sc.name) or fleets[sc.name],
+                "raw": measured[sc.name],
+            }
             for sc in scenarios
         },
         "checks": [_verdict(v) for v in verdicts],
@@ -161,8 +192,9 @@ def _notes(profile: Profile, ctx: Context, measured: dict[str, dict[str, Any]]) 
         )
     for name, spec in profile.sandboxes.items():
         if name in ctx.sandboxes:
+            apps = f"{spec.apps} apps x " if spec.apps > 1 else ""
             notes.append(
-                f"sandbox {name}: {spec.videos:,} videos, seed {spec.seed}"
+                f"sandbox {name}: {apps}{spec.videos:,} videos, seed {spec.seed}"
                 + (f", latency {spec.latency} s" if spec.latency else "")
             )
     return notes

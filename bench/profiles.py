@@ -18,6 +18,7 @@ import dataclasses
 from bench.sandbox import SandboxSpec
 
 MAIN, SLOW = "main", "slow"
+FLEET_SMALL, FLEET_BIG, FLEET_TINY = "fleet-small", "fleet-big", "fleet-tiny"
 SLOW_ANSWERS = "0.5:3"  # the real platform's answer times, uniform
 
 
@@ -28,7 +29,7 @@ class Scenario:
     sandbox: str = MAIN
     days: int = 9  # the most recent N billing dates
     fresh: bool = False  # empty the table first
-    engine: str = "sync"  # sync | baseline
+    engine: str = "sync"  # sync | baseline | fleet (the CLI over every app of the sandbox)
     kind: str = "backfill"
     change_fraction: float = 0.0  # late settlement first: this fraction of rows changed ...
     change_days: int = 0  # ... on the N oldest of the scenario's dates (0: all)
@@ -38,6 +39,7 @@ class Scenario:
     versions: str | None = None  # "none": must write no row version; "changed": <= rows changed
     latency: str | None = None  # "MIN:MAX" seconds the sandbox waits before each answer
     timeout: float = 300.0  # seconds before the scenario's process is killed (and reported)
+    apps_at_once: int = 0  # fleet: the CLI's --apps-at-once (0: its default)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +55,10 @@ FULL = Profile(
     {
         MAIN: SandboxSpec(videos=157_000, seed=1, warm_days=19),
         SLOW: SandboxSpec(videos=8_000, seed=2, warm_days=45, latency=SLOW_ANSWERS),
+        # 200 apps of 200 videos: ~150 rows per billing date and app, one page per partition
+        FLEET_SMALL: SandboxSpec(videos=200, seed=3, warm_days=8, apps=200, latency=SLOW_ANSWERS),
+        # 4 apps sized as the main sandbox: ~1.0 M rows each over 9 dates, on full pages
+        FLEET_BIG: SandboxSpec(videos=157_000, seed=4, warm_days=9, apps=4),
     },
     (
         Scenario(
@@ -99,13 +105,34 @@ FULL = Profile(
             fresh=True,
             latency=SLOW_ANSWERS,
         ),
+        Scenario(
+            "fleet-small",
+            "CLI nightly (7 dates) of 200 apps x 200 videos, answers in 0.5-3 s",
+            sandbox=FLEET_SMALL,
+            engine="fleet",
+            kind="nightly",
+            days=7,
+            fresh=True,
+            timeout=240.0,
+        ),
+        Scenario(
+            "fleet-big",
+            "CLI backfill (9 dates) of 4 apps x ~1.0 M rows, full pages, instant answers",
+            sandbox=FLEET_BIG,
+            engine="fleet",
+            fresh=True,
+            timeout=240.0,
+        ),
     ),
     check_targets=True,
 )
 
 QUICK = Profile(
     "quick",
-    {MAIN: SandboxSpec(videos=3_000, seed=1, warm_days=2)},
+    {
+        MAIN: SandboxSpec(videos=3_000, seed=1, warm_days=2),
+        FLEET_TINY: SandboxSpec(videos=50, seed=5, warm_days=8, apps=5),
+    },
     (
         Scenario(
             "backfill", "2 dates, 500-row pages, empty table", days=2, fresh=True, page_size=500
@@ -120,6 +147,16 @@ QUICK = Profile(
             page_size=500,
             change_fraction=0.1,
             versions="changed",
+        ),
+        Scenario(
+            "fleet",
+            "CLI nightly (7 dates) of 5 apps x 50 videos",
+            sandbox=FLEET_TINY,
+            engine="fleet",
+            kind="nightly",
+            days=7,
+            fresh=True,
+            timeout=60.0,
         ),
     ),
     check_targets=False,

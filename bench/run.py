@@ -59,6 +59,7 @@ class Context:
     patches: tuple[str, ...] = ()
     concurrency: int = DEFAULT_CONCURRENCY
     mutations: int = 0
+    apps_at_once: int = 0  # fleet scenarios: the CLI's --apps-at-once (0: the scenario's)
 
 
 async def _prepare(ctx: Context, sc: Scenario, dates: list[dt.date]) -> int:

@@ -22,6 +22,7 @@ class SandboxSpec:
     seed: int = 1
     warm_days: int = 0
     latency: str | None = None  # "MIN:MAX" seconds
+    apps: int = 1  # apps served, each with `videos` videos of its own
 
 
 class SandboxProcess:
@@ -36,6 +37,7 @@ class SandboxProcess:
             f"--videos={spec.videos}",
             f"--seed={spec.seed}",
             f"--warm-days={spec.warm_days}",
+            f"--apps={spec.apps}",
         ]
         if spec.latency:
             args.append(f"--latency={spec.latency}")
@@ -104,6 +106,17 @@ class SandboxProcess:
         )
         rows = self._call(f"/__sandbox/truth?{query}")["rows"]
         return sorted(int(r["publish_time"]) for r in rows)
+
+    def truth_keys(
+        self, day: dt.date, start: int, end: int, app: str
+    ) -> tuple[list[int], list[int]]:
+        """Video ids and task ids of the rows app `app` (a client key) is answered for `day`
+        over [start, end] (`bench.sandbox_server`'s own route)."""
+        query = urllib.parse.urlencode(
+            {"billing_date": day.isoformat(), "start_ts": start, "end_ts": end, "app": app}
+        )
+        doc = self._call(f"/__bench/truth_keys?{query}")
+        return doc["video_ids"], doc["task_ids"]
 
     def stop(self) -> None:
         if self._proc.poll() is None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from bench import pg, report
+from bench import fleet, pg, report
 from bench.instrument import Probe
 from bench.measure import timeline
-from bench.profiles import QUICK, Scenario
+from bench.profiles import FULL, QUICK, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,6 +134,35 @@ async def test_request_probe_sees_requests_in_flight() -> None:
     assert info["in_flight_max"] == 2
     assert info["util_steady"] is None
     assert info["head_s"] >= 0.0
+
+
+def test_fleet_rate_counts_until_fewer_than_ten_apps_have_work() -> None:
+    """From the first departure to the 10th-last app's last one: requests there / seconds."""
+    # 12 apps, each sending one request a second from t=0; app i sends its last at t=i.
+    departures = {app: [float(t) for t in range(app + 1)] for app in range(12)}
+    busy = fleet.rate_while_busy(departures, min_apps=10)
+    assert busy["span_s"] == 2.0  # the 10th-last app (app 2) is done at t=2
+    assert busy["requests"] == 12 + 11 + 10  # departures at t=0, 1 and 2
+    assert busy["rate"] == pytest.approx(33 / 2)
+    assert fleet.rate_while_busy({1: [0.0, 1.0]}, min_apps=10)["rate"] is None
+
+
+def test_fleet_busiest_second_and_departures_per_app() -> None:
+    """The busiest half-open second of an app's departures; requests that never left and
+    other apps' do not count."""
+    assert fleet.max_in_window([0.0, 0.5, 0.999, 1.0, 1.5]) == 3
+    assert fleet.max_in_window([]) == 0
+    trace = [[1, 0.0, 0.1, 0.2, 0], [1, 0.0, None, 0.3, 1], [2, 0.0, 0.05, 0.2, 0]]
+    assert fleet.per_app(trace) == {1: [0.1], 2: [0.05]}
+
+
+def test_fleet_scenarios_are_in_the_full_and_quick_runs() -> None:
+    """`--only fleet-small,fleet-big` finds them; the quick run has a tiny fleet."""
+    full = {s.name: s for s in FULL.scenarios}
+    assert full["fleet-small"].engine == full["fleet-big"].engine == "fleet"
+    assert FULL.sandboxes[full["fleet-small"].sandbox].apps == 200
+    assert FULL.sandboxes[full["fleet-big"].sandbox].apps == 4
+    assert [s.name for s in QUICK.scenarios if s.engine == "fleet"] == ["fleet"]
 
 
 @pytest.mark.slow

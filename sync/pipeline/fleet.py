@@ -36,9 +36,12 @@ from sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Apps synced at once: each may use its own 10 QPS, so 16 keep >100 requests/s busy when the
-# platform answers in 0.5-3 s, while each holds one database connection for its lock.
-DEFAULT_APPS_AT_ONCE = 16
+# Apps synced at once: each may use its own 10 QPS, but a small app uses about half of it (it
+# waits for its last answers, 0.5-3 s, and its merges before its slot frees), so it takes 24 to
+# keep >100 requests/s busy when the platform answers in 0.5-3 s (bench `fleet-small`, 200 apps
+# of 200 videos: 16 at once 78 requests/s, 24 118, 32 158); each holds one database connection
+# for its lock, so the pool is 24 + 16 writers + 4 overflow = 44 (32 would take 52).
+DEFAULT_APPS_AT_ONCE = 24
 MAX_SOCKETS = 512  # HTTP connections of the shared session, all apps together
 
 
