@@ -55,10 +55,15 @@ def upgrade() -> None:
     )
     op.execute(f"UPDATE video_daily_earnings SET app_id = {_ONLY_APP} WHERE app_id IS NULL")
     op.alter_column("video_daily_earnings", "app_id", nullable=False)
+    # Few keys, long posting lists: see sync.db.schema (the index keeps what it holds).
+    op.execute(
+        "ALTER INDEX ix_video_daily_earnings_task_id_billing_date SET (deduplicate_items = off)"
+    )
     op.create_index(
         "ix_video_daily_earnings_app_id_billing_date",
         "video_daily_earnings",
         ["app_id", "billing_date"],
+        postgresql_with={"deduplicate_items": "off"},
     )
 
     for table in ("sync_runs", "sync_partitions"):
@@ -79,6 +84,7 @@ def downgrade() -> None:
         op.drop_column(table, "rows_foreign")
     op.drop_column("talent_operations", "app_id")
     op.drop_index("ix_video_daily_earnings_app_id_billing_date", table_name="video_daily_earnings")
+    op.execute("ALTER INDEX ix_video_daily_earnings_task_id_billing_date RESET (deduplicate_items)")
     op.drop_column("video_daily_earnings", "answered_at")
     op.drop_column("video_daily_earnings", "app_id")
     op.drop_index("ix_sync_partitions_app_id_billing_date_window_end", table_name="sync_partitions")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Sequence
@@ -18,7 +19,13 @@ from sync.db.connect import open_engine
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.engine import run_app
-from sync.pipeline.fleet import DEFAULT_APPS_AT_ONCE, FleetApp, FleetResult, run_fleet
+from sync.pipeline.fleet import (
+    DEFAULT_APPS_AT_ONCE,
+    FLEET_BUFFER_ROWS,
+    FleetApp,
+    FleetResult,
+    run_fleet,
+)
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
 from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.settings import MAX_QPS, Settings, parse_qps
@@ -85,13 +92,14 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=_int_in(1, MAX_CONCURRENCY, "a number of partitions in flight"),
         default=DEFAULT_CONCURRENCY,
-        help="partitions fetched at once (each holds one database connection)",
+        help="partitions in flight (each holds a database connection once its first answer is "
+        "in, until it commits)",
     )
     p.add_argument(
         "--buffer-rows",
         type=_int_in(1_000, 10_000_000, "a number of rows"),
-        default=DEFAULT_BUFFER_ROWS,
-        help="rows held in memory at once, fetched but not yet written (~1.5 KB each)",
+        help="rows held in memory at once, fetched but not yet written (~1.5 KB each; default "
+        f"{DEFAULT_BUFFER_ROWS}, with an apps file {FLEET_BUFFER_ROWS}, shared by its apps)",
     )
     p.add_argument(
         "--apps",
@@ -186,7 +194,7 @@ def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
         kind=kind,
         page_size=args.page_size,
         concurrency=args.concurrency,
-        buffer_rows=args.buffer_rows,
+        buffer_rows=args.buffer_rows or DEFAULT_BUFFER_ROWS,
         douyin_id=args.douyin_id or None,
         agency_client_key=args.agency_client_key or None,
         restart=args.restart,
@@ -243,6 +251,8 @@ def _sync_apps(
     configure_logging(args.log_format, secrets=secrets_of(settings) + secrets_of_apps(apps))
     plan = planner.plan(dates, now)
     options = options_from(kind, args)
+    if args.buffer_rows is None:
+        options = dataclasses.replace(options, buffer_rows=FLEET_BUFFER_ROWS)
     if args.dry_run:
         for line in describe_apps(plan, apps, settings):
             print(line)

@@ -265,22 +265,29 @@ class PartitionWriter:
                 videos, tasks = zip(*earlier, strict=True)
                 status = await self._apg.execute(sql.DROP_STAGED, list(videos), list(tasks))
                 self._repeated += _row_count(status)
-            await self._apg.copy_records_to_table(
-                STAGE_TABLE, records=[(*r, stamp) for r in rows], columns=STAGE_COLUMNS
-            )
+            if self._appending:  # the page's time goes with the statement that moves it
+                await self._apg.copy_records_to_table(
+                    STAGE_TABLE, records=rows, columns=RECORD_COLUMNS
+                )
+            else:
+                await self._apg.copy_records_to_table(
+                    STAGE_TABLE, records=[(*r, stamp) for r in rows], columns=STAGE_COLUMNS
+                )
         if self._appending:
-            await self._append_page()
+            await self._append_page(stamp)
         self._page_starts.append(len(self._seen))
         self._page_log_ids.append(log_id)
         self._seen.extend(page_hashes)
         self._dates.update(map(_date_of, records))
 
-    async def _append_page(self) -> None:
+    async def _append_page(self, answered_at: float) -> None:
         assert self._appending is not None
         billing_date, run_id = self._appending
         try:
             with _translated("cannot append a page"):
-                status = await self._apg.execute(sql.APPEND_PAGE, billing_date, run_id, self.app_id)
+                status = await self._apg.execute(
+                    sql.APPEND_PAGE, billing_date, run_id, self.app_id, answered_at
+                )
         except DatabaseError as exc:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise AppendConflict(

@@ -177,12 +177,13 @@ ORDER BY {_cols("s.", IDS)}
 
 
 # Appending (see PartitionWriter.append_to): move the staged page into the table, one statement.
-# $1 billing date, $2 run id, $3 app.
+# $1 billing date, $2 run id, $3 app, $4 the page's answer time (Unix seconds: a page is staged
+# without it, one value for all its rows).
 APPEND_PAGE = f"""
 WITH page AS (DELETE FROM {STAGE_TABLE} RETURNING *)
 INSERT INTO {_TARGET} ({_INSERTED}, last_run_id)
 SELECT $1, {", ".join(map(_stored_column, RECORD_COLUMNS[1:]))}, $3,
-       {_stored_column("answered_at")}, now(), now(), $2
+       to_timestamp($4::float8), now(), now(), $2
 FROM page
 ORDER BY {_cols("", IDS)}
 """
