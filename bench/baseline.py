@@ -53,6 +53,7 @@ def _text(value: Any) -> str | None:
 def to_row(item: dict[str, Any], billing_date: dt.date, now: dt.datetime) -> dict[str, Any]:
     row: dict[str, Any] = {
         "billing_date": billing_date,
+        "app_id": "baseline",  # the first version knew one app; the table now needs it
         "video_id": int(item["VideoId"]),
         "task_id": int(item["TaskId"]),
         "publish_time": dt.datetime.fromtimestamp(int(item["PublishTime"]), dt.UTC),
