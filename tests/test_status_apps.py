@@ -189,3 +189,16 @@ async def test_status_command_per_app(
     assert any(line.startswith("app a; params ") for line in out)
     code, out, err = await status_cli("--run", str(a), "--app", "b")
     assert code == 2 and len(err) == 1 and "of app a" in err[0]
+
+
+async def test_many_apps_keep_the_screen_to_a_line_each(engine: AsyncEngine, clock: Clock) -> None:
+    """Past a handful of apps the per-date tables (a line per app and date) give way to a line
+    saying how to see them; the Apps table still has every app."""
+    today = planner.shanghai_today(clock())
+    names = [f"tt_{i}" for i in range(8)]
+    async with engine.connect() as conn:
+        many = render_status(await status.collect_status(conn, today, apps=names))
+        few = render_status(await status.collect_status(conn, today, apps=names[:2]))
+    assert all(name in many for name in names)
+    assert "Recent billing dates" not in many and "status --app ID" in many
+    assert "Recent billing dates" in few

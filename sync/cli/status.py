@@ -27,6 +27,8 @@ from sync.errors import SettingsError
 from sync.settings import Settings
 
 ERROR_CELLS = 60  # display cells of an error message in a table (the platform's are Chinese)
+DETAILED_APPS = 5  # more apps than this: the per-date tables only with --app
+SHOWN_FAILURES = 30  # failed partitions listed on the screen
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -225,10 +227,20 @@ def render_status(report: StatusReport) -> str:
     sections = [
         ("Apps", render_apps(report.apps)),
         ("Recent runs", render_runs(report.runs)),
-        ("Recent billing dates", render_dates(report.apps)),
-        (never, render_incomplete(report.apps)),
-        ("Failed partitions not yet made good", render_partitions(failures, with_app=True)),
     ]
+    if len(report.apps) <= DETAILED_APPS:
+        sections += [
+            ("Recent billing dates", render_dates(report.apps)),
+            (never, render_incomplete(report.apps)),
+        ]
+    else:  # a line per app and date would bury the apps that need attention
+        sections.append(
+            ("Billing dates", f"per date for {len(report.apps)} apps: status --app ID (repeatable)")
+        )
+    failed = render_partitions(failures[:SHOWN_FAILURES], with_app=True)
+    if len(failures) > SHOWN_FAILURES:
+        failed += f"\n… and {len(failures) - SHOWN_FAILURES} more: status --app ID"
+    sections.append(("Failed partitions not yet made good", failed))
     body = [f"\n{title}\n{text}" for title, text in sections]
     return "\n".join([*head, *(f"  ! {p}" for p in report.problems), *body]) + "\n"
 
