@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
 from sync.db.statuses import RunStatus
 from sync.pipeline.fleet import FleetApp, FleetResult, Outcome, run_fleet
 from sync.pipeline.runs import RunOptions
-from sync.sandbox import SandboxServer
+from sync.sandbox import Faults, SandboxServer
 from sync.sandbox.apps_file import render_apps_file, secret_env
 from tests.helpers import (
     Clock,
@@ -29,9 +30,14 @@ from tests.helpers import (
     assert_table_is_truth,
     backfill_args,
     cli_env,
+    done_partitions,
+    partitions,
     run_cli,
     run_sync,
+    runs,
     sandbox_settings,
+    spawned,
+    wait_until,
 )
 
 OPTIONS = RunOptions(kind="backfill", page_size=50, concurrency=4)
@@ -309,3 +315,40 @@ async def test_app_without_an_apps_file_is_refused(database_url: str, clock: Clo
     env = cli_env(None, database_url)
     result = await run_cli(*backfill_args(clock.recent_dates(1), "--app", "tt_x"), env=env)
     assert result.status == 2 and "needs an apps file" in result.stderr, result
+
+
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
+async def test_sigterm_stops_every_app_resumably_and_the_same_command_finishes(
+    engine: AsyncEngine, database_url: str, three_apps: SandboxServer, clock: Clock, tmp_path: Path
+) -> None:
+    """SIGTERM reaches every app running: each finishes its partitions in flight and records its
+    run 'interrupted'; exit 143. The same command then resumes each app's own run."""
+    three_apps.sandbox.set_faults(Faults(seed=1, latency_min=0.1, latency_max=0.2))
+    env = _apps_env(three_apps, database_url, tmp_path)
+    dates = clock.recent_dates(3)
+    args = backfill_args(dates, "--page-size", "10", "--concurrency", "2", "--app")
+    picked = [*args, three_apps.apps[0].app_id, "--app", three_apps.apps[1].app_id]
+    async with spawned(*picked, env=env) as cli:
+
+        async def some_done() -> bool:
+            assert cli.running, await cli.wait()
+            return await done_partitions(engine) >= 2
+
+        await wait_until(some_done, what="partitions to be done")
+        cli.send(signal.SIGTERM)
+        stopped = await cli.wait(60)
+    assert stopped.status == 143, stopped
+    assert "Traceback" not in stopped.stderr, stopped
+    first = await runs(engine)
+    assert {r.status for r in first} == {"interrupted"} and len(first) == 2, first
+    assert not [p for p in await partitions(engine) if p.status == "running"]
+    three_apps.sandbox.set_faults(Faults())
+    now = clock()
+    again = await run_cli(*picked, env=env)
+    assert again.status == 0, again
+    second = [r for r in await runs(engine) if r.id not in {f.id for f in first}]
+    assert {r.status for r in second} == {"succeeded"}
+    assert sum(r.partitions_skipped for r in second) == sum(r.partitions_done for r in first)
+    for app in three_apps.apps[:2]:
+        await assert_table_is_truth(engine, three_apps, dates, now, app_id=app.app_id,
+                                    app=app.client_key)  # fmt: skip
