@@ -352,3 +352,23 @@ async def test_sigterm_stops_every_app_resumably_and_the_same_command_finishes(
     for app in three_apps.apps[:2]:
         await assert_table_is_truth(engine, three_apps, dates, now, app_id=app.app_id,
                                     app=app.client_key)  # fmt: skip
+
+
+@pytest.mark.wall_clock  # the CLI runs in a subprocess
+async def test_nightly_with_an_apps_file_syncs_each_app_it_picks(
+    engine: AsyncEngine, database_url: str, three_apps: SandboxServer, clock: Clock, tmp_path: Path
+) -> None:
+    env = _apps_env(three_apps, database_url, tmp_path)
+    first, second, _ = three_apps.apps
+    today = clock.today
+    args = ["nightly", "--lookback-days", "2", "--today", today.isoformat()]
+    done = await run_cli(*args, "--app", first.app_id, "--app", second.app_id, env=env)
+    assert done.status == 0, done
+    assert "2 apps" in done.stdout.splitlines()[0] and "2 done" in done.stdout, done
+    dates, now = clock.recent_dates(2), clock()
+    for app in (first, second):
+        await assert_table_is_truth(engine, three_apps, dates, now, app_id=app.app_id,
+                                    app=app.client_key)  # fmt: skip
+    async with engine.connect() as conn:
+        kinds = (await conn.execute(select(sync_runs.c.kind, sync_runs.c.app_id))).all()
+    assert sorted(kinds) == [("nightly", first.app_id), ("nightly", second.app_id)]
