@@ -29,6 +29,7 @@ class Auth(enum.StrEnum):
 
     CLIENT_CREDENTIALS = "client_credentials"  # a client token from client key + client secret
     ACCESS_TOKEN = "access_token"  # noqa: S105 (a name): a token obtained elsewhere, as given
+    TOKEN_COMMAND = "token_command"  # noqa: S105 (a name): a program prints the token (#15)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,7 +54,11 @@ AUTH_KEYS: Mapping[Auth, _AuthKeys] = {
         plain=("client_key",), required=("client_secret",), optional=("app_secret",)
     ),
     Auth.ACCESS_TOKEN: _AuthKeys(required=("access_token",), optional=("app_secret",)),
+    Auth.TOKEN_COMMAND: _AuthKeys(
+        plain=("token_command", "token_timeout"), optional=("app_secret",)
+    ),
 }
+MAX_TOKEN_TIMEOUT = 300.0  # seconds a token command may take (default: settings' 30)
 SECRETS = ("client_secret", "access_token", "app_secret")  # the fields of AppConfig they fill
 TOP_LEVEL_KEYS = ("app",)
 _KNOWN_KEYS = frozenset().union(*(keys.allowed for keys in AUTH_KEYS.values()))
@@ -77,6 +82,8 @@ class AppConfig:
     app_secret: Secret | None = None
     qps: float | None = None
     talents_app_id: str | None = None
+    token_command: tuple[str, ...] | None = None  # argv, run without a shell
+    token_timeout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,8 +135,15 @@ def load_apps_file(
         auth = "access_token"                  # a token obtained elsewhere, used as given
         access_token_env = "SHOP_B_TOKEN"      # or access_token_file
 
-    `auth` is "client_credentials" (the default: a client token from key and secret) or
-    "access_token" (then client_key and client_secret_* are refused). Secrets are never written
+        [[app]]
+        id = "tt_0a1b2c3d4e5f6071"
+        auth = "token_command"                 # a program prints the token when one is needed
+        token_command = ["/usr/local/bin/tokens", "--app", "tt_0a1b2c3d4e5f6071"]
+        token_timeout = 30                     # optional: seconds it may take (at most 300)
+
+    `auth` is "client_credentials" (the default: a client token from key and secret),
+    "access_token" (then client_key and client_secret_* are refused) or "token_command" (the
+    program, run without a shell, prints {"access_token": "…", "expires_in": N}). Secrets are never written
     in the file: a key such as `client_secret = "…"` is refused. An environment variable must be
     set and not empty; a secret file is read whole, surrounding whitespace (a trailing newline)
     stripped, and must not be empty; a relative path is taken from the apps file's folder.
@@ -175,9 +189,12 @@ def settings_for(base: Settings, app: AppConfig) -> Settings:
         "access_token": app.access_token,
         "app_id": app.talents_app_id,
         "app_secret": app.app_secret,
+        "token_command": app.token_command,
     }
     if app.qps is not None:
         changes["qps"] = app.qps
+    if app.token_timeout is not None:
+        changes["token_timeout"] = app.token_timeout
     return base.replace(**changes)
 
 
@@ -268,6 +285,7 @@ def _app(
     for name in (keys.required + keys.optional) if load else ():
         secrets[name] = _secret(table, name, name in keys.required, auth, at, base, env)
     client_key = _text(table, "client_key", at) or app_id  # the platform's key is the app id
+    command = _command(table, at) if auth is Auth.TOKEN_COMMAND else None
     return AppConfig(
         id=app_id,
         name=_text(table, "name", at),
@@ -278,7 +296,40 @@ def _app(
         app_secret=secrets["app_secret"],
         qps=_qps(table, at),
         talents_app_id=app_id,
+        token_command=command,
+        token_timeout=_timeout(table, at),
     )
+
+
+def _command(table: dict[str, Any], at: _Where) -> tuple[str, ...]:
+    """token_command: the program and its arguments, as a list (never a shell line)."""
+    value = table.get("token_command")
+    if value is None:
+        raise at.error(
+            "token_command", 'missing; auth "token_command" needs ["program", "arg", ...]'
+        )
+    if isinstance(value, str):
+        raise at.error(
+            "token_command", 'expected a list such as ["program", "arg"] (no shell is used)'
+        )
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise at.error("token_command", f"expected a non-empty list of strings, got {_kind(value)}")
+    if not value[0].strip():
+        raise at.error("token_command", "expected the program first, got an empty string")
+    return tuple(value)
+
+
+def _timeout(table: dict[str, Any], at: _Where) -> float | None:
+    value = table.get("token_timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise at.error("token_timeout", f"expected seconds, got {_kind(value)}")
+    if not 0 < value <= MAX_TOKEN_TIMEOUT:
+        raise at.error(
+            "token_timeout", f"expected seconds above 0 and at most {MAX_TOKEN_TIMEOUT:g}"
+        )
+    return float(value)
 
 
 def _auth(value: object, at: _Where) -> Auth:

@@ -120,6 +120,8 @@ class Settings:
     app_secret: Secret | None = None
     qps: float = MAX_QPS
     app: str | None = None  # the app's id in an apps file (`sync.apps`); see `recorded_app`
+    token_command: tuple[str, ...] | None = None  # a program that prints the daily-data token
+    token_timeout: float = 30.0  # seconds it may take
     apps_file: Path | None = None  # TASKBOX_APPS_FILE: several apps (`sync.apps`)
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     allow_insecure_http: bool = False
@@ -190,8 +192,9 @@ class Settings:
         )
 
     def require_daily_data_credentials(self) -> None:
-        """The daily-data API needs a token: given directly, or from key and secret."""
-        if self.access_token:
+        """The daily-data API needs a token: given directly, printed by a command, or from key
+        and secret."""
+        if self.access_token or self.token_command:
             return
         if not self.client_key:
             raise SettingsError(

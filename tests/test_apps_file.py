@@ -113,10 +113,41 @@ REFUSALS = [
     pytest.param(A_OK + "name = 5\n", 'app "tt_a" (#1): name', "got an integer", id="name-int"),
     # auth
     pytest.param(
-        A + 'auth = "token_command"\n',
+        A + 'auth = "token_commands"\n',
         'app "tt_a" (#1): auth',
-        'unknown value "token_command"; expected "client_credentials" or "access_token"',
-        id="auth-token-command",
+        'unknown value "token_commands"; expected "client_credentials" or "access_token" or '
+        '"token_command"',
+        id="auth-unknown",
+    ),
+    pytest.param(
+        A + 'auth = "token_command"\n',
+        'app "tt_a" (#1): token_command',
+        'missing; auth "token_command" needs ["program", "arg", ...]',
+        id="token-command-missing",
+    ),
+    pytest.param(
+        A + 'auth = "token_command"\ntoken_command = "helper --json"\n',
+        'app "tt_a" (#1): token_command',
+        "no shell is used",
+        id="token-command-string",
+    ),
+    pytest.param(
+        A + 'auth = "token_command"\ntoken_command = []\n',
+        'app "tt_a" (#1): token_command',
+        "expected a non-empty list of strings",
+        id="token-command-empty",
+    ),
+    pytest.param(
+        A + 'auth = "token_command"\ntoken_command = ["helper"]\ntoken_timeout = 900\n',
+        'app "tt_a" (#1): token_timeout',
+        "at most 300",
+        id="token-timeout-range",
+    ),
+    pytest.param(
+        A_OK + 'token_command = ["helper"]\n',
+        'app "tt_a" (#1): token_command',
+        'not used with auth "client_credentials"',
+        id="token-command-with-client-credentials",
     ),
     pytest.param(A + 'auth = "provider"\n', 'app "tt_a" (#1): auth', "unknown value", id="prov"),
     pytest.param(A + "auth = 1\n", 'app "tt_a" (#1): auth', "expected a string", id="auth-int"),
@@ -352,10 +383,11 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
 
 
 def test_every_auth_has_its_keys_and_needs_one_secret() -> None:
-    """The per-auth table covers every Auth; each auth requires exactly one secret."""
+    """The per-auth table covers every Auth; each auth that takes a secret from the file
+    requires exactly one (a token command's program holds its own)."""
     assert set(AUTH_KEYS) == set(Auth)
-    for keys in AUTH_KEYS.values():
-        assert len(keys.required) == 1
+    for auth, keys in AUTH_KEYS.items():
+        assert len(keys.required) == (0 if auth is Auth.TOKEN_COMMAND else 1)
         assert {"id", "name", "auth", "qps"} <= keys.allowed
 
 

@@ -183,10 +183,69 @@ class AppTokenProvider(_CachedToken):
         return token, _as_int(data.get("expires_in"), 7200)
 
 
+class CommandTokenProvider(_CachedToken):
+    """A token printed by a program of the operator's (`token_command` in the apps file): the
+    convention of AWS `credential_process` and kubectl's exec plugins. The program prints
+    `{"access_token": "…", "expires_in": N}` on stdout; it runs when a token is needed (the
+    first request, near expiry, after the platform refused the last one), without a shell,
+    within `timeout` seconds. Nothing it prints reaches a log or an error: a provider's own token
+    service keeps its refresh tokens, and taskbox-sync stays out of them."""
+
+    endpoint = "token_command"
+
+    def __init__(
+        self,
+        argv: tuple[str, ...],
+        *,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(clock=clock)
+        self._argv = argv
+        self._timeout = timeout
+
+    def _refused(self, why: str) -> CredentialsError:
+        program = self._argv[0].rsplit("/", 1)[-1]
+        return CredentialsError(f"token_command ({program}): {why}", endpoint=self.endpoint)
+
+    async def _fetch(self) -> tuple[str, int]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,  # may hold what it used: never read
+            )
+        except OSError as exc:
+            raise self._refused(f"cannot run it: {exc.strerror or type(exc).__name__}") from None
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self._timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise self._refused(f"no answer within {self._timeout:g} s") from None
+        if proc.returncode != 0:
+            raise self._refused(f"exited with status {proc.returncode} (run it by hand to see why)")
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            doc = None
+        token = doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token.strip():
+            raise self._refused(
+                'expected {"access_token": "…", "expires_in": N} on its standard output'
+            )
+        assert isinstance(doc, dict)
+        return token.strip(), max(_as_int(doc.get("expires_in"), 7200), 1)
+
+
 def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenProvider:
-    """DOUYIN_ACCESS_TOKEN as given, else client tokens fetched from key and secret."""
+    """DOUYIN_ACCESS_TOKEN (or an app's access token) as given; else a token command's; else
+    client tokens fetched from key and secret."""
     if settings.access_token:
         return StaticToken(settings.access_token, endpoint="query_task_video_daily_data")
+    if settings.token_command:
+        return CommandTokenProvider(settings.token_command, timeout=settings.token_timeout)
     settings.require_daily_data_credentials()
     assert settings.client_key is not None and settings.client_secret is not None
     return ClientTokenProvider(
@@ -197,6 +256,7 @@ def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenP
 __all__ = [
     "AppTokenProvider",
     "ClientTokenProvider",
+    "CommandTokenProvider",
     "CredentialsError",
     "StaticToken",
     "TokenError",
