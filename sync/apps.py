@@ -143,10 +143,11 @@ def load_apps_file(
 
     `auth` is "client_credentials" (the default: a client token from key and secret),
     "access_token" (then client_key and client_secret_* are refused) or "token_command" (the
-    program, run without a shell, prints {"access_token": "…", "expires_in": N}). Secrets are never written
-    in the file: a key such as `client_secret = "…"` is refused. An environment variable must be
-    set and not empty; a secret file is read whole, surrounding whitespace (a trailing newline)
-    stripped, and must not be empty; a relative path is taken from the apps file's folder.
+    program, run without a shell, prints {"access_token": "…", "expires_in": N}). Secrets are
+    never written in the file: a key such as `client_secret = "…"` is refused. An environment
+    variable must be set and not empty; a secret file is read whole, surrounding whitespace (a
+    trailing newline) stripped, and must not be empty; a relative path is taken from the apps
+    file's folder.
     """
     where = str(path)
     env = os.environ if environ is None else environ
