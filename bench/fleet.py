@@ -40,7 +40,7 @@ from sqlalchemy import make_url
 
 from bench import pg
 from bench.measure import _min_span
-from bench.report import Verdict, _num
+from bench.report import Verdict, _num, grid
 from bench.sandbox import SandboxProcess, daily_calls, rejected_delta
 from sync import planner
 from sync.sandbox.apps_file import render_apps_file, secret_env
@@ -564,14 +564,4 @@ def table(derived: dict[str, dict[str, Any]]) -> str:
         lines.append([label, *(_num(derived[n][key], digits) for n in names)])
     for part in _CPU:
         lines.append([f"CPU s, {part}", *(_num(derived[n]["cpu_s"][part], 1) for n in names)])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
-    text = []
-    for i, row in enumerate(lines):
-        cells = [
-            row[0].ljust(widths[0]),
-            *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)),
-        ]
-        text.append("  ".join(cells))
-        if i == 0:
-            text.append("-" * len(text[0]))
-    return "\n".join(text)
+    return "\n".join(grid(lines))

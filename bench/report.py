@@ -238,6 +238,12 @@ def table(derived: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -> str:
         lines.append(
             [label, *(_num(derived[n]["sync_cpu_ms_per_10k_rows"][stage], 1) for n in names)]
         )
+    return "\n".join([*grid(lines), *notes])
+
+
+def grid(lines: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as text: the first column left-aligned, the others right, a rule under the
+    header row."""
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     text = []
     for i, row in enumerate(lines):
@@ -248,7 +254,7 @@ def table(derived: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -> str:
         text.append("  ".join(cells))
         if i == 0:
             text.append("-" * len(text[0]))
-    return "\n".join([*text, *notes])
+    return text
 
 
 def verdict_lines(verdicts: Sequence[Verdict], title: str) -> list[str]:

@@ -17,7 +17,6 @@ from sync.sandbox.faults import FaultEngine
 from sync.sandbox.rendered import RenderedDays
 from sync.sandbox.rosters import Rosters
 from sync.sandbox.stats import Stats
-from sync.sandbox.throttle import SlidingWindow
 from sync.sandbox.tokens import TokenStore, token_app
 
 
@@ -97,14 +96,6 @@ class Sandbox:
     @property
     def app_tokens(self) -> TokenStore:
         return self.apps[0].app_tokens
-
-    @property
-    def daily_window(self) -> SlidingWindow:
-        return self.apps[0].daily_window
-
-    @property
-    def token_window(self) -> SlidingWindow:
-        return self.apps[0].token_window
 
     # -- used by the endpoints ------------------------------------------------------------
 
