@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync import planner
+from sync.apps import AppConfig, settings_for
 from sync.cli.exits import fleet_exit_status
 from sync.cli.status import render_status
 from sync.cli.summary import render_fleet
@@ -27,7 +28,7 @@ from sync.db.schema import video_daily_earnings
 from sync.db.status import collect_status
 from sync.errors import SettingsError
 from sync.logs import configure_logging
-from sync.pipeline.fleet import FleetApp, run_fleet
+from sync.pipeline.fleet import POOL_TIMEOUT, FleetApp, pool_size, run_fleet
 from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.sandbox.credentials import AppCredentials
@@ -68,12 +69,15 @@ async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DE
         fleet = [
             FleetApp(
                 app.app_id,
-                base.replace(
-                    app=app.app_id,
-                    client_key=app.client_key,
-                    client_secret=Secret(app.client_secret),
-                    app_id=app.app_id,
-                    app_secret=Secret(app.app_secret),
+                settings_for(
+                    base,
+                    AppConfig(
+                        id=app.app_id,
+                        client_key=app.client_key,
+                        client_secret=Secret(app.client_secret),
+                        app_secret=Secret(app.app_secret),
+                        talents_app_id=app.app_id,
+                    ),
                 ),
             )
             for app in sandbox.apps
@@ -87,7 +91,9 @@ async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DE
             f"~{plan.min_seconds(base.qps):.0f}s at {base.qps:g} QPS (each app its own)"
         )
         options = RunOptions(kind="backfill")
-        db = create_engine(url, pool_size=apps + options.concurrency, pool_timeout=3600)
+        db = create_engine(
+            url, pool_size=pool_size(apps, options.concurrency), pool_timeout=POOL_TIMEOUT
+        )
         try:
             await migrate(db)
             result = await run_fleet(db, fleet, options, plan, apps_at_once=apps)

@@ -22,8 +22,10 @@ from sync.pipeline.engine import run_app
 from sync.pipeline.fleet import (
     DEFAULT_APPS_AT_ONCE,
     FLEET_BUFFER_ROWS,
+    POOL_TIMEOUT,
     FleetApp,
     FleetResult,
+    pool_size,
     run_fleet,
 )
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
@@ -103,6 +105,7 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--apps",
+        dest="apps_file",
         type=Path,
         metavar="FILE",
         help="sync every app of this apps file (TOML; default: $TASKBOX_APPS_FILE)",
@@ -218,9 +221,8 @@ def secrets_of(settings: Settings) -> list[str]:
 def _sync(
     kind: str, args: argparse.Namespace, settings: Settings, dates: list[Any], now: float
 ) -> int:
-    apps_file = args.apps or settings.apps_file
-    if apps_file is not None:
-        return _sync_apps(kind, args, settings, apps_file, dates, now)
+    if settings.apps_file is not None:
+        return _sync_apps(kind, args, settings, settings.apps_file, dates, now)
     if args.app:
         raise SettingsError("--app: needs an apps file (--apps FILE or TASKBOX_APPS_FILE)")
     configure_logging(args.log_format, secrets=secrets_of(settings))
@@ -286,8 +288,8 @@ async def run_apps(
     Partitions take a connection only to write, so waiting for one is normal: no pool timeout
     short enough to fail a partition."""
     at_once = min(apps_at_once, len(apps))
-    pool = at_once + min(options.concurrency, 16)
-    async with open_engine(settings, pool_size=pool, pool_timeout=3600) as db:
+    pool = pool_size(at_once, options.concurrency)
+    async with open_engine(settings, pool_size=pool, pool_timeout=POOL_TIMEOUT) as db:
         return await run_fleet(db, apps, options, plan, apps_at_once=at_once)
 
 

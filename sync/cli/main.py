@@ -80,6 +80,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overrides["database_url"] = args.database_url
     if getattr(args, "qps", None) is not None:
         overrides["qps"] = args.qps
+    if getattr(args, "apps_file", None) is not None:  # --apps FILE over TASKBOX_APPS_FILE
+        overrides["apps_file"] = args.apps_file
     return settings.replace(**overrides) if overrides else settings
 
 

@@ -59,8 +59,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    apps_file = args.apps_file or settings.apps_file
-    known = [a.id for a in load_apps_file(apps_file, secrets=False).apps] if apps_file else None
+    path = settings.apps_file
+    known = [a.id for a in load_apps_file(path, secrets=False).apps] if path else None
     return asyncio.run(
         _status(settings, run_id=args.run, check_only=args.check, only=args.apps, apps=known)
     )

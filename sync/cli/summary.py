@@ -121,7 +121,6 @@ def _app_cells(app: str, outcome: str, run: object, c: RunCounts, note: str) -> 
 
 def render_fleet(result: FleetResult) -> str:
     """A line per app and a total; then each app's failed partitions and other apps' keys."""
-    total = RunCounts()
     rows: list[list[object]] = []
     tally: dict[str, int] = {}
     for a in result.apps:
@@ -130,8 +129,7 @@ def render_fleet(result: FleetResult) -> str:
         run = a.result.run_id if a.result is not None else ""
         rows.append(_app_cells(a.app_id, a.outcome, run, c, note))
         tally[a.outcome] = tally.get(a.outcome, 0) + 1
-        for name in _SUMMED:
-            setattr(total, name, getattr(total, name) + getattr(c, name))
+    total = RunCounts.summed(a.result.counts for a in result.apps if a.result is not None)
     outcomes = ", ".join(f"{n} {o}" for o, n in tally.items())
     rows.append(_app_cells("total", outcomes, "", total, ""))
     rate = total.rows_fetched / result.elapsed if result.elapsed else 0.0
@@ -153,16 +151,3 @@ def render_fleet(result: FleetResult) -> str:
 
 
 FAILED_SHOWN = 5  # failed partitions listed per app in a fleet's summary
-_SUMMED = (
-    "partitions_total",
-    "partitions_done",
-    "partitions_failed",
-    "partitions_skipped",
-    "api_calls",
-    "throttled",
-    "rows_fetched",
-    "rows_inserted",
-    "rows_updated",
-    "rows_removed",
-    "rows_foreign",
-)

@@ -87,7 +87,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", type=_qps, help="requests per second (default: $TASKBOX_QPS, 10)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
-        "--apps", type=Path, metavar="FILE", help="an apps file (default: $TASKBOX_APPS_FILE)"
+        "--apps",
+        dest="apps_file",
+        type=Path,
+        metavar="FILE",
+        help="an apps file (default: $TASKBOX_APPS_FILE)",
     )
     p.add_argument("--app", metavar="ID", help="the app of the apps file the task belongs to")
 
@@ -95,7 +99,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def app_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """The settings of the app the command works for: with an apps file, the app `--app` names
     (it may be left out when the file holds one app); else the DOUYIN_* variables' app."""
-    path = args.apps or settings.apps_file
+    path = settings.apps_file
     if path is None:
         if args.app:
             raise SettingsError("--app: needs an apps file (--apps FILE or TASKBOX_APPS_FILE)")

@@ -7,6 +7,7 @@ partition attempt did; a done partition joins the run's totals through `RunCount
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,17 @@ class RunCounts:
         """The run's requests as the API client counted them (failed pages' requests too)."""
         self.api_calls, self.throttled, self.retries = api_calls, throttled, retries
         self.qps_used = round(api_calls / elapsed, 3) if elapsed else None
+
+    @classmethod
+    def summed(cls, runs: Iterable[RunCounts]) -> RunCounts:
+        """The counters of several runs added up (a fleet's total): every count; the rate and
+        the samples stay empty."""
+        total = cls()
+        counted = [f.name for f in fields(cls) if f.type in ("int", int)]
+        for counts in runs:
+            for name in counted:
+                setattr(total, name, getattr(total, name) + getattr(counts, name))
+        return total
 
     def columns(self) -> dict[str, Any]:
         """The sync_runs columns these counters fill."""

@@ -70,11 +70,12 @@ class SyncRun:
         progress_interval: float | None = None,
         outage_backoff: Backoff | None = None,
         budget: RowBudget | None = None,
-        signals: bool = True,
+        alone: bool = True,
     ) -> None:
         """`budget`: the rows in memory, shared with other apps' runs in a fleet (default: one
-        of its own from the options). `signals`: install SIGINT/SIGTERM handlers (a fleet
-        installs its own and calls `stop`)."""
+        of its own from the options). `alone`: the only run of its process, which installs the
+        SIGINT/SIGTERM handlers and may redraw one terminal line; a fleet's runs (alone=False)
+        leave signals to the fleet (it calls `stop`) and log progress lines naming their app."""
         self.db = db
         self.api = api
         self.options = options
@@ -96,7 +97,7 @@ class SyncRun:
         self._stop_error: TaskboxError | None = None  # why the run stopped short
         self._impatient = False  # a signal came while the database was away: no more waiting
         self._budget = budget
-        self._signals = signals
+        self._alone = alone
 
     # -- the run --------------------------------------------------------------------------
 
@@ -276,7 +277,7 @@ class SyncRun:
         )
         loop = asyncio.get_running_loop()
         installed = []
-        for signum in (signal.SIGINT, signal.SIGTERM) if self._signals else ():
+        for signum in (signal.SIGINT, signal.SIGTERM) if self._alone else ():
             try:
                 loop.add_signal_handler(signum, self.stop, signum)
                 installed.append(signum)
@@ -285,7 +286,7 @@ class SyncRun:
         progress = Progress(
             self.counts,
             interval=self._progress_interval,
-            label=None if self._signals else self.app_id,  # one of several apps
+            label=None if self._alone else self.app_id,
         )
         try:
             progress.start()

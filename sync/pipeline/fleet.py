@@ -48,6 +48,14 @@ DEFAULT_APPS_AT_ONCE = 24
 # 80,000 (bench fleet-big, peak RSS 194 -> 274 MB).
 FLEET_BUFFER_ROWS = 80_000
 MAX_SOCKETS = 512  # HTTP connections of the shared session, all apps together
+MAX_WRITERS = 16  # database connections for the partitions of all apps together
+POOL_TIMEOUT = 3600.0  # partitions wait for a writer's connection: normal, never a failure
+
+
+def pool_size(apps_at_once: int, concurrency: int) -> int:
+    """The database pool a fleet needs: a lock connection per app running, and the writers
+    (partitions hold one only from their first answer to their commit)."""
+    return apps_at_once + min(concurrency, MAX_WRITERS)
 
 
 class Outcome(enum.StrEnum):
@@ -149,7 +157,7 @@ async def run_fleet(
                     progress_interval=progress_interval,
                     outage_backoff=outage_backoff,
                     budget=budget,
-                    signals=False,
+                    alone=False,
                 )
                 fleet.running.add(run)
                 try:
