@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.errors import AppsFileError
-from sync.settings import MAX_QPS, Secret, Settings
+from sync.settings import MAX_QPS, ProviderSettings, Secret, Settings
 
 
 class Auth(enum.StrEnum):
@@ -30,6 +30,7 @@ class Auth(enum.StrEnum):
     CLIENT_CREDENTIALS = "client_credentials"  # a client token from client key + client secret
     ACCESS_TOKEN = "access_token"  # noqa: S105 (a name): a token obtained elsewhere, as given
     TOKEN_COMMAND = "token_command"  # noqa: S105 (a name): a program prints the token (#15)
+    PROVIDER = "provider"  # the file's [provider] gets it: component token + refresh token
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class _AuthKeys:
         return frozenset((*COMMON_KEYS, *self.plain, *sources))
 
 
-COMMON_KEYS = ("id", "name", "auth", "qps")
+COMMON_KEYS = ("id", "name", "auth", "qps", "agency_client_key")
 # A new auth method ("token_command", "provider") is one more member of Auth and one more row.
 AUTH_KEYS: Mapping[Auth, _AuthKeys] = {
     Auth.CLIENT_CREDENTIALS: _AuthKeys(
@@ -57,10 +58,20 @@ AUTH_KEYS: Mapping[Auth, _AuthKeys] = {
     Auth.TOKEN_COMMAND: _AuthKeys(
         plain=("token_command", "token_timeout"), optional=("app_secret",)
     ),
+    Auth.PROVIDER: _AuthKeys(),
 }
 MAX_TOKEN_TIMEOUT = 300.0  # seconds a token command may take (default: settings' 30)
 SECRETS = ("client_secret", "access_token", "app_secret")  # the fields of AppConfig they fill
-TOP_LEVEL_KEYS = ("app",)
+TOP_LEVEL_KEYS = ("app", "provider")
+PROVIDER_KEYS = (
+    "component_appid",
+    "component_secret_env",
+    "component_secret_file",
+    "component_ticket_env",
+    "component_ticket_file",
+    "component_ticket_command",
+    "ticket_timeout",
+)
 _KNOWN_KEYS = frozenset().union(*(keys.allowed for keys in AUTH_KEYS.values()))
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ID = re.compile(r"[^\s\"\\\x00-\x1f\x7f]+")  # printable, no blanks or quotes
@@ -84,6 +95,8 @@ class AppConfig:
     talents_app_id: str | None = None
     token_command: tuple[str, ...] | None = None  # argv, run without a shell
     token_timeout: float | None = None
+    agency_client_key: str | None = None  # daily data of this agency only (no mirror deletes)
+    provider: ProviderSettings | None = None  # the file's [provider], for auth = "provider"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,6 +105,7 @@ class AppsFile:
 
     path: Path
     apps: tuple[AppConfig, ...]
+    provider: ProviderSettings | None = None
 
     def select(self, ids: Sequence[str]) -> tuple[AppConfig, ...]:
         """The apps with these ids, in the file's order; no ids means all of them. An id the
@@ -141,6 +155,18 @@ def load_apps_file(
         token_command = ["/usr/local/bin/tokens", "--app", "tt_0a1b2c3d4e5f6071"]
         token_timeout = 30                     # optional: seconds it may take (at most 300)
 
+        [provider]                             # a service provider (服务商) syncing merchants
+        component_appid = "tt_component_app_id"
+        component_secret_env = "PROVIDER_SECRET"     # or component_secret_file
+        component_ticket_file = "/run/provider/ticket"  # rewritten as the platform pushes;
+        # or component_ticket_command = ["prog", ...], or component_ticket_env = "VAR"
+
+        [[app]]
+        id = "tt_merchant_app_id"
+        auth = "provider"                      # authorizer token via the provider; seed its
+                                               # refresh token: taskbox-sync apps authorize ID
+        agency_client_key = "awck97…"          # optional, any app: that agency's rows only
+
     `auth` is "client_credentials" (the default: a client token from key and secret),
     "access_token" (then client_key and client_secret_* are refused) or "token_command" (the
     program, run without a shell, prints {"access_token": "…", "expires_in": N}). Secrets are
@@ -159,6 +185,7 @@ def load_apps_file(
             "unknown top-level key; the file holds [[app]] tables only",
             key=_shown(unknown[0]),
         )
+    provider = _provider(doc.get("provider"), where, Path(path).expanduser().parent, env, secrets)
     tables = doc.get("app")
     if tables is None or tables == []:
         raise AppsFileError(where, "no [[app]] table; describe each mini-app in an [[app]] table")
@@ -171,11 +198,17 @@ def load_apps_file(
     seen: dict[str, int] = {}
     for position, table in enumerate(tables, 1):
         app = _app(table, _Where(where, position), base, env, secrets)
+        if app.auth is Auth.PROVIDER:
+            if provider is None:
+                raise _Where(where, position, app.id).error(
+                    "auth", 'auth "provider" needs the file\'s [provider] table'
+                )
+            app = dataclasses.replace(app, provider=provider)
         if app.id in seen:
             raise _Where(where, position, app.id).error("id", f"also the id of app #{seen[app.id]}")
         seen[app.id] = position
         apps.append(app)
-    return AppsFile(Path(path), tuple(apps))
+    return AppsFile(Path(path), tuple(apps), provider)
 
 
 def settings_for(base: Settings, app: AppConfig) -> Settings:
@@ -191,6 +224,8 @@ def settings_for(base: Settings, app: AppConfig) -> Settings:
         "app_id": app.talents_app_id,
         "app_secret": app.app_secret,
         "token_command": app.token_command,
+        "provider": app.provider,
+        "agency_client_key": app.agency_client_key,
     }
     if app.qps is not None:
         changes["qps"] = app.qps
@@ -215,13 +250,13 @@ def app_from_settings(settings: Settings) -> AppConfig:
 
 
 def secrets_of_apps(apps: Iterable[AppConfig]) -> list[str]:
-    """Every secret value of these apps, for the log scrubber."""
-    return [
-        secret.reveal()
-        for app in apps
-        for secret in (app.client_secret, app.access_token, app.app_secret)
-        if secret
-    ]
+    """Every secret value of these apps (and their provider's), for the log scrubber."""
+    values: list[Secret | None] = []
+    for app in apps:
+        values += [app.client_secret, app.access_token, app.app_secret]
+        if app.provider is not None:
+            values += [app.provider.component_secret, app.provider.ticket]
+    return list(dict.fromkeys(secret.reveal() for secret in values if secret))
 
 
 # -- reading one app ------------------------------------------------------------------------------
@@ -237,6 +272,13 @@ class _Where:
 
     def error(self, key: str, problem: str) -> AppsFileError:
         return AppsFileError(self.path, problem, app=self.app, position=self.position, key=key)
+
+
+class _ProviderWhere(_Where):
+    """Refusals about the [provider] table name it in place of an app."""
+
+    def error(self, key: str, problem: str) -> AppsFileError:
+        return AppsFileError(self.path, problem, key=f"[provider] {key}")
 
 
 def _parse(path: Path, where: str) -> dict[str, Any]:
@@ -299,38 +341,84 @@ def _app(
         talents_app_id=app_id,
         token_command=command,
         token_timeout=_timeout(table, at),
+        agency_client_key=_text(table, "agency_client_key", at),
     )
 
 
-def _command(table: dict[str, Any], at: _Where) -> tuple[str, ...]:
-    """token_command: the program and its arguments, as a list (never a shell line)."""
-    value = table.get("token_command")
+def _command(table: dict[str, Any], at: _Where, key: str = "token_command") -> tuple[str, ...]:
+    """A program and its arguments, as a list (never a shell line)."""
+    value = table.get(key)
     if value is None:
-        raise at.error(
-            "token_command", 'missing; auth "token_command" needs ["program", "arg", ...]'
-        )
+        raise at.error(key, f'missing; auth "{key}" needs ["program", "arg", ...]')
     if isinstance(value, str):
-        raise at.error(
-            "token_command", 'expected a list such as ["program", "arg"] (no shell is used)'
-        )
+        raise at.error(key, 'expected a list such as ["program", "arg"] (no shell is used)')
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise at.error("token_command", f"expected a non-empty list of strings, got {_kind(value)}")
+        raise at.error(key, f"expected a non-empty list of strings, got {_kind(value)}")
     if not value[0].strip():
-        raise at.error("token_command", "expected the program first, got an empty string")
+        raise at.error(key, "expected the program first, got an empty string")
     return tuple(value)
 
 
-def _timeout(table: dict[str, Any], at: _Where) -> float | None:
-    value = table.get("token_timeout")
+def _timeout(table: dict[str, Any], at: _Where, key: str = "token_timeout") -> float | None:
+    value = table.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise at.error("token_timeout", f"expected seconds, got {_kind(value)}")
+        raise at.error(key, f"expected seconds, got {_kind(value)}")
     if not 0 < value <= MAX_TOKEN_TIMEOUT:
-        raise at.error(
-            "token_timeout", f"expected seconds above 0 and at most {MAX_TOKEN_TIMEOUT:g}"
-        )
+        raise at.error(key, f"expected seconds above 0 and at most {MAX_TOKEN_TIMEOUT:g}")
     return float(value)
+
+
+_TICKET_SOURCES = ("component_ticket_file", "component_ticket_command", "component_ticket_env")
+
+
+def _provider(
+    table: object, where: str, base: Path, env: Mapping[str, str], load: bool
+) -> ProviderSettings | None:
+    """The [provider] table: the component app, its secret, and where its ticket is found."""
+    if table is None:
+        return None
+    at = _ProviderWhere(where, 0)
+    if not isinstance(table, dict):
+        raise AppsFileError(where, f"expected a table, got {_kind(table)}", key="provider")
+    for key in ("component_secret", "component_ticket"):
+        if key in table:
+            raise at.error(key, f"secrets are not written in the apps file; use {key}_env/_file")
+    unknown = sorted(set(table) - set(PROVIDER_KEYS))
+    if unknown:
+        raise at.error(
+            _shown(unknown[0]), f"unknown key; [provider] takes {', '.join(PROVIDER_KEYS)}"
+        )
+    appid = _text(table, "component_appid", at)
+    if appid is None:
+        raise at.error("component_appid", "missing; the provider's component app id")
+    sources = [key for key in _TICKET_SOURCES if key in table]
+    if len(sources) != 1:
+        raise at.error(
+            "component_ticket_file",
+            "give exactly one of component_ticket_file, component_ticket_command, "
+            "component_ticket_env" + (f" (got {', '.join(sources)})" if sources else ""),
+        )
+    secret = _secret(table, "component_secret", load, Auth.PROVIDER, at, base, env)
+    ticket_file = ticket_command = ticket = None
+    if sources[0] == "component_ticket_file":
+        given = _text(table, "component_ticket_file", at)
+        if given is None:
+            raise at.error("component_ticket_file", "expected the path of the ticket's file")
+        ticket_file = base / Path(given).expanduser()
+    elif sources[0] == "component_ticket_command":
+        ticket_command = _command(table, at, "component_ticket_command")
+    elif load:
+        ticket = _secret(table, "component_ticket", True, Auth.PROVIDER, at, base, env)
+    return ProviderSettings(
+        component_appid=appid,
+        component_secret=secret or Secret(""),
+        ticket_file=ticket_file,
+        ticket_command=ticket_command,
+        ticket=ticket,
+        ticket_timeout=_timeout(table, at, "ticket_timeout") or 30.0,
+    )
 
 
 def _auth(value: object, at: _Where) -> Auth:

@@ -22,7 +22,9 @@
         │   ├── DateRangeError   billing dates the API cannot serve (the CLI names the flag)
         │   └── AppsFileError    the apps file (--apps) unreadable or wrong: names file, app, key
         ├── CredentialsError     (api) 10013, 40017, 5503, …: key, secret or app id refused
-        │                        (exit 2)
+        │   │                    (exit 2)
+        │   └── AuthorizationError (api) a merchant's authorizer refresh token refused, or
+        │                        none stored: `apps authorize` it again (provider mode)
         ├── CapabilityError      (api) 28001018: the app lacks the 数据分析 permission
         ├── DatabaseConnectError PostgreSQL unreachable or refusing us as a command starts
         │                        (exit 2)
@@ -169,6 +171,12 @@ class CredentialsError(ApiError, FatalError):
     """The platform refused our key/secret or appid/secret: a settings problem (exit 2)."""
 
 
+class AuthorizationError(CredentialsError):
+    """Provider mode: the merchant's authorizer refresh token was refused by the platform (or
+    none is stored, or the stored one cannot be unsealed); the message says to authorize the
+    app again with `taskbox-sync apps authorize APP_ID`."""
+
+
 class CapabilityError(ApiError, FatalError):
     """The app lacks a permission the platform requires; nothing in this run can succeed."""
 
@@ -280,6 +288,10 @@ class DatabaseUnavailable(DatabaseError):
 #   "oauth"   /oauth/client_token/ {data: {error_code}, extra: {logid}}
 #   "apps"    /api/apps/v2/token {err_no, err_tips}
 #   "talents" developer.toutiao.com update_orient_talents {error, message, log_id}
+#   "component" /openapi/v2/auth/tp/token/ {errno, message}: any code refuses the provider's
+#             component app id, secret or ticket (no code is documented)
+#   "tpapp"   /api/tpapp/v2/auth/get_auth_token/ (open envelope): codes not in the table
+#             refuse the merchant's refresh token
 ERROR_CLASSES: Mapping[tuple[str, int], type[ApiError]] = {
     ("open", 28001005): ServerBusyError,  # system busy / internal error
     ("open", 28001006): ServerBusyError,  # network call error
@@ -306,6 +318,15 @@ ERROR_CLASSES: Mapping[tuple[str, int], type[ApiError]] = {
     ("talents", 5592): RequestRefusedError,  # bad number of ids
     ("talents", 4001010): ServerBusyError,  # service unavailable
     ("talents", 4001015): RequestRefusedError,  # parameter error
+    ("tpapp", 28001003): TokenRejectedError,  # the component token invalid
+    ("tpapp", 28001008): TokenRejectedError,  # the component token expired
+    ("tpapp", 28001005): ServerBusyError,
+    ("tpapp", 28001006): ServerBusyError,
+}
+# A family's class for a code the table does not list (default: RequestRefusedError).
+FAMILY_DEFAULTS: Mapping[str, type[ApiError]] = {
+    "component": CredentialsError,
+    "tpapp": AuthorizationError,
 }
 
 # The settings a family's token request sends: a refused credential names them, so the one
@@ -318,7 +339,7 @@ CREDENTIAL_SETTINGS: Mapping[str, str] = {
 
 def class_for(family: str, code: int) -> type[ApiError]:
     """The class of a platform error code; codes we have never seen are permanent."""
-    return ERROR_CLASSES.get((family, code), RequestRefusedError)
+    return ERROR_CLASSES.get((family, code), FAMILY_DEFAULTS.get(family, RequestRefusedError))
 
 
 def api_error(

@@ -107,6 +107,21 @@ def default_data_dir() -> Path:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """A service provider's (服务商) component app, as the apps file's `[provider]` table gives
+    it: its id, its secret, and where the current component ticket is found (the platform
+    pushes a new one to the provider's server every 10 minutes): a file the provider's event
+    receiver rewrites, a program that prints it, or a value given as is."""
+
+    component_appid: str
+    component_secret: Secret
+    ticket_file: Path | None = None
+    ticket_command: tuple[str, ...] | None = None
+    ticket: Secret | None = None
+    ticket_timeout: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a command may need. Frozen: derive changed copies with `replace`."""
 
@@ -123,6 +138,9 @@ class Settings:
     token_command: tuple[str, ...] | None = None  # a program that prints the daily-data token
     token_timeout: float = 30.0  # seconds it may take
     apps_file: Path | None = None  # TASKBOX_APPS_FILE: several apps (`sync.apps`)
+    provider: ProviderSettings | None = None  # set for an app whose token comes from a provider
+    agency_client_key: str | None = None  # the app's daily-data agency filter (apps file)
+    secret_key: Secret | None = None  # TASKBOX_SECRET_KEY: Fernet key(s) sealing stored tokens
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     allow_insecure_http: bool = False
 
@@ -165,6 +183,7 @@ class Settings:
             qps=parse_qps(text("TASKBOX_QPS") or str(MAX_QPS)),
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             apps_file=Path(apps_file) if apps_file else None,
+            secret_key=secret("TASKBOX_SECRET_KEY"),
             allow_insecure_http=allow_insecure,
         )
 
@@ -194,7 +213,7 @@ class Settings:
     def require_daily_data_credentials(self) -> None:
         """The daily-data API needs a token: given directly, printed by a command, or from key
         and secret."""
-        if self.access_token or self.token_command:
+        if self.access_token or self.token_command or self.provider:
             return
         if not self.client_key:
             raise SettingsError(

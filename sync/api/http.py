@@ -99,18 +99,43 @@ async def post(
                     await before_body()
                     deadline.reschedule(None if limit is None else loop.time() + limit)
                 data = await resp.read()
-    except TimeoutError:
-        raise TransportError("request timed out", endpoint=endpoint) from None
-    except aiohttp.ClientPayloadError as exc:
-        raise TransportError(f"response body cut off: {exc}", endpoint=endpoint) from None
-    except aiohttp.ClientError as exc:
-        raise TransportError(
-            f"connection failed: {type(exc).__name__}", endpoint=endpoint
-        ) from None
-    except OSError as exc:
-        raise TransportError(
-            f"connection failed: {exc.strerror or exc}", endpoint=endpoint
-        ) from None
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _transport_error(exc, endpoint) from None
+    return _checked(status, data, endpoint)
+
+
+async def get(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    endpoint: str,
+    params: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """GET with query parameters (the provider's token endpoints); failures as `post`'s. The
+    query may hold secrets: no error repeats the URL."""
+    try:
+        async with session.get(url, params=params, headers=headers) as resp:
+            status = resp.status
+            data = await resp.read()
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _transport_error(exc, endpoint) from None
+    return _checked(status, data, endpoint)
+
+
+def _transport_error(exc: BaseException, endpoint: str) -> TransportError:
+    """aiohttp's and the socket's failures, as ours (their text never includes the URL)."""
+    if isinstance(exc, TimeoutError):
+        return TransportError("request timed out", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"response body cut off: {exc}", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(f"connection failed: {type(exc).__name__}", endpoint=endpoint)
+    assert isinstance(exc, OSError)
+    return TransportError(f"connection failed: {exc.strerror or exc}", endpoint=endpoint)
+
+
+def _checked(status: int, data: bytes, endpoint: str) -> Response:
     if status >= 500:
         raise TransportError(f"HTTP {status}", endpoint=endpoint, http_status=status)
     if status != 200:

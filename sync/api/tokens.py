@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sync.api.http import post
-from sync.errors import ContractError, CredentialsError, TokenError, api_error
+from sync.errors import ContractError, CredentialsError, SettingsError, TokenError, api_error
 from sync.records.decode import decode_json
 from sync.settings import Secret, Settings
 
@@ -48,7 +48,7 @@ class StaticToken:
         )
 
 
-def _as_int(value: Any, default: int) -> int:
+def lenient_int(value: Any, default: int) -> int:
     """Lenient number parsing: some samples send numbers as strings."""
     try:
         return int(value)
@@ -56,8 +56,9 @@ def _as_int(value: Any, default: int) -> int:
         return default
 
 
-class _CachedToken:
-    """The caching and single-flight part shared by both kinds of token."""
+class CachedToken:
+    """The caching and single-flight part shared by every kind of token that can be renewed:
+    a subclass says how to `_fetch` one."""
 
     endpoint = "token"
 
@@ -93,7 +94,7 @@ class _CachedToken:
             self._token = None
 
 
-class ClientTokenProvider(_CachedToken):
+class ClientTokenProvider(CachedToken):
     """The open-platform client token: POST {base}/oauth/client_token/."""
 
     endpoint = "oauth/client_token"
@@ -126,7 +127,7 @@ class ClientTokenProvider(_CachedToken):
         data = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(data, dict):
             raise ContractError("token answer has no data object", endpoint=self.endpoint)
-        code = _as_int(data.get("error_code", 0), -1)
+        code = lenient_int(data.get("error_code", 0), -1)
         extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
         log_id = str(extra.get("logid") or "") or None
         if code != 0:
@@ -135,10 +136,10 @@ class ClientTokenProvider(_CachedToken):
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise ContractError("token answer has no access_token", endpoint=self.endpoint)
-        return token, _as_int(data.get("expires_in"), 7200)
+        return token, lenient_int(data.get("expires_in"), 7200)
 
 
-class AppTokenProvider(_CachedToken):
+class AppTokenProvider(CachedToken):
     """The mini-app token for the talent commands: POST {base}/api/apps/v2/token."""
 
     endpoint = "apps/v2/token"
@@ -170,7 +171,7 @@ class AppTokenProvider(_CachedToken):
         doc = decode_json(resp.body, endpoint=self.endpoint)
         if not isinstance(doc, dict):
             raise ContractError("token answer is not an object", endpoint=self.endpoint)
-        code = _as_int(doc.get("err_no", 0), -1)
+        code = lenient_int(doc.get("err_no", 0), -1)
         log_id = str(doc.get("log_id") or "") or None
         if code != 0:
             message = str(doc.get("err_tips") or "token refused")
@@ -180,10 +181,10 @@ class AppTokenProvider(_CachedToken):
         if not isinstance(token, str) or not token:
             raise ContractError("token answer has no access_token", endpoint=self.endpoint)
         assert isinstance(data, dict)
-        return token, _as_int(data.get("expires_in"), 7200)
+        return token, lenient_int(data.get("expires_in"), 7200)
 
 
-class CommandTokenProvider(_CachedToken):
+class CommandTokenProvider(CachedToken):
     """A token printed by a program of the operator's (`token_command` in the apps file): the
     convention of AWS `credential_process` and kubectl's exec plugins. The program prints
     `{"access_token": "…", "expires_in": N}` on stdout; it runs when a token is needed (the
@@ -236,7 +237,12 @@ class CommandTokenProvider(_CachedToken):
                 'expected {"access_token": "…", "expires_in": N} on its standard output'
             )
         assert isinstance(doc, dict)
-        return token.strip(), max(_as_int(doc.get("expires_in"), 7200), 1)
+        return token.strip(), max(lenient_int(doc.get("expires_in"), 7200), 1)
+
+
+TokenFactory = Callable[[Settings, aiohttp.ClientSession], TokenProvider]
+"""Builds an app's token source on a session: `token_provider`, or a run's provider-mode
+factory (`sync.api.provider.ProviderTokens`)."""
 
 
 def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenProvider:
@@ -244,6 +250,11 @@ def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenP
     client tokens fetched from key and secret."""
     if settings.access_token:
         return StaticToken(settings.access_token, endpoint="query_task_video_daily_data")
+    if settings.provider is not None:
+        raise SettingsError(
+            f"app {settings.recorded_app}: provider mode needs the token vault "
+            "(a run with TASKBOX_SECRET_KEY and a database)"
+        )
     if settings.token_command:
         return CommandTokenProvider(settings.token_command, timeout=settings.token_timeout)
     settings.require_daily_data_credentials()
@@ -260,6 +271,7 @@ __all__ = [
     "CredentialsError",
     "StaticToken",
     "TokenError",
+    "TokenFactory",
     "TokenProvider",
     "token_provider",
 ]

@@ -13,9 +13,11 @@ from typing import Any
 
 from sync import planner
 from sync.apps import AppConfig, load_apps_file, secrets_of_apps, settings_for
+from sync.cli.apps import provider_sealer, token_factory
 from sync.cli.exits import fleet_exit_status, run_exit_status
 from sync.cli.summary import render_fleet, render_result
 from sync.db.connect import open_engine
+from sync.db.vault import Sealer
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.engine import run_app
@@ -149,6 +151,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_backfill)
 
+    from sync.cli import apps as apps_cmd
     from sync.cli import demo  # each command registers its own flags
     from sync.cli import status as status_cmd
     from sync.cli import talents as talents_cmd
@@ -156,6 +159,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     status_cmd.register(sub)
     demo.register(sub)
     talents_cmd.register(sub)
+    apps_cmd.register(sub)
 
 
 # How each command's flags name the bounds of its dates in the planner's messages.
@@ -259,8 +263,9 @@ def _sync_apps(
         for line in describe_apps(plan, apps, settings):
             print(line)
         return 0
+    sealer = provider_sealer(settings, apps)  # a missing key: refused before any call
     fleet = [FleetApp(app.id, settings_for(settings, app)) for app in apps]
-    result = asyncio.run(run_apps(settings, fleet, options, plan, args.apps_at_once))
+    result = asyncio.run(run_apps(settings, fleet, options, plan, args.apps_at_once, sealer))
     print(render_fleet(result))
     return fleet_exit_status(result)
 
@@ -283,6 +288,7 @@ async def run_apps(
     options: RunOptions,
     plan: planner.Plan,
     apps_at_once: int,
+    sealer: Sealer | None = None,
 ) -> FleetResult:
     """Several apps over one database pool: a lock connection per app running, and writers.
     Partitions take a connection only to write, so waiting for one is normal: no pool timeout
@@ -290,7 +296,8 @@ async def run_apps(
     at_once = min(apps_at_once, len(apps))
     pool = pool_size(at_once, options.concurrency)
     async with open_engine(settings, pool_size=pool, pool_timeout=POOL_TIMEOUT) as db:
-        return await run_fleet(db, apps, options, plan, apps_at_once=at_once)
+        tokens = token_factory(sealer, db)
+        return await run_fleet(db, apps, options, plan, apps_at_once=at_once, tokens=tokens)
 
 
 async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:

@@ -180,6 +180,32 @@ Index(
     talent_operations.c.created_at,
 )
 
+# A service provider's tokens (#15), sealed (Fernet, `sync.db.vault`): never stored in clear.
+# One row per provider (component app): its component access token, shared by every process.
+provider_components = Table(
+    "provider_components",
+    metadata,
+    Column("component_appid", Text, primary_key=True),
+    Column("access_token_sealed", Text),
+    _tz("access_expires_at"),
+    _tz("renewed_at"),
+)
+# One row per merchant app a provider syncs: the authorizer refresh token (every refresh returns
+# a new one, stored before the new access token is used) and the current access token.
+provider_authorizations = Table(
+    "provider_authorizations",
+    metadata,
+    Column("app_id", Text, primary_key=True),
+    Column("component_appid", Text, nullable=False),
+    Column("refresh_token_sealed", Text, nullable=False),
+    _tz("refresh_expires_at"),
+    Column("access_token_sealed", Text),
+    _tz("access_expires_at"),
+    _tz("authorized_at", nullable=False),
+    _tz("renewed_at"),
+    Column("renewals", Integer, nullable=False, server_default="0"),
+)
+
 # The order of the values in a mapped record (`records.mapper`) and of the bulk COPY (`db.store`):
 #   billing_date: date, video_id: int, task_id: int, the TEXT_COLUMNS: str | None,
 #   publish_time: int (Unix seconds) | None, data_date: date | None, the FIGURE_COLUMNS:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.api.client import DailyDataClient
 from sync.api.connect import open_daily_data
+from sync.api.tokens import TokenFactory, token_provider
 from sync.db import database, ledger
 from sync.db.counts import RunCounts
 from sync.db.statuses import RunStatus
@@ -385,13 +387,17 @@ async def run_app(
     *,
     progress_interval: float | None = None,
     outage_backoff: Backoff | None = None,
+    tokens: TokenFactory = token_provider,
 ) -> RunResult:
     """One run for the app `settings` name, with a client of its own for the run's length."""
+    if settings.agency_client_key and not options.agency_client_key:
+        options = dataclasses.replace(options, agency_client_key=settings.agency_client_key)
     async with open_daily_data(
         settings,
         timeouts=options.timeouts,
         retry=options.retry,
         max_connections=2 * options.concurrency + 4,
+        tokens=tokens,
     ) as api:
         run = SyncRun(
             db,

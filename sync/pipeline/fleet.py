@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.api.connect import daily_data_client
 from sync.api.http import new_session
+from sync.api.tokens import TokenFactory, token_provider
 from sync.db.statuses import RunStatus
 from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
 from sync.pipeline.budget import RowBudget
@@ -123,6 +124,14 @@ class _Fleet:
             run.stop(signum)
 
 
+def _options_of(app: FleetApp, options: RunOptions) -> RunOptions:
+    """The run's options with the app's own agency filter (apps file), if it sets one."""
+    agency = app.settings.agency_client_key
+    if agency and not options.agency_client_key:
+        return dataclasses.replace(options, agency_client_key=agency)
+    return options
+
+
 async def run_fleet(
     db: AsyncEngine,
     apps: Sequence[FleetApp],
@@ -132,6 +141,7 @@ async def run_fleet(
     apps_at_once: int = DEFAULT_APPS_AT_ONCE,
     progress_interval: float | None = None,
     outage_backoff: Backoff | None = None,
+    tokens: TokenFactory = token_provider,
 ) -> FleetResult:
     """Sync every app of `apps` over the same plan; the engine `db` is shared (size its pool for
     `apps_at_once` lock connections plus the writers)."""
@@ -147,11 +157,13 @@ async def run_fleet(
             if fleet.stopping is not None:
                 return AppOutcome(app.app_id, None)
             try:
-                client = daily_data_client(app.settings, session, retry=options.retry)
+                client = daily_data_client(
+                    app.settings, session, retry=options.retry, tokens=tokens
+                )
                 run = SyncRun(
                     db,
                     client,
-                    options,
+                    _options_of(app, options),
                     plan,
                     app_id=app.app_id,
                     progress_interval=progress_interval,
