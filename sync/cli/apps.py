@@ -111,17 +111,8 @@ async def _list(settings: Settings, apps: Sequence[AppConfig]) -> str:
             expires = "—" if state is None else _when(state.access_expires_at)
         else:
             stored, renewed, expires = "n/a", "—", "—"
-        rows.append(
-            [
-                app.id,
-                app.name or "",
-                str(app.auth),
-                stored,
-                renewed,
-                expires,
-                app.agency_client_key or "",
-            ]  # fmt: skip
-        )
+        agency = app.agency_client_key or ""
+        rows.append([app.id, app.name or "", str(app.auth), stored, renewed, expires, agency])
     headers = ["app", "name", "auth", "refresh token", "renewed", "token expires", "agency"]
     return f"{len(apps)} apps in the file (times in China time)\n" + table(headers, rows)
 
