@@ -227,5 +227,5 @@ class Settings:
         """The talent commands need the mini-app's id and secret."""
         if not self.app_id:
             raise SettingsError("DOUYIN_APP_ID: missing; set the mini-app id (tt…)")
-        if not self.app_secret:
+        if not self.app_secret and self.provider is None:  # a provider's merchant: its token
             raise SettingsError("DOUYIN_APP_SECRET: missing; set the mini-app secret")

@@ -212,6 +212,7 @@ def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value, for the log scrubber."""
     values = [settings.client_secret, settings.access_token, settings.app_secret]
+    values.append(settings.secret_key)
     out = [v.reveal() for v in values if v]
     if settings.database_url is not None:
         from sqlalchemy.engine import make_url

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sync.api.client import ApiCaller, CallStats
 from sync.api.http import Timeouts, new_session
 from sync.api.limiter import RequestLimiter
+from sync.api.provider import ProviderTokens
 from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
@@ -40,6 +42,7 @@ from sync.cli.tables import table
 from sync.db import database
 from sync.db.connect import open_engine
 from sync.db.schema import talent_operations
+from sync.db.vault import PostgresVault, Sealer
 from sync.errors import ApiError, DatabaseUnavailable, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.outage import DatabaseGate
@@ -135,7 +138,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _secrets(settings: Settings) -> list[str]:
-    values = (settings.app_secret, settings.client_secret, settings.access_token)
+    values = [settings.app_secret, settings.client_secret, settings.access_token]
+    if settings.provider is not None:
+        values += [settings.provider.component_secret, settings.provider.ticket]
     return [s.reveal() for s in values if s]
 
 
@@ -157,18 +162,32 @@ def _client_tokens(settings: Settings, session: ClientSession) -> TokenProvider 
 
 
 @asynccontextmanager
-async def open_api(settings: Settings) -> AsyncIterator[TalentsApi]:
-    """The two callers on one session and one limiter at settings.qps; tokens fetched lazily."""
+async def open_api(
+    settings: Settings, engine: AsyncEngine | None = None
+) -> AsyncIterator[TalentsApi]:
+    """The two callers on one session and one limiter at settings.qps; tokens fetched lazily.
+    A provider's merchant (auth = "provider") uses its authorizer token for both calls (the
+    docs name it for talents; for task info, inferred), kept in the vault on `engine`."""
     async with new_session(Timeouts()) as session:
         limiter = RequestLimiter(settings.qps)
         stats = CallStats()
-        app_tokens = AppTokenProvider(
-            session,
-            settings.developer_base_url,
-            settings.app_id or "",
-            settings.app_secret or Secret(""),
-        )
-        client_tokens = _client_tokens(settings, session)
+        app_tokens: TokenProvider
+        client_tokens: TokenProvider | None
+        if settings.provider is not None:
+            if engine is None:
+                raise SettingsError("provider mode: the talents commands need the database")
+            sealer = Sealer.required(settings.secret_key, 'an app with auth = "provider"')
+            app_tokens = client_tokens = ProviderTokens(PostgresVault(engine, sealer))(
+                settings, session
+            )
+        else:
+            app_tokens = AppTokenProvider(
+                session,
+                settings.developer_base_url,
+                settings.app_id or "",
+                settings.app_secret or Secret(""),
+            )
+            client_tokens = _client_tokens(settings, session)
         app = ApiCaller(session, limiter, app_tokens, policy=RETRY_POLICY, stats=stats)
         client = (
             ApiCaller(session, limiter, client_tokens, policy=RETRY_POLICY, stats=stats)
@@ -333,10 +352,12 @@ async def _update(args: argparse.Namespace, settings: Settings, op: Operation) -
     for note in notes:
         log.warning("%s", note)
     third: str | None = (args.third_appid or "").strip() or None
+    if third is None and settings.provider is not None:
+        third = settings.app_id  # a provider acts for its merchant's mini-app (inferred)
     if args.dry_run:
         return await _dry_run(settings, task_id, op, ids)
     settings.require_app_credentials()
-    async with open_engine(settings) as engine, open_api(settings) as api:
+    async with open_engine(settings) as engine, open_api(settings, engine) as api:
         gate = DatabaseGate(lambda: database.probe(engine), limit=args.db_outage_timeout)
         audit = Audit(engine, gate, task_id, op, third, settings.recorded_app)
         try:
@@ -363,7 +384,12 @@ async def _update(args: argparse.Namespace, settings: Settings, op: Operation) -
 
 
 async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[str]) -> int:
-    async with open_api(settings) as api:
+    async with contextlib.AsyncExitStack() as stack:
+        # a provider's merchant reads its token from the vault; other apps need no database
+        engine = (
+            await stack.enter_async_context(open_engine(settings)) if settings.provider else None
+        )
+        api = await stack.enter_async_context(open_api(settings, engine))
         roster, task_type = await _roster(api, task_id)
     allowed, refused = _refusals(op, ids, roster, task_type)
     rows: list[tuple[str, str, str, str]] = [
@@ -388,7 +414,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     task_id = parse_task_id(args.task_id)
     settings.require_daily_data_credentials()
-    async with open_engine(settings) as engine, open_api(settings) as api:
+    async with open_engine(settings) as engine, open_api(settings, engine) as api:
         task = await api.query_task(task_id)
         async with database.connection(engine) as conn:
             query = (
