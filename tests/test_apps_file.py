@@ -38,6 +38,8 @@ SECRETS = [*ENV.values(), FILE_SECRET, LITERAL, "s3cr3t-line-A"]
 A = '[[app]]\nid = "tt_a"\n'
 A_OK = A + 'client_secret_env = "APP1_SECRET"\n'
 T = '[[app]]\nid = "tt_t"\nauth = "access_token"\n'
+P_HEAD = '[provider]\ncomponent_appid = "tt_comp"\n'
+PROVIDER = P_HEAD + 'component_secret_env = "APP1_SECRET"\ncomponent_ticket_file = "ticket"\n'
 
 
 def _write(tmp_path: Path, content: str | bytes) -> Path:
@@ -74,7 +76,57 @@ REFUSALS = [
     pytest.param("app = []\n", "", "no [[app]] table", id="empty-app-array"),
     pytest.param('[app]\nid = "tt_a"\n', "app", "expected an array of tables", id="app-table"),
     pytest.param('app = ["tt_a"]\n', "app", "expected an array of tables", id="app-strings"),
-    pytest.param("[provider]\nx = 1\n" + A_OK, "provider", "unknown top-level key", id="top"),
+    pytest.param("[bogus]\nx = 1\n" + A_OK, "bogus", "unknown top-level key", id="top"),
+    # the [provider] table
+    pytest.param("provider = 1\n" + A_OK, "provider", "expected a table", id="prov-kind"),
+    pytest.param(
+        "[provider]\nx = 1\n" + A_OK, "[provider] x", "unknown key", id="prov-unknown-key"
+    ),
+    pytest.param(
+        P_HEAD + 'component_secret = "' + LITERAL + '"\ncomponent_ticket_env = "TOKEN"\n' + A_OK,
+        "[provider] component_secret",
+        "secrets are not written",
+        id="prov-literal-secret",
+    ),
+    pytest.param(
+        '[provider]\ncomponent_secret_env = "APP1_SECRET"\ncomponent_ticket_env = "TOKEN"\n' + A_OK,
+        "[provider] component_appid",
+        "missing",
+        id="prov-no-appid",
+    ),
+    pytest.param(
+        P_HEAD + 'component_secret_env = "APP1_SECRET"\n' + A_OK,
+        "[provider] component_ticket_file",
+        "give exactly one of",
+        id="prov-no-ticket",
+    ),
+    pytest.param(
+        P_HEAD
+        + 'component_secret_env = "APP1_SECRET"\ncomponent_ticket_env = "TOKEN"\n'
+        + 'component_ticket_file = "t"\n'
+        + A_OK,
+        "[provider] component_ticket_file",
+        "got component_ticket_file, component_ticket_env",
+        id="prov-two-tickets",
+    ),
+    pytest.param(
+        P_HEAD + 'component_ticket_env = "TOKEN"\n' + A_OK,
+        "[provider] component_secret",
+        "missing",
+        id="prov-no-secret",
+    ),
+    pytest.param(
+        P_HEAD + 'component_secret_env = "NOPE"\ncomponent_ticket_env = "TOKEN"\n' + A_OK,
+        "[provider] component_secret_env",
+        "environment variable NOPE is not set",
+        id="prov-unset-secret",
+    ),
+    pytest.param(
+        P_HEAD + 'component_secret_env = "APP1_SECRET"\ncomponent_ticket_command = "x y"\n' + A_OK,
+        "[provider] component_ticket_command",
+        "expected a list",
+        id="prov-shell-command",
+    ),
     # the id
     pytest.param("[[app]]\nname = 'x'\n", "app #1: id", "missing", id="id-missing"),
     pytest.param(
@@ -88,7 +140,7 @@ REFUSALS = [
     pytest.param(
         A + 'secret_env = "APP1_SECRET"\n',
         'app "tt_a" (#1): secret_env',
-        "unknown key; an app takes id, name, auth, qps, client_key, client_secret_env/_file",
+        "unknown key; an app takes id, name, auth, qps, agency_client_key, client_key, client_secret_env/_file",
         id="unknown-key",
     ),
     pytest.param(A_OK + "[app.extra]\nx = 1\n", 'app "tt_a" (#1): extra', "unknown key", id="sub"),
@@ -149,7 +201,13 @@ REFUSALS = [
         'not used with auth "client_credentials"',
         id="token-command-with-client-credentials",
     ),
-    pytest.param(A + 'auth = "provider"\n', 'app "tt_a" (#1): auth', "unknown value", id="prov"),
+    pytest.param(A + 'auth = "provider"\n', 'app "tt_a" (#1): auth', "[provider] table", id="prov"),
+    pytest.param(
+        A + 'auth = "provider"\nclient_secret_env = "APP1_SECRET"\n',
+        'app "tt_a" (#1): client_secret_env',
+        'not used with auth "provider"',
+        id="prov-app-secret",
+    ),
     pytest.param(A + "auth = 1\n", 'app "tt_a" (#1): auth', "expected a string", id="auth-int"),
     pytest.param(
         A_OK + 'access_token_env = "TOKEN"\n',
@@ -160,7 +218,7 @@ REFUSALS = [
     pytest.param(
         T + 'access_token_env = "TOKEN"\nclient_key = "k"\n',
         'app "tt_t" (#1): client_key',
-        'not used with auth "access_token"; it takes id, name, auth, qps, access_token_env/_file',
+        'not used with auth "access_token"; it takes id, name, auth, qps, agency_client_key, access_token_env/_file',
         id="client-key-with-access-token",
     ),
     # where each secret comes from
@@ -387,7 +445,8 @@ def test_every_auth_has_its_keys_and_needs_one_secret() -> None:
     requires exactly one (a token command's program holds its own)."""
     assert set(AUTH_KEYS) == set(Auth)
     for auth, keys in AUTH_KEYS.items():
-        assert len(keys.required) == (0 if auth is Auth.TOKEN_COMMAND else 1)
+        takes_none = auth in (Auth.TOKEN_COMMAND, Auth.PROVIDER)  # a program's, the provider's
+        assert len(keys.required) == (0 if takes_none else 1)
         assert {"id", "name", "auth", "qps"} <= keys.allowed
 
 
@@ -522,3 +581,44 @@ def test_the_module_imports_only_the_standard_library_errors_and_settings() -> N
         and name not in ("sync.errors", "sync.settings")
     }
     assert not outside, outside
+
+
+# -- provider mode ------------------------------------------------------------------------------
+
+
+def test_a_provider_table_reaches_its_apps_and_their_settings(tmp_path: Path) -> None:
+    """[provider] loads its secret now and keeps the ticket's file to read when a token is
+    needed; an app with auth = "provider" carries it (other apps do not) and so do its
+    settings, with the app's agency filter."""
+    content = (
+        PROVIDER + '[[app]]\nid = "tt_m"\nauth = "provider"\nagency_client_key = "ag1"\n' + A_OK
+    )
+    path = _write(tmp_path, content)
+    apps = load_apps_file(path, ENV)
+    merchant, plain = apps.apps
+    provider = apps.provider
+    assert provider is not None and merchant.provider == provider and plain.provider is None
+    assert provider.component_appid == "tt_comp"
+    assert provider.component_secret.reveal() == ENV["APP1_SECRET"]
+    assert provider.ticket_file == path.parent / "ticket" and provider.ticket is None
+    assert merchant.auth is Auth.PROVIDER and merchant.agency_client_key == "ag1"
+    settings = settings_for(Settings(), merchant)
+    assert settings.provider == provider and settings.agency_client_key == "ag1"
+    assert settings.recorded_app == "tt_m" and settings.app_id == "tt_m"
+    settings.require_daily_data_credentials()  # the provider is its credential
+    assert ENV["APP1_SECRET"] in secrets_of_apps([merchant])
+    assert ENV["APP1_SECRET"] not in repr(apps)
+
+
+def test_a_provider_ticket_from_a_command_or_the_environment(tmp_path: Path) -> None:
+    """The ticket may come from a program (argv, no shell) or a variable (loaded now)."""
+    head = P_HEAD + 'component_secret_env = "APP1_SECRET"\n'
+    by_command = head + 'component_ticket_command = ["tickets", "--now"]\nticket_timeout = 5\n'
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    provider = load_apps_file(_write(tmp_path / "a", by_command + A_OK), ENV).provider
+    assert provider is not None and provider.ticket_command == ("tickets", "--now")
+    assert provider.ticket_timeout == 5
+    by_env = head + 'component_ticket_env = "TOKEN"\n'
+    provider = load_apps_file(_write(tmp_path / "b", by_env + A_OK), ENV).provider
+    assert provider is not None and provider.ticket == Secret(ENV["TOKEN"])
