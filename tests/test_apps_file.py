@@ -140,7 +140,8 @@ REFUSALS = [
     pytest.param(
         A + 'secret_env = "APP1_SECRET"\n',
         'app "tt_a" (#1): secret_env',
-        "unknown key; an app takes id, name, auth, qps, agency_client_key, client_key, client_secret_env/_file",
+        "unknown key; an app takes id, name, auth, qps, agency_client_key, client_key, "
+        "client_secret_env/_file",
         id="unknown-key",
     ),
     pytest.param(A_OK + "[app.extra]\nx = 1\n", 'app "tt_a" (#1): extra', "unknown key", id="sub"),
@@ -218,7 +219,8 @@ REFUSALS = [
     pytest.param(
         T + 'access_token_env = "TOKEN"\nclient_key = "k"\n',
         'app "tt_t" (#1): client_key',
-        'not used with auth "access_token"; it takes id, name, auth, qps, agency_client_key, access_token_env/_file',
+        'not used with auth "access_token"; it takes id, name, auth, qps, agency_client_key, '
+        "access_token_env/_file",
         id="client-key-with-access-token",
     ),
     # where each secret comes from
