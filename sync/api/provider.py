@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -38,6 +38,7 @@ from sync.errors import (
 from sync.records.decode import decode_json
 from sync.settings import ProviderSettings, Settings
 
+T = TypeVar("T")
 COMPONENT_ENDPOINT = "tp/token"
 AUTH_ENDPOINT = "get_auth_token"
 
@@ -269,6 +270,16 @@ class ComponentTokens:
             await stored.renewed(token, expires_in)
         return token
 
+    async def using(self, session: aiohttp.ClientSession, call: Callable[[str], Awaitable[T]]) -> T:
+        """`call(component_token)`; once more with a new token if the platform refuses it (a
+        newer one fetched elsewhere retires it)."""
+        token = await self.get(session)
+        try:
+            return await call(token)
+        except TokenRejectedError:
+            self.reject(token)
+        return await call(await self.get(session))
+
     def reject(self, token: str) -> None:
         """The platform called `token` invalid or expired: the next `get` fetches anew."""
         self._rejected.add(token)
@@ -316,37 +327,30 @@ class AuthorizerTokenProvider(CachedToken):
         return grant.access_token, grant.expires_in
 
     async def _refresh(self, refresh_token: str) -> AuthorizerGrant:
-        for attempt in (1, 2):
-            component = await self._component.get(self._session)
-            try:
-                grant = await fetch_authorizer_token(
-                    self._session, self._component_base, component, refresh_token=refresh_token
-                )
-            except TokenRejectedError:  # the component token: once more with a new one
-                self._component.reject(component)
-                if attempt == 2:
-                    raise
-                continue
-            except AuthorizationError as exc:
-                raise AuthorizationError(
-                    f"app {self.app_id}: the platform refused its authorizer refresh token "
-                    f"({exc.message}); " + _authorize_again(self.app_id),
-                    endpoint=AUTH_ENDPOINT,
-                    err_no=exc.err_no,
-                    log_id=exc.log_id,
-                ) from None
-            if grant.authorizer_appid not in (None, self.app_id):
-                raise AuthorizationError(
-                    f"app {self.app_id}: the stored authorization is app "
-                    f"{grant.authorizer_appid}'s; " + _authorize_again(self.app_id),
-                    endpoint=AUTH_ENDPOINT,
-                )
-            return grant
-        raise AssertionError("unreachable")
+        base = self._component.base_url
 
-    @property
-    def _component_base(self) -> str:
-        return self._component.base_url
+        async def refresh(component: str) -> AuthorizerGrant:
+            return await fetch_authorizer_token(
+                self._session, base, component, refresh_token=refresh_token
+            )
+
+        try:
+            grant = await self._component.using(self._session, refresh)
+        except AuthorizationError as exc:
+            raise AuthorizationError(
+                f"app {self.app_id}: the platform refused its authorizer refresh token "
+                f"({exc.message}); " + _authorize_again(self.app_id),
+                endpoint=AUTH_ENDPOINT,
+                err_no=exc.err_no,
+                log_id=exc.log_id,
+            ) from None
+        if grant.authorizer_appid not in (None, self.app_id):
+            raise AuthorizationError(
+                f"app {self.app_id}: the stored authorization is app "
+                f"{grant.authorizer_appid}'s; " + _authorize_again(self.app_id),
+                endpoint=AUTH_ENDPOINT,
+            )
+        return grant
 
     async def invalidate(self, token: str) -> None:
         self._rejected = token

@@ -21,8 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aiohttp import ClientSession
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from sync.api.http import Timeouts, new_session
-from sync.api.provider import ComponentTokens, ProviderTokens, fetch_authorizer_token
+from sync.api.provider import (
+    AuthorizerGrant,
+    ComponentTokens,
+    ProviderTokens,
+    fetch_authorizer_token,
+)
 from sync.api.tokens import TokenFactory, token_provider
 from sync.apps import AppConfig, Auth, load_apps_file
 from sync.cli.tables import table
@@ -79,7 +87,7 @@ def provider_sealer(settings: Settings, apps: Sequence[AppConfig]) -> Sealer | N
     return Sealer.required(settings.secret_key, 'an app with auth = "provider"')
 
 
-def token_factory(sealer: Sealer | None, db: Any) -> TokenFactory:
+def token_factory(sealer: Sealer | None, db: AsyncEngine) -> TokenFactory:
     """The token sources of a run: provider mode's through the vault on `db`, else the plain."""
     return token_provider if sealer is None else ProviderTokens(PostgresVault(db, sealer))
 
@@ -142,29 +150,52 @@ def cmd_authorize(args: argparse.Namespace, settings: Settings) -> int:
 async def _authorize(
     settings: Settings, app: AppConfig, sealer: Sealer, given: str, *, code: bool
 ) -> str:
+    async with open_engine(settings) as db, new_session(Timeouts()) as session:
+        expires_in = await authorize_app(
+            db, session, settings.open_base_url, app, sealer, given, code=code
+        )
+    return (
+        f"app {app.id}: authorized; its refresh token is stored sealed (renewed with every "
+        f"refresh); access token valid for {expires_in // 60} min"
+    )
+
+
+async def authorize_app(
+    db: AsyncEngine,
+    session: ClientSession,
+    base_url: str,
+    app: AppConfig,
+    sealer: Sealer,
+    given: str,
+    *,
+    code: bool = False,
+) -> int:
+    """Renew `given` (a refresh token, or with `code` an authorization code) once with the
+    platform and store the grant sealed; the new access token's life in seconds. A token of
+    another app is refused and nothing stored."""
     provider = app.provider
     assert provider is not None
-    async with open_engine(settings) as db, new_session(Timeouts()) as session:
-        vault = PostgresVault(db, sealer)
-        component = ComponentTokens(provider, vault, settings.open_base_url)
-        grant = await fetch_authorizer_token(
+    vault = PostgresVault(db, sealer)
+    component = ComponentTokens(provider, vault, base_url)
+
+    async def exchange(component_token: str) -> AuthorizerGrant:
+        return await fetch_authorizer_token(
             session,
-            settings.open_base_url,
-            await component.get(session),
+            base_url,
+            component_token,
             refresh_token=None if code else given,
             authorization_code=given if code else None,
         )
-        if grant.authorizer_appid not in (None, app.id):
-            raise AuthorizationError(
-                f"app {app.id}: that token authorizes app {grant.authorizer_appid}, not this one; "
-                "nothing stored",
-                endpoint="get_auth_token",
-            )
-        await vault.authorize(app.id, provider.component_appid, **grant.stored())
-    return (
-        f"app {app.id}: authorized; its refresh token is stored sealed (renewed with every "
-        f"refresh); access token valid for {grant.expires_in // 60} min"
-    )
+
+    grant = await component.using(session, exchange)
+    if grant.authorizer_appid not in (None, app.id):
+        raise AuthorizationError(
+            f"app {app.id}: that token authorizes app {grant.authorizer_appid}, not this one; "
+            "nothing stored",
+            endpoint="get_auth_token",
+        )
+    await vault.authorize(app.id, provider.component_appid, **grant.stored())
+    return grant.expires_in
 
 
 def cmd_new_key(args: argparse.Namespace, settings: Settings) -> int:
