@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sync.sandbox import control, daily_data, oauth, talents
+from sync.sandbox import control, daily_data, oauth, talents, tp_auth
 from sync.sandbox.config import SandboxConfig
 from sync.sandbox.keys import SANDBOX
 from sync.sandbox.state import Sandbox
@@ -26,6 +26,8 @@ def create_app(
     router.add_post("/oauth/client_token/", oauth.client_token)
     router.add_post("/oauth/stable_client_token/", oauth.stable_client_token)
     router.add_post("/api/apps/v2/token", oauth.app_token)
+    router.add_get(tp_auth.COMPONENT_TOKEN_PATH, tp_auth.component_token)
+    router.add_get(tp_auth.GET_AUTH_TOKEN_PATH, tp_auth.get_auth_token)
     router.add_post(DAILY_DATA_PATH, daily_data.query_task_video_daily_data)
     router.add_post(TASK_INFO_PATH, daily_data.query_task_info)
     router.add_post(TALENTS_PATH, talents.update_orient_talents)
@@ -36,4 +38,8 @@ def create_app(
     router.add_post("/__sandbox/warm", control.warm)
     router.add_post("/__sandbox/reset", control.reset)
     router.add_post("/__sandbox/faults", control.faults)
+    router.add_get("/__sandbox/provider", control.provider)
+    router.add_post("/__sandbox/provider/rotate", control.rotate_ticket)
+    router.add_post("/__sandbox/provider/authorize", control.authorize)
+    router.add_post("/__sandbox/provider/deauthorize", control.deauthorize)
     return app

@@ -1,5 +1,6 @@
-"""One app's share of a sandbox: credentials, capability, tokens, throttles, counters, and its
-own data (dataset and rosters, built on first use so a sandbox of many apps starts at once)."""
+"""One app's share of a sandbox: credentials, capability, tokens (its own, and the authorizer
+tokens the service provider holds for it as a merchant), throttles, counters, and its own data
+(dataset and rosters, built on first use so a sandbox of many apps starts at once)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class AppState:
         self.app_tokens = TokenStore(
             prefix="0801121846", lifetime=lifetime, grace=grace, clock=clock, app=self.number
         )
+        self.authorizer_tokens = TokenStore(
+            prefix="act.", lifetime=lifetime, grace=grace, clock=clock, app=self.number
+        )
+        """The provider's tokens for this app as its merchant: they open the same data and
+        count against the same windows as its client tokens."""
         self.daily_window = SlidingWindow(config.qps_limit, 1.0)
         self.token_window = SlidingWindow(config.token_rate_limit, config.token_rate_window)
         self.counters = Stats()
@@ -96,3 +102,4 @@ class AppState:
     def revoke_tokens(self) -> None:
         self.client_tokens.revoke_all()
         self.app_tokens.revoke_all()
+        self.authorizer_tokens.revoke_all()

@@ -1,8 +1,9 @@
 """`taskbox-sync sandbox`: serve the sandbox until SIGINT/SIGTERM.
 
 The first line of stdout is one JSON object for scripts (base_url, credentials, task ids as
-strings, every app's under "apps"); a human summary with the environment variables follows, and
-with several apps (`--apps N`) the apps file for taskbox-sync and the variables of its secrets.
+strings, every app's under "apps", the service provider's under "provider"); a human summary
+with the environment variables follows, and with several apps (`--apps N`) the apps file for
+taskbox-sync and the variables of its secrets.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def _summary(info: dict[str, Any]) -> str:
         "DOUYIN_APP_SECRET": info["app_secret"],
     }
     apps = len(info["apps"])
+    provider = info["provider"]
     serving = f"{info['videos']} videos" if apps == 1 else f"{apps} apps of {info['videos']} videos"
     lines = [
         f"taskbox sandbox serving {serving} at {info['base_url']} (Ctrl-C stops)",
@@ -150,6 +152,11 @@ def _summary(info: dict[str, Any]) -> str:
         *(f"  export {name}={value}" for name, value in env.items()),
         f"Exclusive tasks: {', '.join(map(str, info['exclusive_task_ids']))}"
         f" (terminated: {', '.join(map(str, info['terminated_task_ids']))})",
+        f"Service provider: component_appid {provider['component_appid']},"
+        f" component_appsecret {provider['component_appsecret']}",
+        f"  its ticket: GET {info['base_url']}/__sandbox/provider",
+        f"  a merchant's refresh token: POST {info['base_url']}/__sandbox/provider/authorize"
+        ' {"app": CLIENT_KEY}',
         f"Stats: GET {info['base_url']}/__sandbox/stats",
     ]
     return "\n".join(lines)

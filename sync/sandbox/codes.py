@@ -79,6 +79,34 @@ TALENT_MESSAGES = {
     TALENT_BAD_PARAM: "Request Paramter Error",
 }
 
+# Service providers (服务商). The component token (/openapi/v2/auth/tp/token/, {errno, message})
+# answers the codes the provider guide lists for its V1 twin, whose parameters are the same.
+TP_BAD_PARAM = 40001
+TP_UNKNOWN_COMPONENT = 40003
+TP_BAD_TICKET = 40037
+TP_BAD_COMPONENT_SECRET = 40038
+# get_auth_token V2 ({err_no, err_msg, log_id, data}): a missing or refused component token (the
+# access-token header) answers 28001003/28001008 as on the other open.douyin.com V2 calls; the
+# rest are the V1 refresh page's codes, except 40022, the sandbox's own choice (the docs give no
+# code for a bad authorization code).
+TP_MISSING_PARAM = 40002
+REFRESH_TOKEN_INVALID = 40021
+AUTH_CODE_INVALID = 40022
+TP_BAD_GRANT = 40040
+
+TP_MESSAGES = {
+    TP_BAD_PARAM: "参数错误",
+    TP_MISSING_PARAM: "缺少参数",
+    TP_UNKNOWN_COMPONENT: "找不到相关第三方小程序应用",
+    TP_BAD_TICKET: "无效的 ticket",
+    TP_BAD_COMPONENT_SECRET: "无效的 secret",
+    REFRESH_TOKEN_INVALID: "authorizer_refresh_token 不正确或者已过期",
+    AUTH_CODE_INVALID: "authorization_code 不正确、已使用或者已过期",
+    TP_BAD_GRANT: "无效的 grant_type",
+    TOKEN_EXPIRED: DAILY_MESSAGES[TOKEN_EXPIRED],
+    TOKEN_INVALID: DAILY_MESSAGES[TOKEN_INVALID],
+}
+
 REASONS = {
     BUSY: "busy",
     NETWORK: "network_error",
@@ -105,6 +133,14 @@ REASONS = {
     TALENT_BAD_COUNT: "talent_count",
     TALENT_UNAVAILABLE: "busy",
     TALENT_BAD_PARAM: "invalid_param",
+    TP_BAD_PARAM: "tp_bad_param",
+    TP_MISSING_PARAM: "tp_missing_param",
+    TP_UNKNOWN_COMPONENT: "unknown_component_appid",
+    TP_BAD_TICKET: "bad_component_ticket",
+    TP_BAD_COMPONENT_SECRET: "bad_component_secret",
+    REFRESH_TOKEN_INVALID: "refresh_token_invalid",
+    AUTH_CODE_INVALID: "authorization_code_invalid",
+    TP_BAD_GRANT: "bad_grant_type",
 }
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -193,6 +229,17 @@ def talent_error(code: int, log_id: str, detail: str = "") -> Reply:
     if detail:
         message = f"{message}: {detail}"
     return Reply(dumps({"error": code, "message": message, "log_id": log_id, "data": {}}), code)
+
+
+def component_error(code: int) -> Reply:
+    """A refused component-token call: `{errno, message}` (HTTP 200)."""
+    return Reply(dumps({"errno": code, "message": TP_MESSAGES[code]}), code)
+
+
+def tp_error(code: int, log_id: str) -> Reply:
+    """A refused get_auth_token call: the V2 envelope with an empty data."""
+    body = {"err_no": code, "err_msg": TP_MESSAGES[code], "log_id": log_id, "data": {}}
+    return Reply(dumps(body), code)
 
 
 def html_error(status: int) -> bytes:

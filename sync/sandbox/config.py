@@ -1,4 +1,5 @@
-"""Frozen settings of one sandbox: its apps, their dataset size, credentials, limits and faults."""
+"""Frozen settings of one sandbox: its apps, their dataset size, credentials (the apps' and its
+service provider's), limits and faults."""
 
 from __future__ import annotations
 
@@ -220,6 +221,18 @@ class SandboxConfig:
     cache_dates: int = 256
     """How many billing dates keep their rendered rows in memory, counted across apps (an app's
     date is one): the least recently used go."""
+    component_appid: str = "tt_sbx_component"
+    """The service provider's (服务商's) component app id: one provider per sandbox."""
+    component_appsecret: str = ""
+    """Its secret; empty: derived from the seed (see `credentials.provider_credentials`)."""
+    component_token_lifetime: float = 3600.0
+    ticket_period: float = 600.0
+    """The component ticket rotates this often (the platform pushes one every 10 minutes);
+    the current and the previous one are accepted."""
+    refresh_lifetime: float = 30 * 86400.0
+    """An authorizer refresh token's life when unused."""
+    refresh_grace: float = 60.0
+    """A used refresh token stays accepted this long, then dies."""
     faults: Faults = field(default_factory=Faults)
     clock: Clock = time.time
 
@@ -234,6 +247,12 @@ class SandboxConfig:
             raise ValueError('talent_comma must be "," or "，"')
         if self.cache_dates < 1:
             raise ValueError("cache_dates must be >= 1")
+        if self.component_token_lifetime <= 0 or self.ticket_period <= 0:
+            raise ValueError("component_token_lifetime and ticket_period must be > 0")
+        if self.refresh_lifetime <= 0 or self.refresh_grace < 0:
+            raise ValueError("refresh_lifetime must be > 0 and refresh_grace >= 0")
+        if not self.component_appid:
+            raise ValueError("component_appid must not be empty")
         if not 1 <= self.apps <= MAX_APPS:
             raise ValueError(f"apps must be within 1..{MAX_APPS}")
         outside = sorted(n for n in self.apps_without_capability if not 1 <= n <= self.apps)

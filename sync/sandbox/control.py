@@ -1,7 +1,8 @@
-"""/__sandbox/* endpoints: stats, truth, info, mutate, warm, reset, faults. Never subject to faults.
+"""/__sandbox/* endpoints: stats, truth, info, mutate, warm, reset, faults, and the service
+provider's (its ticket, a merchant's grant). Never subject to faults.
 
-Those about one app's data or figures (stats, truth, mutate, warm) take `app`, a client key
-(default: app 1); an unknown one answers 400.
+Those about one app's data or figures (stats, truth, mutate, warm, authorize, deauthorize) take
+`app`, a client key (default: app 1); an unknown one answers 400.
 """
 
 from __future__ import annotations
@@ -142,3 +143,58 @@ async def faults(request: web.Request) -> web.Response:
     if body.get("revoke_tokens") is True:
         sandbox.revoke_tokens()
     return json_response(dumps({"faults": new.to_json()}))
+
+
+async def provider(request: web.Request) -> web.Response:
+    """GET: the provider's app id and the component ticket of the moment (what the platform
+    pushes to the provider's server; the demo writes it to a file)."""
+    sandbox = request.app[SANDBOX]
+    body = {
+        "component_appid": sandbox.provider.credentials.component_appid,
+        "component_ticket": sandbox.provider.tickets.current(),
+    }
+    return json_response(dumps(body))
+
+
+async def rotate_ticket(request: web.Request) -> web.Response:
+    """POST: a new component ticket now (the previous one stays accepted)."""
+    return json_response(
+        dumps({"component_ticket": request.app[SANDBOX].provider.tickets.rotate()})
+    )
+
+
+async def authorize(request: web.Request) -> web.Response:
+    """POST {app?, grant?}: the merchant `app` grants the provider; answers its fresh
+    authorizer_refresh_token, or with `grant: "authorization_code"` a one-time
+    authorization_code; and its authorizer_appid."""
+    sandbox = request.app[SANDBOX]
+    body = await _body(request)
+    if body is None:
+        return _bad("body must be a JSON object")
+    grant = body.get("grant", "refresh_token")
+    if grant not in ("refresh_token", "authorization_code"):
+        return _bad('grant must be "refresh_token" or "authorization_code"')
+    try:
+        app = _app(body)
+        merchant = sandbox.app(app)
+    except ValueError as exc:
+        return _bad(str(exc))
+    answer = {"authorizer_appid": merchant.credentials.app_id}
+    if grant == "refresh_token":
+        answer["authorizer_refresh_token"] = sandbox.authorize(app)
+    else:
+        answer["authorization_code"] = sandbox.authorization_code(app)
+    return json_response(dumps(answer))
+
+
+async def deauthorize(request: web.Request) -> web.Response:
+    """POST {app?}: the merchant withdraws its grant (its refresh and access tokens die)."""
+    sandbox = request.app[SANDBOX]
+    body = await _body(request)
+    if body is None:
+        return _bad("body must be a JSON object")
+    try:
+        sandbox.deauthorize(_app(body))
+    except ValueError as exc:
+        return _bad(str(exc))
+    return json_response(b'{"ok":true}')

@@ -1,4 +1,5 @@
-"""Each app's credentials: app 1 takes the config's, app i >= 2 derives its own from i.
+"""Each app's credentials: app 1 takes the config's, app i >= 2 derives its own from i; and the
+service provider's (one per sandbox), its secret derived from the seed unless the config has one.
 
 As on the platform, an app's mini-app id is its client key (app 1 keeps the sandbox's historic
 pair, which differ). Pure values: the CLI, the apps file and the state all read them from here.
@@ -61,3 +62,27 @@ def all_credentials(config: SandboxConfig) -> list[AppCredentials]:
         if len(set(names)) != len(names):
             raise ValueError(f"app 1's {kind} {names[0]!r} is another app's")
     return apps
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCredentials:
+    """The service provider's (服务商's) component app: what it sends for a component token,
+    beside the ticket of the moment."""
+
+    component_appid: str
+    component_appsecret: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProviderCredentials:
+        """From `info()["provider"]` (what the CLI's first line carries)."""
+        return cls(
+            component_appid=str(data["component_appid"]),
+            component_appsecret=str(data["component_appsecret"]),
+        )
+
+
+def provider_credentials(config: SandboxConfig) -> ProviderCredentials:
+    """The provider's credentials: the config's app id, and its secret or one derived from the
+    seed (a sandbox of another seed has another secret, as each app has its own)."""
+    secret = config.component_appsecret or f"sbx_component_secret_{config.seed:04d}"
+    return ProviderCredentials(component_appid=config.component_appid, component_appsecret=secret)

@@ -3,7 +3,9 @@
 Order of checks for daily data: every request is recorded in its app's 1-second window first
 (rejected ones too; the app is its token's); then throttle storm / over 10 in the window
 (28003018); the access-token header (28001003 unknown, 28001008 expired); the app's capability
-(28001018); the body (see validation). An app's token reads that app's data only.
+(28001018); the body (see validation). An app's token reads that app's data only. The token is
+the app's client token, or an authorizer token the service provider got for it as a merchant:
+the same data, the same window, the same capability.
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ def _header(logid: str) -> bytes:
 
 
 def check_client_token(app: AppState, token: str | None) -> int | None:
-    """The err_no for a bad access-token header, or None when it is valid (for `app`)."""
+    """The err_no for a bad access-token header, or None when it is valid (for `app`): one of
+    its client tokens or of its authorizer tokens."""
     if not token:
         return TOKEN_INVALID
     state = app.client_tokens.check(token)
+    if state is TokenState.INVALID:
+        state = app.authorizer_tokens.check(token)
     if state is TokenState.EXPIRED:
         return TOKEN_EXPIRED
     if state is TokenState.INVALID:

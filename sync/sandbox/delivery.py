@@ -34,15 +34,17 @@ def _abort(request: web.Request) -> None:
 async def deliver(
     request: web.Request,
     sandbox: Sandbox,
-    app: AppState,
+    app: AppState | None,
     endpoint: str,
     reply: Reply,
     *,
     decision: Decision = NO_FAULT,
     fault_error: Callable[[int], Reply] | None = None,
     log_id: str = "",
+    provider: bool = False,
 ) -> web.StreamResponse:
-    """Answer `reply`, unless the decision injects a fault; record what was sent (as `app`'s)."""
+    """Answer `reply`, unless the decision injects a fault; record what was sent (as `app`'s,
+    and with `provider` as the provider's too)."""
     sandbox.counters.started()
     try:
         return await _deliver(
@@ -54,6 +56,7 @@ async def deliver(
             decision,
             fault_error=fault_error,
             log_id=log_id,
+            provider=provider,
         )
     finally:
         sandbox.counters.answered()
@@ -62,22 +65,24 @@ async def deliver(
 async def _deliver(
     request: web.Request,
     sandbox: Sandbox,
-    app: AppState,
+    app: AppState | None,
     endpoint: str,
     reply: Reply,
     decision: Decision,
     *,
     fault_error: Callable[[int], Reply] | None,
     log_id: str,
+    provider: bool,
 ) -> web.StreamResponse:
     if decision.reset:
-        sandbox.record(app, endpoint, "reset")
+        sandbox.record(app, endpoint, "reset", provider=provider)
         await sandbox.sleep(decision.latency)
         _abort(request)
         return web.Response()
     if decision.http_status is not None:
         body = html_error(decision.http_status)
-        sandbox.record(app, endpoint, f"http_{decision.http_status}", nbytes=len(body))
+        failed = f"http_{decision.http_status}"
+        sandbox.record(app, endpoint, failed, nbytes=len(body), provider=provider)
         await sandbox.sleep(decision.latency + decision.hang)
         return web.Response(body=body, status=decision.http_status, content_type="text/html")
     code = str(reply.code)
@@ -91,6 +96,6 @@ async def _deliver(
             code, body, rows = "malformed", malformed_body(body, decision.variant), 0
         elif decision.wrong_shape:
             code, body, rows = "wrong_shape", wrong_shape_body(log_id, decision.variant), 0
-    sandbox.record(app, endpoint, code, nbytes=len(body), rows=rows)
+    sandbox.record(app, endpoint, code, nbytes=len(body), rows=rows, provider=provider)
     await sandbox.sleep(decision.latency + decision.hang)
     return json_response(body)

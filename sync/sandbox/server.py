@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sync.sandbox.app import create_app
 from sync.sandbox.config import Faults, SandboxConfig
-from sync.sandbox.credentials import AppCredentials
+from sync.sandbox.credentials import AppCredentials, ProviderCredentials
 from sync.sandbox.rosters import Member
 from sync.sandbox.state import Sandbox
 
@@ -20,7 +20,9 @@ class SandboxServer:
     one) and exposes the control surface (`truth`, `stats`, `mutate`, `reset`, `set_faults`...).
 
     Methods about one app's data take `app`, its client key (default: app 1); the properties
-    (`exclusive_task_ids`, `terminated_task_id`, `open_task_ids`) are app 1's."""
+    (`exclusive_task_ids`, `terminated_task_id`, `open_task_ids`) are app 1's. The service
+    provider's side: `provider`, `component_ticket`, `rotate_ticket`, `authorize`,
+    `authorization_code`, `deauthorize`, `issued_secrets` (see `sync.sandbox.provider`)."""
 
     def __init__(
         self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
@@ -162,3 +164,35 @@ class SandboxServer:
     def roster(self, task_id: int, *, app: str | None = None) -> list[Member]:
         """The current roster of one of `app`'s exclusive tasks."""
         return list(self.sandbox.app(app).rosters.members.get(task_id, {}).values())
+
+    # -- the service provider ----------------------------------------------------------------
+
+    @property
+    def provider(self) -> ProviderCredentials:
+        """The component app id and secret of the sandbox's one service provider."""
+        return self.sandbox.provider.credentials
+
+    def component_ticket(self) -> str:
+        """The component ticket of the moment (it rotates every `config.ticket_period`)."""
+        return self.sandbox.provider.tickets.current()
+
+    def rotate_ticket(self) -> str:
+        """A new component ticket now; the previous one stays accepted until the next."""
+        return self.sandbox.provider.tickets.rotate()
+
+    def authorize(self, app: str | None = None) -> str:
+        """The merchant `app` (a client key) grants the provider: a fresh refresh token."""
+        return self.sandbox.authorize(app)
+
+    def authorization_code(self, app: str | None = None) -> str:
+        """The merchant `app` grants the provider: a one-time authorization code."""
+        return self.sandbox.authorization_code(app)
+
+    def deauthorize(self, app: str | None = None) -> None:
+        """The merchant `app` withdraws its grant: its refresh and authorizer tokens die."""
+        self.sandbox.deauthorize(app)
+
+    def issued_secrets(self) -> list[str]:
+        """The component secret and every ticket, component token, refresh token, code and
+        authorizer access token the sandbox ever issued."""
+        return self.sandbox.provider.issued_secrets()

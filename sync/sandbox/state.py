@@ -1,5 +1,5 @@
 """The sandbox itself, apart from HTTP: its apps (each with its dataset, rosters, tokens,
-throttles and counters), the faults, and the control surface over them."""
+throttles and counters), its service provider, the faults, and the control surface over them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sync.sandbox.credentials import all_credentials
 from sync.sandbox.dataset import Dataset
 from sync.sandbox.days import parse_day, yesterday
 from sync.sandbox.faults import FaultEngine
+from sync.sandbox.provider import Provider
 from sync.sandbox.rendered import RenderedDays
 from sync.sandbox.rosters import Rosters
 from sync.sandbox.stats import Stats
@@ -50,6 +51,7 @@ class Sandbox:
         self.apps[0].build()  # app 1 as ever: ready before the first request; others on demand
         self._by_client_key = {a.credentials.client_key: a for a in self.apps}
         self._by_app_id = {a.credentials.app_id: a for a in self.apps}
+        self.provider = Provider(config)
         self.faults = FaultEngine(config.faults)
         self.counters = Stats()
         """Every app's requests together (the apps' own counters split them)."""
@@ -104,11 +106,22 @@ class Sandbox:
         return self.faults.faults.token_lifetime
 
     def record(
-        self, app: AppState, endpoint: str, code: str, *, nbytes: int = 0, rows: int = 0
+        self,
+        app: AppState | None,
+        endpoint: str,
+        code: str,
+        *,
+        nbytes: int = 0,
+        rows: int = 0,
+        provider: bool = False,
     ) -> None:
-        """One answered request of `app`, in the sandbox's counters and the app's."""
+        """One answered request of `app` (None: of no app), in the sandbox's counters, the
+        app's, and with `provider` the provider's."""
         self.counters.record(endpoint, code, nbytes=nbytes, rows=rows)
-        app.counters.record(endpoint, code, nbytes=nbytes, rows=rows)
+        if app is not None:
+            app.counters.record(endpoint, code, nbytes=nbytes, rows=rows)
+        if provider:
+            self.provider.counters.record(endpoint, code, nbytes=nbytes, rows=rows)
 
     def closing(self) -> asyncio.Event:
         """Set when the server shuts down: waits in handlers end at once."""
@@ -155,7 +168,9 @@ class Sandbox:
 
     def stats(self, app: str | None = None) -> dict[str, Any]:
         """Without `app`: the whole sandbox's figures (its busiest second is the busiest of any
-        app's) and, under "apps", each app's by client key. With `app`: that app's figures."""
+        app's), under "apps" each app's by client key, and under "provider" the provider
+        endpoints' (component_token, get_auth_token). With `app`: that app's figures (its
+        get_auth_token calls as a merchant among them)."""
         if app is not None:
             one = self.app(app)
             return one.counters.snapshot(daily_peak=one.daily_window.peak, in_flight=False)
@@ -166,6 +181,7 @@ class Sandbox:
             )
             for a in self.apps
         }
+        figures["provider"] = self.provider.counters.snapshot(daily_peak=0, in_flight=False)
         return figures
 
     def recent_dates(self, count: int = 3) -> list[dt.date]:
@@ -203,6 +219,7 @@ class Sandbox:
     def reset(self) -> None:
         """Stats and throttle history cleared; every app's dataset and rosters back to the seed."""
         self.counters.reset()
+        self.provider.counters.reset()
         for app in self.apps:
             app.reset()
 
@@ -211,9 +228,26 @@ class Sandbox:
         self.faults.replace(faults)
 
     def revoke_tokens(self) -> None:
-        """Invalidate every client and mini-app token of every app now."""
+        """Invalidate every client, mini-app, authorizer and component token now (the merchants'
+        grants, their refresh tokens, stay)."""
         for app in self.apps:
             app.revoke_tokens()
+        self.provider.component_tokens.revoke_all()
+
+    # -- the provider's merchants -----------------------------------------------------------
+
+    def authorize(self, app: str | None = None) -> str:
+        """`app` grants the provider (as in the console): a fresh authorizer refresh token."""
+        token, _ = self.provider.issue_refresh_token(self.app(app))
+        return token
+
+    def authorization_code(self, app: str | None = None) -> str:
+        """`app` grants the provider: a one-time authorization code, as the redirect carries."""
+        return self.provider.issue_code(self.app(app))
+
+    def deauthorize(self, app: str | None = None) -> None:
+        """`app` withdraws its grant: its refresh tokens, codes and authorizer tokens die."""
+        self.provider.deauthorize(self.app(app))
 
     def exclusive_task_ids(self, app: str | None = None) -> list[int]:
         """`app`'s exclusive tasks, the running one first and the terminated one second."""
@@ -221,7 +255,8 @@ class Sandbox:
 
     def info(self, base_url: str) -> dict[str, Any]:
         """What a script needs to talk to this sandbox (ids as strings, for JS readers): app 1's
-        credentials and tasks at the top, as ever, and every app's under "apps"."""
+        credentials and tasks at the top, as ever, every app's under "apps", and the service
+        provider's credentials under "provider"."""
         first = self.apps[0]
         catalog = first.dataset.catalog
         return {
@@ -238,6 +273,10 @@ class Sandbox:
             "seed": self.config.seed,
             "snake_case": self.config.snake_case,
             "apps": [_app_info(app) for app in self.apps],
+            "provider": {
+                "component_appid": self.provider.credentials.component_appid,
+                "component_appsecret": self.provider.credentials.component_appsecret,
+            },
         }
 
 

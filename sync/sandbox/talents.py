@@ -4,6 +4,13 @@ Order of checks: the body is a JSON object (4001015); access_token present (5501
 (5502) for the app it was issued to; appid is that app's (5503); task_id/op_type/douyin_ids
 (4001015, 5592); the task is one of that app's exclusive tasks (5442) and not terminated (5591).
 Per-creator outcomes come back with error 0, the verdict in each update_result.
+
+A service provider calling for a merchant sends `third_appid`, the merchant's mini-app id; then
+access_token must be a live authorizer access token of that merchant (5502 otherwise, a
+third_appid naming no app included) and appid the merchant's mini-app id too (5503); the roster
+changed is the merchant's. How the platform authenticates this case is our inference from the
+talents page and the provider guide, not a captured contract. A `third_appid` of null or "" is
+taken as absent; one that is not a string answers 4001015.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from sync.sandbox.delivery import deliver
 from sync.sandbox.faults import NO_FAULT
 from sync.sandbox.keys import SANDBOX
 from sync.sandbox.rosters import parse_update
+from sync.sandbox.state import Sandbox
 from sync.sandbox.tokens import TokenState
 
 _NOT_JSON = object()
@@ -48,7 +56,24 @@ def token_of(body: object) -> object:
     return body.get("access_token") if isinstance(body, dict) else None
 
 
-def update_talents_reply(app: AppState, body: object, logid: str) -> Reply:
+def _owner(sandbox: Sandbox, app: AppState, body: dict[str, object]) -> AppState | str | None:
+    """The app whose roster the body may change when its token is valid: `app` (its token's)
+    without third_appid, else the merchant third_appid names; None when the token is not valid
+    for it; a message when third_appid is malformed."""
+    token, third = body.get("access_token"), body.get("third_appid")
+    if not isinstance(token, str):
+        return None
+    if third is None or third == "":
+        return app if app.app_tokens.check(token) is TokenState.VALID else None
+    if not isinstance(third, str):
+        return "third_appid must be a string"
+    merchant = sandbox.app_with_app_id(third)
+    if merchant is None or merchant.authorizer_tokens.check(token) is not TokenState.VALID:
+        return None
+    return merchant
+
+
+def update_talents_reply(sandbox: Sandbox, app: AppState, body: object, logid: str) -> Reply:
     """The answer to an update_orient_talents body whose token names `app`."""
     if body is _NOT_JSON:
         return talent_error(TALENT_BAD_PARAM, logid, "body is not valid JSON")
@@ -57,8 +82,12 @@ def update_talents_reply(app: AppState, body: object, logid: str) -> Reply:
     token = body.get("access_token")
     if token is None or token == "":
         return talent_error(TALENT_NO_TOKEN, logid)
-    if not isinstance(token, str) or app.app_tokens.check(token) is not TokenState.VALID:
+    owner = _owner(sandbox, app, body)
+    if isinstance(owner, str):
+        return talent_error(TALENT_BAD_PARAM, logid, owner)
+    if owner is None:
         return talent_error(TALENT_BAD_TOKEN, logid)
+    app = owner
     appid = body.get("appid")
     if not isinstance(appid, str) or not appid:
         return talent_error(TALENT_BAD_PARAM, logid, "appid is required")
@@ -85,5 +114,5 @@ async def update_orient_talents(request: web.Request) -> web.StreamResponse:
         reply = talent_error(TALENT_UNAVAILABLE, logid)
         decision = replace(decision, err_no=None)
     else:
-        reply = update_talents_reply(app, body, logid)
+        reply = update_talents_reply(sandbox, app, body, logid)
     return await deliver(request, sandbox, app, "update_orient_talents", reply, decision=decision)
