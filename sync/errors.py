@@ -320,6 +320,8 @@ ERROR_CLASSES: Mapping[tuple[str, int], type[ApiError]] = {
     ("talents", 4001015): RequestRefusedError,  # parameter error
     ("tpapp", 28001003): TokenRejectedError,  # the component token invalid
     ("tpapp", 28001008): TokenRejectedError,  # the component token expired
+    ("tpapp", 40002): RequestRefusedError,  # grant_type or its parameter missing: our bug
+    ("tpapp", 40040): RequestRefusedError,  # an unknown grant_type: our bug
     ("tpapp", 28001005): ServerBusyError,
     ("tpapp", 28001006): ServerBusyError,
 }

@@ -134,7 +134,7 @@ def assert_no_rule_breaks(sandbox: SandboxServer) -> None:
 CLEARED = (
     "DATABASE_URL", "DOUYIN_CLIENT_KEY", "DOUYIN_CLIENT_SECRET", "DOUYIN_ACCESS_TOKEN",
     "DOUYIN_OPEN_BASE_URL", "DOUYIN_DEVELOPER_BASE_URL", "DOUYIN_APP_ID", "DOUYIN_APP_SECRET",
-    "TASKBOX_QPS", "TASKBOX_ALLOW_INSECURE_HTTP",
+    "TASKBOX_QPS", "TASKBOX_ALLOW_INSECURE_HTTP", "TASKBOX_SECRET_KEY", "TASKBOX_APPS_FILE",
 )  # fmt: skip
 
 
@@ -197,10 +197,12 @@ class CliResult:
 class Cli:
     """A running `python -m sync` process whose output is collected as it comes."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, args: tuple[str, ...]) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, args: tuple[str, ...], stdin: bytes | None = None
+    ) -> None:
         self.proc = proc
         self.args = args
-        self._output = asyncio.ensure_future(proc.communicate())
+        self._output = asyncio.ensure_future(proc.communicate(stdin))
 
     @property
     def running(self) -> bool:
@@ -234,14 +236,15 @@ class Cli:
 
 
 @contextlib.asynccontextmanager
-async def spawned(*args: str, env: dict[str, str]) -> AsyncIterator[Cli]:
-    """`python -m sync ARGS` in the checkout, killed (by its pid) if the test leaves while it
-    still runs."""
+async def spawned(*args: str, env: dict[str, str], stdin: str | None = None) -> AsyncIterator[Cli]:
+    """`python -m sync ARGS` in the checkout (`stdin` its standard input, else none), killed
+    (by its pid) if the test leaves while it still runs."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sync", *args, env=env, cwd=REPO, stdin=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", "sync", *args, env=env, cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    cli = Cli(proc, args)
+    cli = Cli(proc, args, None if stdin is None else stdin.encode())
     try:
         yield cli
     finally:
@@ -251,8 +254,10 @@ async def spawned(*args: str, env: dict[str, str]) -> AsyncIterator[Cli]:
                 await cli.wait(10)
 
 
-async def run_cli(*args: str, env: dict[str, str], limit: float = 90.0) -> CliResult:
-    async with spawned(*args, env=env) as cli:
+async def run_cli(
+    *args: str, env: dict[str, str], limit: float = 90.0, stdin: str | None = None
+) -> CliResult:
+    async with spawned(*args, env=env, stdin=stdin) as cli:
         return await cli.wait(limit)
 
 
