@@ -28,6 +28,7 @@ from sync.errors import (
     ERROR_CLASSES,
     ApiError,
     AppendConflict,
+    AuthorizationError,
     CapabilityError,
     ContractError,
     CredentialsError,
@@ -160,9 +161,22 @@ def test_one_predicate_says_what_a_request_retries() -> None:
 # -- the code table ----------------------------------------------------------------------------
 
 
+def test_provider_codes_not_in_the_table_refuse_the_provider_or_the_merchant() -> None:
+    """Provider mode: any code of the component-token call refuses the provider's credentials;
+    a get_auth_token code the table does not list refuses the merchant's refresh token (it
+    says to authorize again), while a component token it refuses is renewed and tried again."""
+    assert class_for("component", 40037) is CredentialsError
+    assert class_for("tpapp", 40021) is AuthorizationError
+    assert issubclass(AuthorizationError, CredentialsError)
+    assert class_for("tpapp", 28001003) is TokenRejectedError
+    assert class_for("tpapp", 40002) is RequestRefusedError
+    assert class_for("nope", 1) is RequestRefusedError
+
+
 def test_every_code_maps_to_a_platform_class_under_one_base() -> None:
     """Each (family, code) of the table maps to a concrete ApiError under exactly one base."""
-    assert {family for family, _ in ERROR_CLASSES} == {"open", "oauth", "apps", "talents"}
+    families = {family for family, _ in ERROR_CLASSES}
+    assert families == {"open", "oauth", "apps", "talents", "tpapp"}
     for key, cls in ERROR_CLASSES.items():
         assert issubclass(cls, ApiError) and cls not in ABSTRACT, key
         assert len(_bases_of(cls)) == 1, key
