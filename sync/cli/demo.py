@@ -2,8 +2,8 @@
 
 Embedded PostgreSQL (a database of its own, so demo rows never mix with real ones) + the sandbox
 in process, serving several apps + migrate + a backfill of every billing date the API lets us
-see, for every app in one process + a check of each app's rows against its own truth + the
-status summary.
+see, for every app in one process (the last one as a service provider's merchant, its tokens
+from the provider's) + a check of each app's rows against its own truth + the status summary.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sync import planner
-from sync.apps import AppConfig, settings_for
+from sync.api.http import Timeouts, new_session
+from sync.apps import AppConfig, Auth, settings_for
+from sync.cli.apps import authorize_app, token_factory
 from sync.cli.exits import fleet_exit_status
 from sync.cli.status import render_status
 from sync.cli.summary import render_fleet
@@ -26,16 +28,18 @@ from sync.db.connect import resolve_database_url
 from sync.db.database import create_engine, ensure_database, migrate
 from sync.db.schema import video_daily_earnings
 from sync.db.status import collect_status
+from sync.db.vault import Sealer, new_key
 from sync.errors import SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.fleet import POOL_TIMEOUT, FleetApp, pool_size, run_fleet
 from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxConfig, SandboxServer
 from sync.sandbox.credentials import AppCredentials
-from sync.settings import Secret, Settings
+from sync.settings import ProviderSettings, Secret, Settings
 
 DEMO_DATABASE = "taskbox_demo"
-DEMO_APPS = 3  # several apps in one database, each verified against its own truth
+DEMO_APPS = 3  # several apps in one database, each verified against its own truth; the last
+# is a service provider's merchant
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -51,8 +55,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.apps <= 64 or args.videos < 0:
-        raise SettingsError("demo: --apps from 1 to 64 and --videos from 0, please")
+    if not 2 <= args.apps <= 64 or args.videos < 0:
+        raise SettingsError("demo: --apps from 2 to 64 and --videos from 0, please")
     configure_logging(args.log_format)
     return asyncio.run(run_demo(settings, videos=args.videos, seed=args.seed, apps=args.apps))
 
@@ -66,22 +70,18 @@ async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DE
         base = settings.replace(
             open_base_url=sandbox.base_url, developer_base_url=sandbox.base_url, access_token=None
         )
-        fleet = [
-            FleetApp(
-                app.app_id,
-                settings_for(
-                    base,
-                    AppConfig(
-                        id=app.app_id,
-                        client_key=app.client_key,
-                        client_secret=Secret(app.client_secret),
-                        app_secret=Secret(app.app_secret),
-                        talents_app_id=app.app_id,
-                    ),
-                ),
+        configs = [
+            AppConfig(
+                id=app.app_id,
+                client_key=app.client_key,
+                client_secret=Secret(app.client_secret),
+                app_secret=Secret(app.app_secret),
+                talents_app_id=app.app_id,
             )
-            for app in sandbox.apps
+            for app in sandbox.apps[:-1]
         ]
+        configs.append(_provider_merchant(sandbox))
+        fleet = [FleetApp(app.id, settings_for(base, app)) for app in configs]
         now = time.time()
         dates = _visible_dates(now)
         plan = planner.plan(dates, now)
@@ -96,7 +96,20 @@ async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DE
         )
         try:
             await migrate(db)
-            result = await run_fleet(db, fleet, options, plan, apps_at_once=apps)
+            sealer = Sealer(settings.secret_key or Secret(new_key()))
+            async with new_session(Timeouts()) as session:
+                merchant = configs[-1]
+                refresh_token = sandbox.authorize(merchant.id)  # the merchant grants us
+                await authorize_app(
+                    db, session, base.open_base_url, merchant, sealer, refresh_token
+                )
+            print(
+                f"provider: app {merchant.id} is a service provider's merchant: its refresh "
+                "token stored sealed, its tokens from the provider's component token"
+            )
+            result = await run_fleet(
+                db, fleet, options, plan, apps_at_once=apps, tokens=token_factory(sealer, db)
+            )
             print(render_fleet(result))
             mismatches = 0
             for app in sandbox.apps:
@@ -115,6 +128,20 @@ async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DE
         finally:
             await db.dispose()
     return 1 if mismatches else fleet_exit_status(result)
+
+
+def _provider_merchant(sandbox: SandboxServer) -> AppConfig:
+    """The sandbox's last app, synced as its service provider's merchant (`auth = "provider"`):
+    the ticket as given here; a real provider reads it from a file its receiver rewrites."""
+    app = sandbox.apps[-1]
+    provider = ProviderSettings(
+        component_appid=sandbox.provider.component_appid,
+        component_secret=Secret(sandbox.provider.component_appsecret),
+        ticket=Secret(sandbox.component_ticket()),
+    )
+    return AppConfig(
+        id=app.app_id, auth=Auth.PROVIDER, provider=provider, talents_app_id=app.app_id
+    )
 
 
 def _visible_dates(now: float) -> list[dt.date]:
