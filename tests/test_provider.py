@@ -17,23 +17,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import planner
 from sync.api.http import Timeouts, new_session
-from sync.api.provider import ProviderTokens
+from sync.api.provider import ComponentTokens, ProviderTokens
 from sync.apps import AppConfig, Auth, load_apps_file, settings_for
 from sync.cli.apps import authorize_app
 from sync.db.database import create_engine
 from sync.db.vault import PostgresVault, Sealer, new_key
-from sync.errors import AuthorizationError
+from sync.errors import AuthorizationError, CredentialsError
 from sync.pipeline.fleet import FleetApp, Outcome, run_fleet
 from sync.pipeline.runs import RunOptions
-from sync.sandbox import SandboxServer
+from sync.sandbox import Faults, SandboxServer
 from sync.settings import Secret, Settings
 from tests.helpers import (
     Clock,
     MakeSandbox,
     assert_table_is_truth,
     cli_env,
+    done_partitions,
     run_cli,
     sandbox_settings,
+    wait_until,
 )
 from tests.test_token_command import FETCH, _toml_list
 
@@ -97,7 +99,10 @@ async def _expire_access_tokens(db: AsyncEngine) -> None:
 
 
 def _refreshes(sb: SandboxServer, app: str) -> int:
-    return int(sb.stats(app)["endpoints"].get("get_auth_token", {}).get("calls", 0))
+    """The merchant's successful get_auth_token calls (a refused component token, renewed and
+    tried again, is not a refresh)."""
+    calls = sb.stats(app)["endpoints"].get("get_auth_token", {})
+    return int(calls.get("codes", {}).get("0", 0))
 
 
 async def test_a_fleet_of_plain_command_and_provider_apps_runs_exact(
@@ -286,3 +291,60 @@ async def test_apps_authorize_reads_stdin_and_nothing_secret_shows(
     for where, value in [*tables.items(), *enumerate(outputs)]:
         for secret in [*issued, KEY.reveal()]:
             assert secret not in value, f"{where} holds a secret"
+
+
+async def test_a_revoked_authorizer_token_is_renewed_mid_run(
+    engine: AsyncEngine, database_url: str, shops: SandboxServer, clock: Clock, tmp_path: Path
+) -> None:
+    """The platform refuses the merchant's access token mid-run (28001003): it is renewed once
+    through the vault (a new refresh token stored) and the run ends exact."""
+    merchant = shops.apps[2]
+    (app,) = load_apps_file(_apps_file(shops, tmp_path, [merchant.app_id]), _env(shops)).apps
+    settings = settings_for(sandbox_settings(shops, database_url), app)
+    dates, now = clock.recent_dates(3), clock()
+    async with _vault(database_url) as (db, vault):
+        await _authorize(shops, db, app, settings)
+        before = _refreshes(shops, merchant.client_key)
+        shops.sandbox.set_faults(Faults(latency_min=0.05, latency_max=0.1))
+        run = asyncio.create_task(
+            run_fleet(
+                db,
+                [FleetApp(app.id, settings)],
+                OPTIONS,
+                planner.plan(dates, now),
+                tokens=ProviderTokens(vault),
+            )
+        )
+
+        async def started() -> bool:
+            return run.done() or await done_partitions(engine) > 0
+
+        await wait_until(started, what="the first partition")
+        shops.sandbox.revoke_tokens()
+        result = await asyncio.wait_for(run, 60)
+    assert [a.outcome for a in result.apps] == [Outcome.DONE]
+    assert _refreshes(shops, merchant.client_key) == before + 1
+    await assert_table_is_truth(
+        engine, shops, dates, now, app_id=merchant.app_id, app=merchant.client_key
+    )
+
+
+async def test_the_ticket_is_read_when_a_component_token_is_needed(
+    database_url: str, shops: SandboxServer, tmp_path: Path
+) -> None:
+    """The ticket file is read at each component-token fetch: a ticket two rotations old is
+    refused with one line (no secret in it); once the receiver rewrote the file, it works."""
+    path = _apps_file(shops, tmp_path, [shops.apps[2].app_id])
+    (app,) = load_apps_file(path, _env(shops)).apps
+    assert app.provider is not None
+    shops.rotate_ticket()
+    shops.rotate_ticket()
+    async with _vault(database_url) as (_, vault), new_session(Timeouts()) as session:
+        component = ComponentTokens(app.provider, vault, shops.base_url)
+        with pytest.raises(CredentialsError) as info:
+            await component.get(session)
+        message = str(info.value)
+        assert "component token refused" in message and "\n" not in message
+        assert not any(secret in message for secret in shops.issued_secrets())
+        (tmp_path / "ticket").write_text(shops.component_ticket())
+        assert await component.get(session) and component.fetches == 1
