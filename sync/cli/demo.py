@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sync import planner
 from sync.apps import AppConfig, settings_for
 from sync.cli.exits import fleet_exit_status
-from sync.cli.status import render_status
+from sync.cli.status_text import render_status
 from sync.cli.summary import render_fleet
 from sync.db import database
 from sync.db.connect import resolve_database_url
