@@ -195,7 +195,7 @@ async def test_late_settlement_over_simulated_nights_measures_the_lookback(
     shown = await run_cli("status", "--lateness", env=env)
     assert shown.status == 0, shown
     assert (
-        f"app {app}: lookback 6 days suggested; 99.9 % of {m.changes:,} changed rows"
+        f"app {app}: lookback 6 days suggested\n  99.9 % of {m.changes:,} changed rows"
         in shown.stdout
     )
     as_json = await run_cli("status", "--lateness", "--format", "json", env=env)
@@ -242,3 +242,19 @@ async def test_auto_without_history_plans_seven_days_and_says_why(
     bad = await run_cli("nightly", "--lookback-days", "often", env=env)
     assert bad.status == 2 and len(bad.err_lines) == 1
     assert "expected days from 1 to 89 or 'auto', got 'often'" in bad.stderr
+
+
+def test_the_screen_shows_ages_shares_and_a_note_at_the_edge() -> None:
+    """An app's block: the suggestion and its reason, a row per age with running shares rounded
+    down (99.85 % is not shown as 99.9 %), and a note when rows still changed at the oldest age."""
+    from sync.cli.lateness import render_app
+
+    m = measure(_nights(7, (2, 285), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0)) + [_resync(7, 2)])
+    shown = render_app("tt_a", m)
+    assert shown.splitlines()[:2] == [
+        "app tt_a: lookback 7 days suggested",
+        "  99.9 % of 1,997 changed rows were seen within 7 days of their billing date, over 7 nights",
+    ]
+    assert "         2         7          1995  99.8 %      99.8 %" in shown
+    assert "note: rows still changed at age 7, the oldest any run re-synced" in shown
+    assert "`nightly --lookback-days 30`" in shown

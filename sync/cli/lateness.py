@@ -45,25 +45,30 @@ async def resolve_auto(settings: Settings, app_ids: Sequence[str]) -> tuple[int,
         measured = [(a, await app_lateness(conn, a)) for a in app_ids]
     days = lateness.widest(m for _, m in measured)
     if len(measured) == 1:
-        return days, f"--lookback-days auto: {days} days ({measured[0][1].reason})"
+        return days, f"--lookback-days auto: {_days(days)} ({measured[0][1].reason})"
     each = "; ".join(
         f"{a} {m.lookback_days}{'' if m.enough else ' (default)'}" for a, m in measured
     )
-    return days, f"--lookback-days auto: {days} days, the widest of the apps' ({each})"
+    return days, f"--lookback-days auto: {_days(days)}, the widest of the apps' ({each})"
 
 
 # -- text -------------------------------------------------------------------------------------
 
 
-def _percent(part: int, whole: int) -> str:
-    return "-" if whole == 0 else f"{100 * part / whole:.1f} %"
+def _percent_down(part: int, whole: int) -> str:
+    """A share rounded down to 0.1 %: a running share below 99.9 % never shows as 99.9 %."""
+    return "-" if whole == 0 else f"{1000 * part // whole / 10:.1f} %"
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'' if n == 1 else 's'}"
 
 
 def render_app(app_id: str, m: Lateness) -> str:
     """One app: its suggestion and why, its ages as a table, and a note when changes were still
     seen at the oldest age any run looked at."""
-    verdict = "suggested" if m.enough else "(too little to measure: the default)"
-    lines = [f"app {app_id}: lookback {m.lookback_days} days {verdict}; {m.reason}"]
+    verdict = "suggested" if m.enough else "(the default: too little to measure)"
+    lines = [f"app {app_id}: lookback {_days(m.lookback_days)} {verdict}", f"  {m.reason}"]
     if not m.ages:
         lines.append("  no re-sync recorded yet: a date counts once a later run syncs it again")
         return "\n".join(lines)
@@ -71,8 +76,8 @@ def render_app(app_id: str, m: Lateness) -> str:
     running = 0
     for a in m.ages:
         running += a.changed
-        share = _percent(a.changed, m.changes)
-        cells.append((a.age, a.resyncs, a.changed, share, _percent(running, m.changes)))
+        share = _percent_down(a.changed, m.changes)
+        cells.append((a.age, a.resyncs, a.changed, share, _percent_down(running, m.changes)))
     headers = ("age (days)", "re-syncs", "rows changed", "share", "within age")
     lines.append(table(headers, cells, right=range(5)))
     if m.at_edge and m.oldest_age is not None:
@@ -88,9 +93,9 @@ def render_lateness(report: LatenessReport) -> str:
     """The lateness screen: every app's measurement."""
     share = f"{float(lateness.COVERAGE) * 100:g} %"
     head = (
-        f"taskbox-sync lateness for {report.today}: how many days after its billing date a "
-        f"date's rows still changed (China time), and the smallest lookback that caught {share} "
-        f"of the changes"
+        f"taskbox-sync lateness for {report.today} (China time): how many days after its "
+        f"billing date\na date's rows still changed, and the smallest lookback that caught "
+        f"{share} of the changes"
     )
     if not report.apps:
         return head + "\n\nno apps recorded\n"
