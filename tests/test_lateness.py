@@ -17,9 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync import lateness, planner
+from sync.cli.lateness import render_app, resolve_auto
+from sync.db import ledger
+from sync.db.counts import PartitionStats
 from sync.db.lateness import app_lateness, resyncs
 from sync.lateness import AgeCount, Resync, measure, smallest_lookback
 from sync.sandbox import SandboxServer
+from sync.settings import Secret, Settings
 from tests.helpers import Clock, MakeSandbox, cli_env, run_cli, run_sync, runs, sandbox_settings
 
 DAY = 86400
@@ -247,14 +251,60 @@ async def test_auto_without_history_plans_seven_days_and_says_why(
 def test_the_screen_shows_ages_shares_and_a_note_at_the_edge() -> None:
     """An app's block: the suggestion and its reason, a row per age with running shares rounded
     down (99.85 % is not shown as 99.9 %), and a note when rows still changed at the oldest age."""
-    from sync.cli.lateness import render_app
-
-    m = measure(_nights(7, (2, 285), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0)) + [_resync(7, 2)])
+    m = measure([*_nights(7, (2, 285), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0)), _resync(7, 2)])
     shown = render_app("tt_a", m)
     assert shown.splitlines()[:2] == [
         "app tt_a: lookback 7 days suggested",
-        "  99.9 % of 1,997 changed rows were seen within 7 days of their billing date, over 7 nights",
+        "  99.9 % of 1,997 changed rows were seen within 7 days of their billing date, "
+        "over 7 nights",
     ]
     assert "         2         7          1995  99.8 %      99.8 %" in shown
     assert "note: rows still changed at age 7, the oldest any run re-synced" in shown
     assert "`nightly --lookback-days 30`" in shown
+
+
+async def _recorded(engine: AsyncEngine, app: str, changes: dict[int, int], nights: int) -> None:
+    """Ledger entries of `nights` nightly runs of `app`, each re-syncing the dates at the ages
+    of `changes` (a backfill synced them first) and finding that many rows changed."""
+    window = planner.windows_for(D, planner.day_end(D))[0]
+    async with engine.begin() as conn:
+        for night in range(nights):
+            run_day = D + dt.timedelta(days=night)
+            for kind, stats in (("backfill", {}), ("nightly", changes)):
+                run_id = await ledger.start_run(conn, kind, app, {"night": night})
+                for age in changes:
+                    day = run_day - dt.timedelta(days=age)
+                    pid = await ledger.start_partition(
+                        conn, run_id, day, window.start, window.end, ""
+                    )
+                    changed = PartitionStats(updated=stats.get(age, 0))
+                    await ledger.partition_done(conn, pid, changed)
+                started = dt.datetime.combine(run_day, dt.time(4, 30), planner.SHANGHAI)
+                await conn.execute(
+                    text("UPDATE sync_runs SET started_at = :t WHERE id = :id"),
+                    {"t": started, "id": run_id},
+                )
+
+
+async def test_auto_for_several_apps_takes_the_widest(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """Each app is measured on its own runs only; `auto` for a fleet (one plan) is the widest
+    of their lookbacks, and its line names each app's."""
+    await _recorded(engine, "a", {2: 50, 4: 0}, nights=7)
+    await _recorded(engine, "b", {2: 50, 9: 50}, nights=7)
+    await _recorded(engine, "c", {3: 5}, nights=3)
+    async with engine.connect() as conn:
+        measured = {app: await app_lateness(conn, app) for app in "abc"}
+    assert {a: m.lookback_days for a, m in measured.items()} == {"a": 2, "b": 9, "c": 7}
+    assert measured["a"].nights == 7 and measured["a"].changes == 350
+    settings = Settings(database_url=Secret(database_url))
+    assert await resolve_auto(settings, ["a"]) == (
+        2,
+        "--lookback-days auto: 2 days (99.9 % of 350 changed rows were seen within 2 days of "
+        "their billing date, over 7 nights)",
+    )
+    assert await resolve_auto(settings, ["a", "b", "c"]) == (
+        9,
+        "--lookback-days auto: 9 days, the widest of the apps' (a 2; b 9; c 7 (default))",
+    )
