@@ -1,9 +1,9 @@
 """The package's data path reads one way: command line -> pipeline -> API -> records -> store.
 
 A sub-package imports only those after it in that order, plus the shared modules (errors,
-settings, the apps file, the pure planner, logging set-up and the pure talents rules). The
-sandbox stands apart: it imports nothing of the client, and only the demo command and the tests
-start it.
+settings, the apps file, the pure planner and lateness measure, logging set-up and the pure
+talents rules). The sandbox stands apart: it imports nothing of the client, and only the demo
+command and the tests start it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ SYNC = Path(__file__).resolve().parent.parent / "sync"
 
 # Earlier may import later, never the other way round.
 ORDER = ["cli", "pipeline", "api", "records", "db"]
-SHARED = {"errors", "settings", "apps", "planner", "logs", "talents", "__version__"}
+SHARED = {"errors", "settings", "apps", "planner", "lateness", "logs", "talents", "__version__"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -64,7 +64,16 @@ def test_shared_modules_and_the_sandbox_import_no_layer() -> None:
     path."""
     wrong = {
         f"{path.relative_to(SYNC)} imports sync.{name}"
-        for part in ["errors", "settings", "apps", "planner", "logs", "talents", "sandbox"]
+        for part in [
+            "errors",
+            "settings",
+            "apps",
+            "planner",
+            "lateness",
+            "logs",
+            "talents",
+            "sandbox",
+        ]
         for path in _modules(part)
         for name in _imports(path) & set(ORDER)
     }

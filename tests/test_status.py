@@ -14,7 +14,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import planner
-from sync.cli.status import render_run_detail, render_status
+from sync.cli.status_text import render_run_detail, render_status
 from sync.db import ledger, locks, status
 from sync.db.counts import PartitionStats, RunCounts
 from sync.db.schema import video_daily_earnings

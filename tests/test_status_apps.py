@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync import planner
 from sync.cli.main import main
-from sync.cli.status import render_status
+from sync.cli.status_text import render_status
 from sync.db import ledger, locks, status
 from sync.db.counts import RunCounts
 from sync.db.statuses import PartitionStatus, RunStatus

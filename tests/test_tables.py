@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 
 import pytest
 
-from sync.cli.status import PARTITION_HEADERS, render_partitions
+from sync.cli.status_text import PARTITION_HEADERS, render_partitions
 from sync.cli.summary import render_result
 from sync.cli.tables import clip, one_line, table, width
 from sync.cli.talents import print_table

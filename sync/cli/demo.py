@@ -21,7 +21,7 @@ from sync.api.http import Timeouts, new_session
 from sync.apps import AppConfig, Auth, settings_for
 from sync.cli.apps import authorize_app, token_factory
 from sync.cli.exits import fleet_exit_status
-from sync.cli.status import render_status
+from sync.cli.status_text import render_status
 from sync.cli.summary import render_fleet
 from sync.db import database
 from sync.db.connect import resolve_database_url

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOpti
 from sync.settings import MAX_QPS, Settings, parse_qps
 
 MAX_CONCURRENCY = 64
+log = logging.getLogger(__name__)
 
 
 def _int_in(lo: int, hi: int, what: str) -> Any:
@@ -48,6 +50,23 @@ def _int_in(lo: int, hi: int, what: str) -> Any:
         return value
 
     return parse
+
+
+AUTO = "auto"
+
+
+def lookback_days(text: str) -> int | str:
+    """--lookback-days: a number of days from 1 to 89, or `auto` (measured from the ledger)."""
+    if text == AUTO:
+        return AUTO
+    top = planner.MAX_NIGHTLY_LOOKBACK
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= top:
+        raise argparse.ArgumentTypeError(f"expected days from 1 to {top} or 'auto', got {text!r}")
+    return value
 
 
 def outage_seconds(text: str) -> float:
@@ -135,7 +154,14 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the job commands to the CLI's subparsers."""
     p = sub.add_parser("nightly", help="re-sync the last N billing dates (for cron)")
-    p.add_argument("--lookback-days", type=_int_in(1, 89, "a number of days"), default=7)
+    p.add_argument(
+        "--lookback-days",
+        type=lookback_days,
+        default=7,
+        metavar="N|auto",
+        help="billing dates to re-sync (1-89, default 7); auto: the lookback the ledger's "
+        "re-syncs measured (status --lateness), 7 while there is too little history",
+    )
     p.add_argument(
         "--today",
         type=_date,
@@ -174,6 +200,8 @@ _NIGHTLY_NAMES = {
 def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
     today: dt.date = args.today or planner.shanghai_today(now)
+    if args.lookback_days == AUTO:  # a number before anything is planned: the planner reads none
+        args.lookback_days, args.lookback_note = asyncio.run(_measured_lookback(args, settings))
     try:
         first, last = planner.nightly_dates(today, args.lookback_days)
         dates = planner.check_billing_dates(first, last, now)
@@ -185,6 +213,25 @@ def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
         }.get(exc.bound, "")
         raise SettingsError(flags + exc.worded(_NIGHTLY_NAMES)) from None
     return _sync("nightly", args, settings, dates, now)
+
+
+async def _measured_lookback(args: argparse.Namespace, settings: Settings) -> tuple[int, str]:
+    """`--lookback-days auto`: the lookback measured for the apps this run syncs (the apps
+    file's, those --app names; else the one app of the settings), and what it rests on."""
+    from sync.cli.lateness import resolve_auto
+
+    if settings.apps_file is not None:
+        ids = [app.id for app in load_apps_file(settings.apps_file, secrets=False).select(args.app)]
+    else:
+        ids = [settings.recorded_app]
+    return await resolve_auto(settings, ids)
+
+
+def _lookback_note(args: argparse.Namespace) -> None:
+    """Say what `--lookback-days auto` chose (in the log's format), if it was used."""
+    note = getattr(args, "lookback_note", None)
+    if note:
+        log.info("%s", note)
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -231,6 +278,7 @@ def _sync(
     if args.app:
         raise SettingsError("--app: needs an apps file (--apps FILE or TASKBOX_APPS_FILE)")
     configure_logging(args.log_format, secrets=secrets_of(settings))
+    _lookback_note(args)
     plan = planner.plan(dates, now)
     options = options_from(kind, args)
     if args.dry_run:
@@ -256,6 +304,7 @@ def _sync_apps(
     """The apps of an apps file (those --app names, else all), in one process."""
     apps = load_apps_file(apps_file).select(args.app)
     configure_logging(args.log_format, secrets=secrets_of(settings) + secrets_of_apps(apps))
+    _lookback_note(args)
     plan = planner.plan(dates, now)
     options = options_from(kind, args)
     if args.buffer_rows is None:

@@ -1,13 +1,8 @@
-"""What `taskbox-sync status` shows: queries over the ledger and the problems they reveal.
+"""What `taskbox-sync status` reads: queries over the ledger, assembled into the status data
+objects (sync.db.status_types) with the judgement of sync.db.status_rules.
 
-Nothing here prints: sync.cli.status draws the tables. Times are in China time (Asia/Shanghai),
-the platform's clock.
-
-When is a billing date completely synced? When the done partitions of full scope (scope '', no
-API filter), from any runs, cover its whole publish range without a gap: from the last second
-of that China-time day back to the oldest publish time the run could ask for (planner's
-`earliest_start` at that run's start, plus COVERAGE_SLACK). This catches a date whose newest
-window was synced but whose older windows failed or were never reached (an interrupted run).
+Nothing here prints: sync.cli.status_text and status_json draw the objects. Times are in China
+time (Asia/Shanghai), the platform's clock.
 
 Every answer is an app's: several apps share one database, and one app's partitions never make
 good, cover or count for another's (the apps are those of the ledger's runs, plus any the
@@ -18,186 +13,46 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sync import planner
 from sync.db import ledger, locks
+from sync.db import status_rules as rules
 from sync.db.schema import sync_partitions, sync_runs, video_daily_earnings
-from sync.db.statuses import PartitionStatus, RunStatus
-from sync.errors import SettingsError
+from sync.db.status_rules import choose_apps, days_left
+from sync.db.status_types import (
+    AppCheck,
+    AppStatus,
+    CheckReport,
+    DateSummary,
+    IncompleteDate,
+    PartitionInfo,
+    RunInfo,
+    StatusReport,
+    partition_info,
+    run_info,
+)
+from sync.db.statuses import PartitionStatus
 
-REACH_DAYS = 90  # a billing date leaves the API's reach this many days after itself
-WARN_DAYS_LEFT = 7  # an incomplete date this close to leaving the reach is a problem
-COVERAGE_SLACK = 3600  # seconds: a run's oldest window may start this much after earliest_start
-ERROR_WIDTH = 60
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """A sync_runs row."""
-
-    id: int
-    kind: str
-    app_id: str
-    params: dict[str, Any]
-    status: RunStatus
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    partitions_total: int
-    partitions_done: int
-    partitions_failed: int
-    partitions_skipped: int
-    rows_fetched: int
-    rows_inserted: int
-    rows_updated: int
-    rows_unchanged: int
-    rows_removed: int
-    rows_rejected: int
-    rows_foreign: int
-    api_calls: int
-    throttled: int
-    retries: int
-    qps_used: Decimal | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionInfo:
-    """A sync_partitions row, its window in Unix seconds."""
-
-    id: int
-    run_id: int
-    billing_date: dt.date
-    window_start: int
-    window_end: int
-    scope: str
-    status: PartitionStatus
-    attempts: int
-    pages: int
-    api_calls: int
-    rows_fetched: int
-    rows_inserted: int
-    rows_updated: int
-    rows_unchanged: int
-    rows_removed: int
-    rows_rejected: int
-    rows_repeated: int
-    texts_sanitized: int
-    last_log_id: str | None
-    err_no: int | None
-    error: str | None
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    # Last, with defaults: added with the apps, after code that builds these by position.
-    app_id: str = ""
-    rows_foreign: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DateSummary:
-    """A billing date: when a full-scope partition of it last succeeded, and its stored rows."""
-
-    billing_date: dt.date
-    last_synced_at: dt.datetime | None
-    rows: int
-
-
-@dataclass(frozen=True, slots=True)
-class IncompleteDate:
-    """A billing date never completely synced, and the days until it leaves the API's reach."""
-
-    billing_date: dt.date
-    days_left: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AppStatus:
-    """One app: its last nightly run and last run (either may be running), whether a run of it
-    is in progress (its run lock is held), its incomplete dates (oldest, the nearest to leaving
-    the reach, first), unrecovered failures, recent dates, stored rows, the keys its last run
-    found held by another app's rows, and its problems: `problems` one a line for the status
-    screen, `attention` the same in short for `--check`."""
-
-    app_id: str
-    last_nightly: RunInfo | None
-    last_run: RunInfo | None
-    running: bool
-    incomplete: list[IncompleteDate]
-    failures: list[PartitionInfo]
-    dates: list[DateSummary]
-    rows: int
-    rows_foreign: int
-    problems: list[str]
-    attention: list[str]
-
-    @property
-    def ok(self) -> bool:
-        """Whether the app needs no attention."""
-        return not self.problems
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """Everything `status` shows: the apps (by id), the recent runs of those apps; `problems`
-    are the apps' problems, each led by "app ID: "."""
-
-    today: dt.date
-    apps: list[AppStatus]
-    runs: list[RunInfo]
-    ok: bool
-    problems: list[str]
-
-
-def _run(row: Any) -> RunInfo:
-    m = dict(row._mapping)
-    m["status"] = RunStatus(m["status"])
-    return RunInfo(**{f.name: m[f.name] for f in fields(RunInfo)})
-
-
-def _partition(row: Any) -> PartitionInfo:
-    m = dict(row._mapping)
-    m["status"] = PartitionStatus(m["status"])
-    m["window_start"] = ledger.to_unix(m["window_start"])
-    m["window_end"] = ledger.to_unix(m["window_end"])
-    return PartitionInfo(**{f.name: m[f.name] for f in fields(PartitionInfo)})
-
-
-def days_left(billing_date: dt.date, today: dt.date) -> int:
-    """Days until `billing_date` leaves the API's 90-day reach (date + 90 days - today)."""
-    return (billing_date + dt.timedelta(days=REACH_DAYS) - today).days
-
-
-# -- queries --------------------------------------------------------------------------------
+__all__ = [  # the data objects and rules callers used to find here
+    "AppStatus",
+    "CheckReport",
+    "DateSummary",
+    "IncompleteDate",
+    "PartitionInfo",
+    "RunInfo",
+    "StatusReport",
+    "choose_apps",
+    "days_left",
+]
 
 
 async def ledger_apps(conn: AsyncConnection) -> list[str]:
     """The apps of the runs in the ledger, sorted."""
     result = await conn.execute(select(sync_runs.c.app_id).distinct().order_by(sync_runs.c.app_id))
     return list(result.scalars())
-
-
-def choose_apps(
-    recorded: Sequence[str], apps: Sequence[str] | None = None, only: Sequence[str] | None = None
-) -> list[str]:
-    """The apps to show, sorted: those `recorded` in the ledger and the `apps` the caller names,
-    narrowed to `only` when given. SettingsError names an app of `only` that is neither."""
-    known = sorted({*recorded, *(apps or ())})
-    if not only:
-        return known
-    for app_id in only:
-        if app_id not in known:
-            listed = ", ".join(known) if known else "none"
-            raise SettingsError(
-                f"unknown app {app_id!r}: no run of it is recorded (apps: {listed})"
-            )
-    wanted = set(only)
-    return [a for a in known if a in wanted]
 
 
 async def recent_runs(
@@ -207,7 +62,7 @@ async def recent_runs(
     query = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)
     if apps is not None:
         query = query.where(sync_runs.c.app_id.in_(apps))
-    return [_run(r) for r in await conn.execute(query)]
+    return [run_info(r) for r in await conn.execute(query)]
 
 
 async def last_runs(
@@ -218,7 +73,7 @@ async def last_runs(
     if kind is not None:
         query = query.where(sync_runs.c.kind == kind)
     query = query.order_by(sync_runs.c.id.desc()).limit(limit)
-    return [_run(r) for r in await conn.execute(query)]
+    return [run_info(r) for r in await conn.execute(query)]
 
 
 async def run_detail(
@@ -234,7 +89,7 @@ async def run_detail(
         .where(p.c.run_id == run_id)
         .order_by(p.c.billing_date, p.c.window_end.desc(), p.c.id)
     )
-    return _run(row), [_partition(r) for r in result]
+    return run_info(row), [partition_info(r) for r in result]
 
 
 async def stored_rows(conn: AsyncConnection, app_id: str) -> int:
@@ -293,17 +148,7 @@ async def unrecovered_failures(
     )
     if earliest_date is not None:
         query = query.where(failed.c.billing_date >= earliest_date)
-    return [_partition(r) for r in await conn.execute(query)]
-
-
-def _covered_from(end: int, windows: list[tuple[int, int, int]]) -> tuple[int, int | None]:
-    """Walk done windows (start, end, low) down from `end`: the lowest second reached without a
-    gap, and the `low` (oldest second its run could ask for) of the window that reached it."""
-    frontier, low = end + 1, None
-    while reach := [(s, lo) for s, e, lo in windows if e >= frontier - 1 and s < frontier]:
-        frontier, reached = min(reach)
-        low = reached
-    return frontier, low
+    return [partition_info(r) for r in await conn.execute(query)]
 
 
 async def incomplete_dates(
@@ -315,7 +160,7 @@ async def incomplete_dates(
     failures: Sequence[PartitionInfo] | None = None,
 ) -> list[IncompleteDate]:
     """The app's billing dates in [earliest_date, today - 1] never completely synced by its own
-    runs (see the module's docstring for the rule), oldest first; a date's reason names its
+    runs (see sync.db.status_rules for the rule), oldest first; a date's reason names its
     unrecovered failure (`failures`, the app's since `earliest_date`: read when not given)."""
     last = today - dt.timedelta(days=1)
     if earliest_date > last:
@@ -331,82 +176,13 @@ async def incomplete_dates(
             p.c.scope == "",
         )
     )
-    done: dict[dt.date, list[tuple[int, int, int]]] = {}
+    done: dict[dt.date, list[rules.DoneWindow]] = {}
     for d, start, end, run_started in result:
-        floor = planner.earliest_start(run_started.timestamp()) + COVERAGE_SLACK
+        floor = planner.earliest_start(run_started.timestamp()) + rules.COVERAGE_SLACK
         done.setdefault(d, []).append((ledger.to_unix(start), ledger.to_unix(end), floor))
     if failures is None:
         failures = await unrecovered_failures(conn, earliest_date, app_id=app_id)
-    failed = {f.billing_date: f for f in failures}
-    out: list[IncompleteDate] = []
-    for i in range((last - earliest_date).days + 1):
-        d = earliest_date + dt.timedelta(days=i)
-        windows = done.get(d)
-        if not windows:
-            reason = "never synced"
-        else:
-            frontier, low = _covered_from(planner.day_end(d), windows)
-            if low is not None and frontier <= low:
-                continue
-            if low is None:
-                reason = "the day's newest window was never synced"
-            else:
-                reason = f"publish times before {planner.shanghai_text(frontier)} not synced"
-        if d in failed:
-            f = failed[d]
-            code = f" err_no {f.err_no}" if f.err_no is not None else ""
-            reason += f"; failed{code}: {_excerpt(f.error or '', ERROR_WIDTH)}"
-        out.append(IncompleteDate(d, days_left(d, today), reason))
-    return out
-
-
-# -- judging --------------------------------------------------------------------------------
-
-
-def _days(n: int) -> str:
-    return f"{n} day{'' if n == 1 else 's'}"
-
-
-def _date_problems(incomplete: Sequence[IncompleteDate]) -> list[str]:
-    return [
-        f"billing date {i.billing_date} is incomplete and leaves the API's reach in "
-        f"{_days(i.days_left)}: {i.reason}"
-        for i in incomplete
-        if i.days_left <= WARN_DAYS_LEFT
-    ]
-
-
-def _dates_in_short(incomplete: Sequence[IncompleteDate]) -> list[str]:
-    """One problem for the incomplete dates, if the nearest to leaving the reach is near."""
-    if not incomplete or incomplete[0].days_left > WARN_DAYS_LEFT:
-        return []
-    n, nearest = len(incomplete), incomplete[0]
-    return [
-        f"{n} billing date{'' if n == 1 else 's'} incomplete, {nearest.billing_date} leaves "
-        f"the API's reach in {_days(nearest.days_left)}"
-    ]
-
-
-def _nightly_problems(
-    nightly: Sequence[RunInfo], running: bool, today: dt.date, max_age: int
-) -> list[str]:
-    """The problems of an app's last nightly runs (newest first, two), `running` when a run of
-    the app holds its lock."""
-    runs = list(nightly)
-    if runs and runs[0].status is RunStatus.RUNNING:
-        if not running:
-            return [f"the last nightly run ({runs[0].id}) stopped without finishing"]
-        runs = runs[1:]  # in progress: judge the one before it
-    if not runs:
-        return ["no finished nightly run is recorded"]
-    run, problems = runs[0], []
-    if run.status is not RunStatus.SUCCEEDED:
-        why = f": {_excerpt(run.error, ERROR_WIDTH)}" if run.error else ""
-        problems.append(f"the last nightly run ({run.id}) ended {run.status}{why}")
-    started = run.started_at.astimezone(planner.SHANGHAI).date()
-    if (today - started).days > max_age:
-        problems.append(f"the last nightly run ({run.id}) started on {started}")
-    return problems
+    return rules.incomplete_dates(today, earliest_date, done, failures)
 
 
 async def app_status(
@@ -425,7 +201,7 @@ async def app_status(
     running = await locks.lock_held_elsewhere(conn, app_id)
     failures = await unrecovered_failures(conn, earliest, app_id=app_id)
     incomplete = await incomplete_dates(conn, today, earliest, app_id=app_id, failures=failures)
-    judged = _nightly_problems(nightly, running, today, max_nightly_age_days)
+    judged = rules.nightly_problems(nightly, running, today, max_nightly_age_days)
     dates = [today - dt.timedelta(days=i) for i in range(recent_days, 0, -1)]
     return AppStatus(
         app_id=app_id,
@@ -437,15 +213,42 @@ async def app_status(
         dates=await billing_date_summary(conn, dates, app_id=app_id),
         rows=await stored_rows(conn, app_id) if recent_days else 0,
         rows_foreign=last[0].rows_foreign if last else 0,
-        problems=_date_problems(incomplete) + judged,
-        attention=_dates_in_short(incomplete) + judged,
+        problems=rules.date_problems(incomplete) + judged,
+        attention=rules.dates_in_short(incomplete) + judged,
     )
 
 
-async def _apps(
+async def chosen_apps(
     conn: AsyncConnection, apps: Sequence[str] | None, only: Sequence[str] | None
 ) -> list[str]:
+    """The apps to show: the ledger's and `apps`, narrowed to `only` (see `choose_apps`)."""
     return choose_apps(await ledger_apps(conn), apps, only)
+
+
+async def check_report(
+    conn: AsyncConnection,
+    today: dt.date,
+    *,
+    apps: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
+    max_nightly_age_days: int = 2,
+) -> CheckReport:
+    """The verdict for monitoring, over every app (see `choose_apps` for `apps` and `only`):
+    an app's problems are its incomplete dates when the nearest has at most WARN_DAYS_LEFT days
+    left in the reach (one problem: how many, and the nearest), or a last nightly run that did
+    not succeed (or is missing, or older than `max_nightly_age_days`). A nightly run in
+    progress is not judged. No app at all is a problem too."""
+    chosen = await chosen_apps(conn, apps, only)
+    if not chosen:
+        return CheckReport(today, [], False, [rules.NO_APP])
+    checked: list[AppCheck] = []
+    for app_id in chosen:
+        app = await app_status(
+            conn, app_id, today, recent_days=0, max_nightly_age_days=max_nightly_age_days
+        )
+        checked.append(AppCheck(app_id, app.attention))
+    problems = [f"app {a.app_id}: {p}" for a in checked for p in a.problems]
+    return CheckReport(today, checked, not problems, problems)
 
 
 async def check(
@@ -456,21 +259,11 @@ async def check(
     only: Sequence[str] | None = None,
     max_nightly_age_days: int = 2,
 ) -> tuple[bool, list[str]]:
-    """(ok, problems) for monitoring, over every app (see `choose_apps` for `apps` and `only`),
-    a problem led by "app ID: ": incomplete dates when the nearest has at most WARN_DAYS_LEFT
-    days left in the reach (one problem: how many, and the nearest), or a last nightly run
-    that did not succeed (or is missing, or older than `max_nightly_age_days`). A nightly run
-    in progress is not judged. No app at all is a problem too."""
-    chosen = await _apps(conn, apps, only)
-    if not chosen:
-        return False, ["no finished nightly run is recorded"]
-    problems: list[str] = []
-    for app_id in chosen:
-        app = await app_status(
-            conn, app_id, today, recent_days=0, max_nightly_age_days=max_nightly_age_days
-        )
-        problems += [f"app {app_id}: {p}" for p in app.attention]
-    return not problems, problems
+    """(ok, problems) of `check_report`, each problem led by "app ID: "."""
+    report = await check_report(
+        conn, today, apps=apps, only=only, max_nightly_age_days=max_nightly_age_days
+    )
+    return report.ok, report.problems
 
 
 async def collect_status(
@@ -484,11 +277,11 @@ async def collect_status(
 ) -> StatusReport:
     """Everything `status` shows, for `today` (China time), over the apps `choose_apps` gives
     for `apps` and `only`; `ok` and `problems` as in `check`, each date's problem apart."""
-    chosen = await _apps(conn, apps, only)
+    chosen = await chosen_apps(conn, apps, only)
     shown = [await app_status(conn, a, today, recent_days=recent_days) for a in chosen]
     problems = [f"app {a.app_id}: {p}" for a in shown for p in a.problems]
     if not shown:
-        problems = ["no finished nightly run is recorded"]
+        problems = [rules.NO_APP]
     return StatusReport(
         today=today,
         apps=shown,
@@ -496,9 +289,3 @@ async def collect_status(
         ok=not problems,
         problems=problems,
     )
-
-
-def _excerpt(value: str, limit: int) -> str:
-    """An error's text for a one-line message: whitespace collapsed, at most `limit` characters."""
-    flat = " ".join(value.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
