@@ -1,36 +1,35 @@
-"""The job commands: nightly, backfill, status, demo (and the talent commands' registration)."""
+"""The job commands nightly and backfill: their flags, and their handlers.
+
+The flags are built from light modules only (`taskbox-sync nightly --help` and usage errors
+load neither the database nor the HTTP stack); a handler imports the run's modules.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import datetime as dt
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync import planner
-from sync.apps import AppConfig, load_apps_file, secrets_of_apps, settings_for
-from sync.cli.exits import fleet_exit_status, run_exit_status
-from sync.cli.summary import render_fleet, render_result
-from sync.db.connect import open_engine
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
-from sync.pipeline.engine import run_app
-from sync.pipeline.fleet import (
+from sync.pipeline.defaults import (
     DEFAULT_APPS_AT_ONCE,
+    DEFAULT_BUFFER_ROWS,
+    DEFAULT_CONCURRENCY,
     FLEET_BUFFER_ROWS,
-    POOL_TIMEOUT,
-    FleetApp,
-    FleetResult,
-    pool_size,
-    run_fleet,
 )
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
-from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.settings import MAX_QPS, Settings, parse_qps
+
+if TYPE_CHECKING:  # the parser is built from this module: the run's modules load in handlers
+    from sync.apps import AppConfig
+    from sync.pipeline.fleet import FleetApp, FleetResult
+    from sync.pipeline.runs import RunOptions, RunResult
 
 MAX_CONCURRENCY = 64
 
@@ -130,8 +129,8 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
 
 
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add the job commands to the CLI's subparsers."""
+def register_nightly(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `nightly` to the CLI's subparsers."""
     p = sub.add_parser("nightly", help="re-sync the last N billing dates (for cron)")
     p.add_argument("--lookback-days", type=_int_in(1, 89, "a number of days"), default=7)
     p.add_argument(
@@ -143,19 +142,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_nightly)
 
+
+def register_backfill(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `backfill` to the CLI's subparsers."""
     p = sub.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
     p.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_backfill)
-
-    from sync.cli import demo  # each command registers its own flags
-    from sync.cli import status as status_cmd
-    from sync.cli import talents as talents_cmd
-
-    status_cmd.register(sub)
-    demo.register(sub)
-    talents_cmd.register(sub)
 
 
 # How each command's flags name the bounds of its dates in the planner's messages.
@@ -193,6 +187,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
+    from sync.pipeline.runs import RunOptions
+
     return RunOptions(
         kind=kind,
         page_size=args.page_size,
@@ -221,6 +217,11 @@ def secrets_of(settings: Settings) -> list[str]:
 def _sync(
     kind: str, args: argparse.Namespace, settings: Settings, dates: list[Any], now: float
 ) -> int:
+    import asyncio
+
+    from sync.cli.exits import run_exit_status
+    from sync.cli.summary import render_result
+
     if settings.apps_file is not None:
         return _sync_apps(kind, args, settings, settings.apps_file, dates, now)
     if args.app:
@@ -249,6 +250,13 @@ def _sync_apps(
     now: float,
 ) -> int:
     """The apps of an apps file (those --app names, else all), in one process."""
+    import asyncio
+
+    from sync.apps import load_apps_file, secrets_of_apps, settings_for
+    from sync.cli.exits import fleet_exit_status
+    from sync.cli.summary import render_fleet
+    from sync.pipeline.fleet import FleetApp
+
     apps = load_apps_file(apps_file).select(args.app)
     configure_logging(args.log_format, secrets=secrets_of(settings) + secrets_of_apps(apps))
     plan = planner.plan(dates, now)
@@ -287,6 +295,9 @@ async def run_apps(
     """Several apps over one database pool: a lock connection per app running, and writers.
     Partitions take a connection only to write, so waiting for one is normal: no pool timeout
     short enough to fail a partition."""
+    from sync.db.connect import open_engine
+    from sync.pipeline.fleet import POOL_TIMEOUT, pool_size, run_fleet
+
     at_once = min(apps_at_once, len(apps))
     pool = pool_size(at_once, options.concurrency)
     async with open_engine(settings, pool_size=pool, pool_timeout=POOL_TIMEOUT) as db:
@@ -294,5 +305,8 @@ async def run_apps(
 
 
 async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:
+    from sync.db.connect import open_engine
+    from sync.pipeline.engine import run_app
+
     async with open_engine(settings, pool_size=options.concurrency + 2) as db:
         return await run_app(db, settings, options, plan)

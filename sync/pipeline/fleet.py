@@ -28,6 +28,8 @@ from sync.api.http import new_session
 from sync.db.statuses import RunStatus
 from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
 from sync.pipeline.budget import RowBudget
+from sync.pipeline.defaults import DEFAULT_APPS_AT_ONCE as DEFAULT_APPS_AT_ONCE
+from sync.pipeline.defaults import FLEET_BUFFER_ROWS as FLEET_BUFFER_ROWS
 from sync.pipeline.engine import SyncRun
 from sync.pipeline.outage import Backoff
 from sync.pipeline.runs import RunOptions, RunResult
@@ -36,17 +38,6 @@ from sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Apps synced at once: each may use its own 10 QPS, but a small app uses about half of it (it
-# waits for its last answers, 0.5-3 s, and its merges before its slot frees), so it takes 24 to
-# keep >100 requests/s busy when the platform answers in 0.5-3 s (bench `fleet-small`, 200 apps
-# of 200 videos: 16 at once 78 requests/s, 24 118, 32 158); each holds one database connection
-# for its lock, so the pool is 24 + 16 writers + 4 overflow = 44 (32 would take 52).
-DEFAULT_APPS_AT_ONCE = 24
-# The rows in memory, all apps together (`--buffer-rows` with an apps file). One app's 10 pages
-# a second need ~4 pages in memory; several apps on full pages need more to keep both the
-# decoding and the database busy: 4 apps of 1 M rows made 93,700 rows/s at 40,000 and 102,800 at
-# 80,000 (bench fleet-big, peak RSS 194 -> 274 MB).
-FLEET_BUFFER_ROWS = 80_000
 MAX_SOCKETS = 512  # HTTP connections of the shared session, all apps together
 MAX_WRITERS = 16  # database connections for the partitions of all apps together
 POOL_TIMEOUT = 3600.0  # partitions wait for a writer's connection: normal, never a failure

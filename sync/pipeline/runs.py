@@ -12,12 +12,9 @@ from sync.api.retry import RetryPolicy
 from sync.db.counts import RunCounts
 from sync.db.statuses import RunStatus
 from sync.errors import TaskboxError
+from sync.pipeline.defaults import DEFAULT_BUFFER_ROWS as DEFAULT_BUFFER_ROWS
+from sync.pipeline.defaults import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
-
-# Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
-DEFAULT_CONCURRENCY = 32
-# Rows in memory at once (sync.pipeline.budget): 4 full pages, ~60 MB decoded.
-DEFAULT_BUFFER_ROWS = 40_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
