@@ -7,8 +7,10 @@ load neither the database nor the HTTP stack); a handler imports the run's modul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +29,11 @@ from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
 from sync.settings import MAX_QPS, Settings, parse_qps
 
 if TYPE_CHECKING:  # the parser is built from this module: the run's modules load in handlers
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from sync.apps import AppConfig
-    from sync.pipeline.fleet import FleetApp, FleetResult
+    from sync.cli.progress_bar import TerminalProgress
+    from sync.pipeline.fleet import AppOutcome, FleetApp, FleetResult
     from sync.pipeline.runs import RunOptions, RunResult
 
 MAX_CONCURRENCY = 64
@@ -84,6 +89,18 @@ def _qps(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--qps: ")) from None
 
 
+def metrics_path(text: str) -> Path:
+    """--metrics-file: a *.prom file in a folder that exists (checked before the run)."""
+    path = Path(text)
+    if path.suffix != ".prom":
+        raise argparse.ArgumentTypeError(
+            f"expected a file ending in .prom (node_exporter reads only those), got {text!r}"
+        )
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {str(path.parent)!r}")
+    return path
+
+
 def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--douyin-id", help="only this creator's videos (API filter)")
     p.add_argument("--agency-client-key", help="only this agency's videos (API filter)")
@@ -126,6 +143,13 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="do not resume an unfinished run")
     add_outage_flag(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--metrics-file",
+        type=metrics_path,
+        metavar="PATH",
+        help="write Prometheus metrics there after the run (node_exporter's textfile collector "
+        "reads *.prom)",
+    )
     p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
 
 
@@ -234,7 +258,10 @@ def _sync(
             print(line)
         return 0
     settings.require_daily_data_credentials()
-    result = asyncio.run(run_sync(settings, options, plan))
+    bar = terminal_progress(args.log_format, apps=1, plan=plan)
+    result = asyncio.run(
+        run_sync(settings, options, plan, progress=bar, metrics_file=args.metrics_file)
+    )
     print(render_result(result))
     if result.stop_error is not None:  # the database stayed away, or the lock was taken
         raise result.stop_error  # the CLI prints it as the one line, with its exit status
@@ -268,7 +295,18 @@ def _sync_apps(
             print(line)
         return 0
     fleet = [FleetApp(app.id, settings_for(settings, app)) for app in apps]
-    result = asyncio.run(run_apps(settings, fleet, options, plan, args.apps_at_once))
+    bar = terminal_progress(args.log_format, apps=len(fleet), plan=plan)
+    result = asyncio.run(
+        run_apps(
+            settings,
+            fleet,
+            options,
+            plan,
+            args.apps_at_once,
+            progress=bar,
+            metrics_file=args.metrics_file,
+        )
+    )
     print(render_fleet(result))
     return fleet_exit_status(result)
 
@@ -291,22 +329,72 @@ async def run_apps(
     options: RunOptions,
     plan: planner.Plan,
     apps_at_once: int,
+    *,
+    progress: TerminalProgress | None = None,
+    metrics_file: Path | None = None,
 ) -> FleetResult:
     """Several apps over one database pool: a lock connection per app running, and writers.
     Partitions take a connection only to write, so waiting for one is normal: no pool timeout
-    short enough to fail a partition."""
+    short enough to fail a partition. `progress`: bars drawn while it runs; `metrics_file`:
+    written once every app is over."""
     from sync.db.connect import open_engine
     from sync.pipeline.fleet import POOL_TIMEOUT, pool_size, run_fleet
 
     at_once = min(apps_at_once, len(apps))
     pool = pool_size(at_once, options.concurrency)
     async with open_engine(settings, pool_size=pool, pool_timeout=POOL_TIMEOUT) as db:
-        return await run_fleet(db, apps, options, plan, apps_at_once=at_once)
+        async with progress or contextlib.nullcontext():
+            result = await run_fleet(
+                db, apps, options, plan, apps_at_once=at_once, progress=progress
+            )
+        if metrics_file is not None:
+            from sync.metrics import write_metrics
+
+            await write_metrics(metrics_file, result.apps, db, kind=options.kind)
+        return result
 
 
-async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:
+async def run_sync(
+    settings: Settings,
+    options: RunOptions,
+    plan: planner.Plan,
+    *,
+    progress: TerminalProgress | None = None,
+    metrics_file: Path | None = None,
+) -> RunResult:
+    """One app's run. `progress`: a bar drawn while it runs; `metrics_file`: written after it,
+    also when it could not start (locked, credentials refused)."""
     from sync.db.connect import open_engine
+    from sync.errors import TaskboxError
     from sync.pipeline.engine import run_app
+    from sync.pipeline.fleet import AppOutcome
 
     async with open_engine(settings, pool_size=options.concurrency + 2) as db:
-        return await run_app(db, settings, options, plan)
+        try:
+            async with progress or contextlib.nullcontext():
+                result = await run_app(db, settings, options, plan, progress=progress)
+        except TaskboxError as exc:
+            if metrics_file is not None:
+                outcome = AppOutcome(settings.recorded_app, None, exc)
+                await _write_metrics(metrics_file, outcome, db, options.kind)
+            raise
+        if metrics_file is not None:
+            outcome = AppOutcome(settings.recorded_app, result, result.stop_error)
+            await _write_metrics(metrics_file, outcome, db, options.kind)
+        return result
+
+
+async def _write_metrics(path: Path, outcome: AppOutcome, db: AsyncEngine, kind: str) -> None:
+    from sync.metrics import write_metrics
+
+    await write_metrics(path, [outcome], db, kind=kind)
+
+
+def terminal_progress(log_format: str, *, apps: int, plan: planner.Plan) -> TerminalProgress | None:
+    """Bars on the terminal, when stderr is one and the log is text; else None (the pipeline
+    logs progress lines)."""
+    if log_format != "text" or not sys.stderr.isatty():
+        return None
+    from sync.cli.progress_bar import TerminalProgress
+
+    return TerminalProgress(apps=apps, min_calls=plan.min_calls)

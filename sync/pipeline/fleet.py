@@ -32,6 +32,7 @@ from sync.pipeline.defaults import DEFAULT_APPS_AT_ONCE as DEFAULT_APPS_AT_ONCE
 from sync.pipeline.defaults import FLEET_BUFFER_ROWS as FLEET_BUFFER_ROWS
 from sync.pipeline.engine import SyncRun
 from sync.pipeline.outage import Backoff
+from sync.pipeline.progress import LogProgress, ProgressWatcher
 from sync.pipeline.runs import RunOptions, RunResult
 from sync.planner import Plan
 from sync.settings import Settings
@@ -123,10 +124,13 @@ async def run_fleet(
     apps_at_once: int = DEFAULT_APPS_AT_ONCE,
     progress_interval: float | None = None,
     outage_backoff: Backoff | None = None,
+    progress: ProgressWatcher | None = None,
 ) -> FleetResult:
     """Sync every app of `apps` over the same plan; the engine `db` is shared (size its pool for
-    `apps_at_once` lock connections plus the writers)."""
+    `apps_at_once` lock connections plus the writers). `progress` is told of every app's run
+    (default: log lines naming the app every `progress_interval` seconds)."""
     started = time.monotonic()
+    watcher = progress or LogProgress(progress_interval, named=True)
     fleet = _Fleet()
     slots = asyncio.Semaphore(apps_at_once)
     budget = RowBudget(max(options.buffer_rows, options.page_size))
@@ -145,10 +149,10 @@ async def run_fleet(
                     options,
                     plan,
                     app_id=app.app_id,
-                    progress_interval=progress_interval,
                     outage_backoff=outage_backoff,
                     budget=budget,
                     alone=False,
+                    progress=watcher,
                 )
                 fleet.running.add(run)
                 try:
