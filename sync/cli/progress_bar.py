@@ -111,9 +111,9 @@ class TerminalProgress:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
         grid.add_column(no_wrap=True)
-        for i in range(FIGURE_CELLS):
-            justify = "left" if i == FIGURE_CELLS - 1 else "right"
-            grid.add_column(no_wrap=True, overflow="ellipsis", justify=justify)
+        for _ in range(FIGURE_CELLS - 1):
+            grid.add_column(no_wrap=True, overflow="ellipsis", justify="right")
+        grid.add_column(no_wrap=True, overflow="ellipsis")  # the time left
         running = [run.snapshot() for run in self._running]
         if self.apps == 1:
             shown = running or self._finished[-1:]
