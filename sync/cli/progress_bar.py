@@ -165,10 +165,10 @@ class TerminalProgress:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._live is not None:
+        if self._logs is not None:  # log lines straight to stderr again
+            self._logs.close()
+            self._logs = None
+        if self._live is not None:  # the final figures stay on the screen
             self._live.update(self.render(), refresh=True)
             self._live.stop()
             self._live = None
-        if self._logs is not None:
-            self._logs.close()
-            self._logs = None
