@@ -6,11 +6,13 @@ known secret value that slips into a record (a URL in an exception text, say) wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 from urllib.parse import quote
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -95,3 +97,21 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     logging.getLogger("sync").setLevel(level)
     logging.getLogger("bench").setLevel(level)
+
+
+@contextlib.contextmanager
+def log_stream(stream: TextIO) -> Iterator[None]:
+    """Send the log lines to `stream` for a while (a live display's proxy of stderr, which prints
+    them above the display), then back where they went."""
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    before = [h.setStream(stream) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, before, strict=True):
+            if old is not None:
+                handler.setStream(old)

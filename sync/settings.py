@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from sync.errors import SettingsError
 
 DEFAULT_OPEN_BASE_URL = "https://open.douyin.com"
@@ -45,6 +42,9 @@ class Secret:
 
 def redact_database_url(url: str) -> str:
     """The URL with its password replaced by ***; unparseable URLs are not echoed at all."""
+    from sqlalchemy.engine import make_url  # here: the command line starts without SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
@@ -53,6 +53,9 @@ def redact_database_url(url: str) -> str:
 
 def normalize_database_url(url: str) -> str:
     """Accept postgresql://, postgres:// and postgresql+asyncpg://; return the asyncpg form."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):

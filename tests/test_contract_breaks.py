@@ -474,7 +474,8 @@ async def test_negative_money_is_stored_and_noted(
     engine: AsyncEngine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Negative figures (clawbacks) are stored as sent and noted in the log, not rejected."""
+    """Negative figures (clawbacks) are stored as sent and counted as notes for the summary, not
+    rejected, and no page is logged for them."""
     rows = [
         item(VIDEO_IDS[0], part.day, part.publish(0), GMV1d=-500, RefundGMV1d=-1),
         item(VIDEO_IDS[1], part.day, part.publish(1), ExpectedProfit=Decimal("-12.50")),
@@ -487,7 +488,8 @@ async def test_negative_money_is_stored_and_noted(
     table = await stored(engine, part.day)
     assert (table[VIDEO_IDS[0]]["gmv_1d"], table[VIDEO_IDS[0]]["refund_gmv_1d"]) == (-500, -1)
     assert table[VIDEO_IDS[1]]["expected_profit"] == Decimal("-12.50")
-    assert any("negative" in r.getMessage() for r in caplog.records), caplog.text
+    assert result.notes.counts == {"negative amounts": 3}, result.notes
+    assert not any("negative" in r.getMessage() for r in caplog.records), caplog.text
 
 
 async def test_unexpected_fields_are_kept_in_extra(

@@ -1,4 +1,5 @@
-"""The package's data path reads one way: command line -> pipeline -> API -> records -> store.
+"""The package's data path reads one way: command line -> metrics -> pipeline -> API -> records ->
+store.
 
 A sub-package imports only those after it in that order, plus the shared modules (errors,
 settings, the apps file, the pure planner and lateness measure, logging set-up and the pure
@@ -16,7 +17,7 @@ import pytest
 SYNC = Path(__file__).resolve().parent.parent / "sync"
 
 # Earlier may import later, never the other way round.
-ORDER = ["cli", "pipeline", "api", "records", "db"]
+ORDER = ["cli", "metrics", "pipeline", "api", "records", "db"]
 SHARED = {"errors", "settings", "apps", "planner", "lateness", "logs", "talents", "__version__"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from sync.db.statuses import RunStatus
 from sync.errors import (
@@ -21,8 +22,10 @@ from sync.errors import (
     SettingsError,
     TaskboxError,
 )
-from sync.pipeline.fleet import FleetResult, Outcome
-from sync.pipeline.runs import RunResult
+
+if TYPE_CHECKING:  # the parser uses this module: it must not load the pipeline
+    from sync.pipeline.fleet import FleetResult
+    from sync.pipeline.runs import RunResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_UNAVAILABLE = 69
@@ -61,6 +64,8 @@ def fleet_exit_status(result: FleetResult) -> int:
     """The exit status of a run of several apps: 0 when no app failed (apps locked elsewhere
     are skipped, not failed), 1 when any failed, 75 only when every app was locked; a signal's
     or a database outage's status when one stopped the run."""
+    from sync.pipeline.fleet import Outcome
+
     if result.signal_number is not None:
         return 128 + result.signal_number
     outcomes = [a.outcome for a in result.apps]

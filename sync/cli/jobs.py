@@ -1,39 +1,42 @@
-"""The job commands: nightly, backfill, status, demo (and the talent commands' registration)."""
+"""The job commands nightly and backfill: their flags, and their handlers.
+
+The flags are built from light modules only (`taskbox-sync nightly --help` and usage errors
+load neither the database nor the HTTP stack); a handler imports the run's modules.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync import planner
-from sync.apps import AppConfig, load_apps_file, secrets_of_apps, settings_for
-from sync.cli.apps import provider_sealer, token_factory
-from sync.cli.exits import fleet_exit_status, run_exit_status
-from sync.cli.summary import render_fleet, render_result
-from sync.db.connect import open_engine
-from sync.db.vault import Sealer
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
-from sync.pipeline.engine import run_app
-from sync.pipeline.fleet import (
+from sync.pipeline.defaults import (
     DEFAULT_APPS_AT_ONCE,
+    DEFAULT_BUFFER_ROWS,
+    DEFAULT_CONCURRENCY,
     FLEET_BUFFER_ROWS,
-    POOL_TIMEOUT,
-    FleetApp,
-    FleetResult,
-    pool_size,
-    run_fleet,
 )
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
-from sync.pipeline.runs import DEFAULT_BUFFER_ROWS, DEFAULT_CONCURRENCY, RunOptions, RunResult
 from sync.settings import MAX_QPS, Settings, parse_qps
+
+if TYPE_CHECKING:  # the parser is built from this module: the run's modules load in handlers
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from sync.apps import AppConfig
+    from sync.cli.progress_bar import TerminalProgress
+    from sync.db.vault import Sealer
+    from sync.pipeline.fleet import AppOutcome, FleetApp, FleetResult
+    from sync.pipeline.runs import RunOptions, RunResult
 
 MAX_CONCURRENCY = 64
 log = logging.getLogger(__name__)
@@ -106,6 +109,18 @@ def _qps(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--qps: ")) from None
 
 
+def metrics_path(text: str) -> Path:
+    """--metrics-file: a *.prom file in a folder that exists (checked before the run)."""
+    path = Path(text)
+    if path.suffix != ".prom":
+        raise argparse.ArgumentTypeError(
+            f"expected a file ending in .prom (node_exporter reads only those), got {text!r}"
+        )
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {str(path.parent)!r}")
+    return path
+
+
 def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--douyin-id", help="only this creator's videos (API filter)")
     p.add_argument("--agency-client-key", help="only this agency's videos (API filter)")
@@ -148,11 +163,18 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="do not resume an unfinished run")
     add_outage_flag(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--metrics-file",
+        type=metrics_path,
+        metavar="PATH",
+        help="write Prometheus metrics there after the run (node_exporter's textfile collector "
+        "reads *.prom)",
+    )
     p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
 
 
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add the job commands to the CLI's subparsers."""
+def register_nightly(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `nightly` to the CLI's subparsers."""
     p = sub.add_parser("nightly", help="re-sync the last N billing dates (for cron)")
     p.add_argument(
         "--lookback-days",
@@ -171,21 +193,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_nightly)
 
+
+def register_backfill(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `backfill` to the CLI's subparsers."""
     p = sub.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
     p.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_backfill)
-
-    from sync.cli import apps as apps_cmd
-    from sync.cli import demo  # each command registers its own flags
-    from sync.cli import status as status_cmd
-    from sync.cli import talents as talents_cmd
-
-    status_cmd.register(sub)
-    demo.register(sub)
-    talents_cmd.register(sub)
-    apps_cmd.register(sub)
 
 
 # How each command's flags name the bounds of its dates in the planner's messages.
@@ -201,6 +216,8 @@ def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
     today: dt.date = args.today or planner.shanghai_today(now)
     if args.lookback_days == AUTO:  # a number before anything is planned: the planner reads none
+        import asyncio
+
         args.lookback_days, args.lookback_note = asyncio.run(_measured_lookback(args, settings))
     try:
         first, last = planner.nightly_dates(today, args.lookback_days)
@@ -218,6 +235,7 @@ def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
 async def _measured_lookback(args: argparse.Namespace, settings: Settings) -> tuple[int, str]:
     """`--lookback-days auto`: the lookback measured for the apps this run syncs (the apps
     file's, those --app names; else the one app of the settings), and what it rests on."""
+    from sync.apps import load_apps_file
     from sync.cli.lateness import resolve_auto
 
     if settings.apps_file is not None:
@@ -244,6 +262,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def options_from(kind: str, args: argparse.Namespace) -> RunOptions:
+    from sync.pipeline.runs import RunOptions
+
     return RunOptions(
         kind=kind,
         page_size=args.page_size,
@@ -273,6 +293,11 @@ def secrets_of(settings: Settings) -> list[str]:
 def _sync(
     kind: str, args: argparse.Namespace, settings: Settings, dates: list[Any], now: float
 ) -> int:
+    import asyncio
+
+    from sync.cli.exits import run_exit_status
+    from sync.cli.summary import render_result
+
     if settings.apps_file is not None:
         return _sync_apps(kind, args, settings, settings.apps_file, dates, now)
     if args.app:
@@ -286,7 +311,10 @@ def _sync(
             print(line)
         return 0
     settings.require_daily_data_credentials()
-    result = asyncio.run(run_sync(settings, options, plan))
+    bar = terminal_progress(args.log_format, apps=1, plan=plan)
+    result = asyncio.run(
+        run_sync(settings, options, plan, progress=bar, metrics_file=args.metrics_file)
+    )
     print(render_result(result))
     if result.stop_error is not None:  # the database stayed away, or the lock was taken
         raise result.stop_error  # the CLI prints it as the one line, with its exit status
@@ -302,6 +330,13 @@ def _sync_apps(
     now: float,
 ) -> int:
     """The apps of an apps file (those --app names, else all), in one process."""
+    import asyncio
+
+    from sync.apps import load_apps_file, secrets_of_apps, settings_for
+    from sync.cli.exits import fleet_exit_status
+    from sync.cli.summary import render_fleet
+    from sync.pipeline.fleet import FleetApp
+
     apps = load_apps_file(apps_file).select(args.app)
     configure_logging(args.log_format, secrets=secrets_of(settings) + secrets_of_apps(apps))
     _lookback_note(args)
@@ -313,9 +348,23 @@ def _sync_apps(
         for line in describe_apps(plan, apps, settings):
             print(line)
         return 0
+    from sync.cli.apps import provider_sealer
+
     sealer = provider_sealer(settings, apps)  # a missing key: refused before any call
     fleet = [FleetApp(app.id, settings_for(settings, app)) for app in apps]
-    result = asyncio.run(run_apps(settings, fleet, options, plan, args.apps_at_once, sealer))
+    bar = terminal_progress(args.log_format, apps=len(fleet), plan=plan)
+    result = asyncio.run(
+        run_apps(
+            settings,
+            fleet,
+            options,
+            plan,
+            args.apps_at_once,
+            progress=bar,
+            metrics_file=args.metrics_file,
+            sealer=sealer,
+        )
+    )
     print(render_fleet(result))
     return fleet_exit_status(result)
 
@@ -338,18 +387,75 @@ async def run_apps(
     options: RunOptions,
     plan: planner.Plan,
     apps_at_once: int,
+    *,
+    progress: TerminalProgress | None = None,
+    metrics_file: Path | None = None,
     sealer: Sealer | None = None,
 ) -> FleetResult:
     """Several apps over one database pool: a lock connection per app running, and writers.
     Partitions take a connection only to write, so waiting for one is normal: no pool timeout
-    short enough to fail a partition."""
+    short enough to fail a partition. `progress`: bars drawn while it runs; `metrics_file`:
+    written once every app is over."""
+    from sync.cli.apps import token_factory
+    from sync.db.connect import open_engine
+    from sync.pipeline.fleet import POOL_TIMEOUT, pool_size, run_fleet
+
     at_once = min(apps_at_once, len(apps))
     pool = pool_size(at_once, options.concurrency)
     async with open_engine(settings, pool_size=pool, pool_timeout=POOL_TIMEOUT) as db:
         tokens = token_factory(sealer, db)
-        return await run_fleet(db, apps, options, plan, apps_at_once=at_once, tokens=tokens)
+        async with progress or contextlib.nullcontext():
+            result = await run_fleet(
+                db, apps, options, plan, apps_at_once=at_once, progress=progress, tokens=tokens
+            )
+        if metrics_file is not None:
+            from sync.metrics import write_metrics
+
+            await write_metrics(metrics_file, result.apps, db, kind=options.kind)
+        return result
 
 
-async def run_sync(settings: Settings, options: RunOptions, plan: planner.Plan) -> RunResult:
+async def run_sync(
+    settings: Settings,
+    options: RunOptions,
+    plan: planner.Plan,
+    *,
+    progress: TerminalProgress | None = None,
+    metrics_file: Path | None = None,
+) -> RunResult:
+    """One app's run. `progress`: a bar drawn while it runs; `metrics_file`: written after it,
+    also when it could not start (locked, credentials refused)."""
+    from sync.db.connect import open_engine
+    from sync.errors import TaskboxError
+    from sync.pipeline.engine import run_app
+    from sync.pipeline.fleet import AppOutcome
+
     async with open_engine(settings, pool_size=options.concurrency + 2) as db:
-        return await run_app(db, settings, options, plan)
+        try:
+            async with progress or contextlib.nullcontext():
+                result = await run_app(db, settings, options, plan, progress=progress)
+        except TaskboxError as exc:
+            if metrics_file is not None:
+                outcome = AppOutcome(settings.recorded_app, None, exc)
+                await _write_metrics(metrics_file, outcome, db, options.kind)
+            raise
+        if metrics_file is not None:
+            outcome = AppOutcome(settings.recorded_app, result, result.stop_error)
+            await _write_metrics(metrics_file, outcome, db, options.kind)
+        return result
+
+
+async def _write_metrics(path: Path, outcome: AppOutcome, db: AsyncEngine, kind: str) -> None:
+    from sync.metrics import write_metrics
+
+    await write_metrics(path, [outcome], db, kind=kind)
+
+
+def terminal_progress(log_format: str, *, apps: int, plan: planner.Plan) -> TerminalProgress | None:
+    """Bars on the terminal, when stderr is one and the log is text; else None (the pipeline
+    logs progress lines)."""
+    if log_format != "text" or not sys.stderr.isatty():
+        return None
+    from sync.cli.progress_bar import TerminalProgress
+
+    return TerminalProgress(apps=apps, min_calls=plan.min_calls)

@@ -1,5 +1,11 @@
 """The command line: parse arguments, build the settings, run one command, map errors to exits.
 
+Start-up is light: the parser is built from modules that import neither the database nor the
+HTTP stack (SQLAlchemy, asyncpg, aiohttp, Alembic, msgspec, rich), so `--help` and usage errors
+answer at once. Only the command named on the line is given its full parser (its module may be
+heavy: status, demo, talents); the others are listed by name and help (`COMMANDS`). Handlers
+import what they need.
+
 Exit statuses: 0 done; 1 some work failed; 2 usage or settings; 69 the database went away and
 stayed away past --db-outage-timeout; 75 another run holds the lock; 130/143 interrupted by
 SIGINT/SIGTERM. An error ends a command as one line on stderr and the status `exits.EXIT_STATUSES`
@@ -9,19 +15,14 @@ gives its class.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sync import __version__
 from sync.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_status
-from sync.db.connect import open_engine
-from sync.db.database import migrate, translate
-from sync.errors import (
-    TaskboxError,
-)
+from sync.errors import TaskboxError
 from sync.logs import json_configured
 from sync.settings import Settings
 
@@ -40,6 +41,11 @@ def _add_database_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from sync.db.connect import open_engine
+    from sync.db.database import migrate
+
     async def run() -> None:
         async with open_engine(settings, check=False) as engine:
             await migrate(engine)
@@ -49,7 +55,87 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Every command and the help line `taskbox-sync --help` lists for it, in the listing's order.
+COMMANDS: dict[str, str] = {
+    "migrate": "create or upgrade the schema (alembic upgrade head)",
+    "sandbox": "serve the offline simulation of the platform's API",
+    "nightly": "re-sync the last N billing dates (for cron)",
+    "backfill": "sync billing dates FROM..TO inclusive",
+    "status": "recent runs, per-date sync state, problems",
+    "demo": "backfill from the built-in sandbox into embedded Postgres",
+    "talents": "add, cancel or list the creators of an exclusive task",
+    "apps": "the apps of the apps file; provider authorizations",
+}
+
+
+def _register_migrate(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("migrate", help=COMMANDS["migrate"])
+    _add_database_flag(p)
+    p.set_defaults(handler=_cmd_migrate)
+
+
+def _register_sandbox(sub: argparse._SubParsersAction[Any]) -> None:
+    # Listed for --help; main() hands `sandbox …` to the sandbox's own parser.
+    sub.add_parser("sandbox", help=COMMANDS["sandbox"])
+
+
+def _register_nightly(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import jobs
+
+    jobs.register_nightly(sub)
+
+
+def _register_backfill(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import jobs
+
+    jobs.register_backfill(sub)
+
+
+def _register_status(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import status  # loads the database stack: only for `status`
+
+    status.register(sub)
+
+
+def _register_demo(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import demo
+
+    demo.register(sub)
+
+
+def _register_talents(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import talents
+
+    talents.register(sub)
+
+
+def _register_apps(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import apps
+
+    apps.register(sub)
+
+
+_REGISTER: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {
+    "migrate": _register_migrate,
+    "sandbox": _register_sandbox,
+    "nightly": _register_nightly,
+    "backfill": _register_backfill,
+    "status": _register_status,
+    "demo": _register_demo,
+    "talents": _register_talents,
+    "apps": _register_apps,
+}
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command an argument list names: its first word that is not an option (the program
+    itself takes no option with a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: every command's in full, or, given the arguments to parse,
+    only the named command's in full and the others as their name and help line."""
     parser = _Parser(
         prog="taskbox-sync",
         description="Mirror Douyin taskbox daily video earnings into PostgreSQL.",
@@ -58,17 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("migrate", help="create or upgrade the schema (alembic upgrade head)")
-    _add_database_flag(p)
-    p.set_defaults(handler=_cmd_migrate)
-
-    # Listed for --help; main() hands `sandbox …` to the sandbox's own parser.
-    sub.add_parser("sandbox", help="serve the offline simulation of the platform's API")
-
-    from sync.cli import jobs as commands  # keeps start-up light
-
-    commands.register(sub)
+    chosen = None if argv is None else command_in(argv)
+    for name, help_line in COMMANDS.items():
+        if argv is None or name == chosen:
+            _REGISTER[name](sub)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
@@ -91,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sync.sandbox import run_cli
 
         return int(run_cli(args_list[1:]))
-    parser = build_parser()
+    parser = build_parser(args_list)
     args = parser.parse_args(args_list)
     handler: Handler = args.handler
     try:
@@ -101,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # Ours as it is. The database edge translates its errors where commands use it; this
         # is the last guard for one that got past it (the same one translation, not another).
+        from sync.db.database import translate
+
         error = exc if isinstance(exc, TaskboxError) else translate(exc)
         if error is None:  # a bug: its traceback shows
             raise

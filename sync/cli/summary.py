@@ -1,4 +1,5 @@
-"""The closing summary of a run: a line, then its figures and failed partitions as tables."""
+"""The closing summary of a run: a line, then its figures and failed partitions as tables, then
+what it noted (negative amounts, …: counted, with a few examples and their log_ids)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from sync.cli.tables import table
 from sync.db.counts import RunCounts
 from sync.pipeline.fleet import FleetResult
-from sync.pipeline.runs import RunResult
+from sync.pipeline.runs import RunNotes, RunResult
 from sync.planner import SHANGHAI
 
 ERROR_CELLS = 120  # display cells of a failed partition's error
@@ -60,7 +61,24 @@ def render_result(result: RunResult) -> str:
         ]
         lines.append(table(_FAILED, failed, limits={len(_FAILED) - 1: ERROR_CELLS}))
     lines += _foreign_lines(c)
+    lines += note_lines(result.notes)
     return "\n".join(lines)
+
+
+def note_lines(notes: RunNotes, app: str | None = None) -> list[str]:
+    """What the run stored as sent and needs no attention: a count per kind, then a few
+    examples of each with the log_id of the answer it came in."""
+    if not notes.total:
+        return []
+    who = f"app {app}: " if app else ""
+    counts = ", ".join(f"{n:,} {kind}" for kind, n in notes.counts.items())
+    lines = [f"{who}noted, stored as sent: {counts}; for example:"]
+    lines += [
+        f"  {text} (log_id={log_id or '?'})"
+        for examples in notes.examples.values()
+        for text, log_id in examples
+    ]
+    return lines
 
 
 def _foreign_lines(c: RunCounts, app: str | None = None) -> list[str]:
@@ -147,6 +165,7 @@ def render_fleet(result: FleetResult) -> str:
                 f"log_id={f.log_id or ''}: {f.error}"
             )
         lines += _foreign_lines(a.result.counts, a.app_id)
+        lines += note_lines(a.result.notes, a.app_id)
     return "\n".join(lines)
 
 

@@ -48,9 +48,9 @@ from sync.pipeline.budget import FirstPageGuess, RowBudget
 from sync.pipeline.fetcher import PageFlow, PageQuery
 from sync.pipeline.outage import Backoff, DatabaseGate
 from sync.pipeline.partition import PartitionWork
-from sync.pipeline.progress import Progress
+from sync.pipeline.progress import LogProgress, ProgressWatcher, RunProgress
 from sync.pipeline.run_lock import RunLock
-from sync.pipeline.runs import FailedPartition, RunOptions, RunResult
+from sync.pipeline.runs import FailedPartition, RunNotes, RunOptions, RunResult
 from sync.pipeline.starts import Starts
 from sync.planner import Partition, Plan
 from sync.settings import Settings
@@ -73,11 +73,13 @@ class SyncRun:
         outage_backoff: Backoff | None = None,
         budget: RowBudget | None = None,
         alone: bool = True,
+        progress: ProgressWatcher | None = None,
     ) -> None:
         """`budget`: the rows in memory, shared with other apps' runs in a fleet (default: one
         of its own from the options). `alone`: the only run of its process, which installs the
-        SIGINT/SIGTERM handlers and may redraw one terminal line; a fleet's runs (alone=False)
-        leave signals to the fleet (it calls `stop`) and log progress lines naming their app."""
+        SIGINT/SIGTERM handlers; a fleet's runs (alone=False) leave signals to the fleet (it
+        calls `stop`). `progress`: told of the run's progress (default: a line in the log every
+        `progress_interval` seconds, naming the app when not alone)."""
         self.db = db
         self.api = api
         self.options = options
@@ -85,11 +87,12 @@ class SyncRun:
         self.app_id = app_id  # the client key (not secret), or "access-token"
         self.counts = RunCounts(partitions_total=len(plan.partitions))
         self.failed: list[FailedPartition] = []
+        self.notes = RunNotes()
         self.run_id = 0
         self._stopping: int | None = None  # the signal that asked us to stop
         self._fatal: ApiError | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._progress_interval = progress_interval
+        self._progress = progress or LogProgress(progress_interval, named=not alone)
         # Closed while the database is away: workers wait before each attempt, fetchers stop
         # before each request, the run end waits to be recorded (`pipeline.outage`).
         self._gate = DatabaseGate(
@@ -158,6 +161,7 @@ class SyncRun:
             error,
             self._stopping,
             self._stop_error,
+            self.notes,
         )
 
     async def _begin(self, params: dict[str, Any]) -> list[Partition]:
@@ -276,6 +280,7 @@ class SyncRun:
             self.run_id,
             self.counts,
             self.failed,
+            self.notes,
         )
         loop = asyncio.get_running_loop()
         installed = []
@@ -285,13 +290,9 @@ class SyncRun:
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): no signal handling
-        progress = Progress(
-            self.counts,
-            interval=self._progress_interval,
-            label=None if self._alone else self.app_id,
-        )
+        progress = RunProgress(self.app_id, self.counts, len(todo))
         try:
-            progress.start()
+            self._progress.run_started(progress)
             workers = min(options.concurrency, max(len(todo), 1))
             self._workers = [asyncio.create_task(self._worker(queue, work)) for _ in range(workers)]
             results = await asyncio.gather(*self._workers, return_exceptions=True)
@@ -300,7 +301,8 @@ class SyncRun:
                 if isinstance(r, BaseException) and not ours:
                     raise r
         finally:
-            await progress.stop()
+            progress.end()
+            self._progress.run_ended(progress)
             for signum in installed:
                 loop.remove_signal_handler(signum)
         if self._fatal is not None:
@@ -388,8 +390,10 @@ async def run_app(
     progress_interval: float | None = None,
     outage_backoff: Backoff | None = None,
     tokens: TokenFactory = token_provider,
+    progress: ProgressWatcher | None = None,
 ) -> RunResult:
-    """One run for the app `settings` name, with a client of its own for the run's length."""
+    """One run for the app `settings` name, with a client of its own for the run's length;
+    `progress` is told of its progress (default: log lines)."""
     if settings.agency_client_key and not options.agency_client_key:
         options = dataclasses.replace(options, agency_client_key=settings.agency_client_key)
     async with open_daily_data(
@@ -407,5 +411,6 @@ async def run_app(
             app_id=settings.recorded_app,
             progress_interval=progress_interval,
             outage_backoff=outage_backoff,
+            progress=progress,
         )
         return await run.execute()

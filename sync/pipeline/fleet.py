@@ -29,25 +29,17 @@ from sync.api.tokens import TokenFactory, token_provider
 from sync.db.statuses import RunStatus
 from sync.errors import DatabaseUnavailable, RunLockedError, TaskboxError
 from sync.pipeline.budget import RowBudget
+from sync.pipeline.defaults import DEFAULT_APPS_AT_ONCE as DEFAULT_APPS_AT_ONCE
+from sync.pipeline.defaults import FLEET_BUFFER_ROWS as FLEET_BUFFER_ROWS
 from sync.pipeline.engine import SyncRun
 from sync.pipeline.outage import Backoff
+from sync.pipeline.progress import LogProgress, ProgressWatcher
 from sync.pipeline.runs import RunOptions, RunResult
 from sync.planner import Plan
 from sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Apps synced at once: each may use its own 10 QPS, but a small app uses about half of it (it
-# waits for its last answers, 0.5-3 s, and its merges before its slot frees), so it takes 24 to
-# keep >100 requests/s busy when the platform answers in 0.5-3 s (bench `fleet-small`, 200 apps
-# of 200 videos: 16 at once 78 requests/s, 24 118, 32 158); each holds one database connection
-# for its lock, so the pool is 24 + 16 writers + 4 overflow = 44 (32 would take 52).
-DEFAULT_APPS_AT_ONCE = 24
-# The rows in memory, all apps together (`--buffer-rows` with an apps file). One app's 10 pages
-# a second need ~4 pages in memory; several apps on full pages need more to keep both the
-# decoding and the database busy: 4 apps of 1 M rows made 93,700 rows/s at 40,000 and 102,800 at
-# 80,000 (bench fleet-big, peak RSS 194 -> 274 MB).
-FLEET_BUFFER_ROWS = 80_000
 MAX_SOCKETS = 512  # HTTP connections of the shared session, all apps together
 MAX_WRITERS = 16  # database connections for the partitions of all apps together
 POOL_TIMEOUT = 3600.0  # partitions wait for a writer's connection: normal, never a failure
@@ -142,10 +134,13 @@ async def run_fleet(
     progress_interval: float | None = None,
     outage_backoff: Backoff | None = None,
     tokens: TokenFactory = token_provider,
+    progress: ProgressWatcher | None = None,
 ) -> FleetResult:
     """Sync every app of `apps` over the same plan; the engine `db` is shared (size its pool for
-    `apps_at_once` lock connections plus the writers)."""
+    `apps_at_once` lock connections plus the writers). `progress` is told of every app's run
+    (default: log lines naming the app every `progress_interval` seconds)."""
     started = time.monotonic()
+    watcher = progress or LogProgress(progress_interval, named=True)
     fleet = _Fleet()
     slots = asyncio.Semaphore(apps_at_once)
     budget = RowBudget(max(options.buffer_rows, options.page_size))
@@ -166,10 +161,10 @@ async def run_fleet(
                     _options_of(app, options),
                     plan,
                     app_id=app.app_id,
-                    progress_interval=progress_interval,
                     outage_backoff=outage_backoff,
                     budget=budget,
                     alone=False,
+                    progress=watcher,
                 )
                 fleet.running.add(run)
                 try:

@@ -45,7 +45,7 @@ from sync.errors import (
 )
 from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
 from sync.pipeline.outage import DatabaseGate
-from sync.pipeline.runs import FailedPartition, RunOptions
+from sync.pipeline.runs import FailedPartition, RunNotes, RunOptions
 from sync.planner import Partition
 from sync.records.mapper import map_page
 
@@ -66,6 +66,7 @@ class PartitionWork:
     run_id: int
     counts: RunCounts
     failed: list[FailedPartition]
+    notes: RunNotes  # the run's: a done partition's notes join them
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
     async def sync(self, p: Partition, place: int) -> None:
@@ -78,7 +79,7 @@ class PartitionWork:
         lost = False  # an outage hit the commit that recorded the partition
         while True:
             since = await self.gate.ready()
-            stats = PartitionStats()
+            stats, notes = PartitionStats(), RunNotes()
             try:
                 pages = partition_pages(
                     self.api, p, self.query, self.flow, self._on_page(stats), priority=place
@@ -101,9 +102,10 @@ class PartitionWork:
                                 await ledger.partition_retry(conn, entry)
                         pid, lost = entry, False
                         async with conn.begin():
-                            done = await self._attempt(conn, p, ahead, pid, stats, attempt)
+                            done = await self._attempt(conn, p, ahead, pid, stats, notes, attempt)
                 if done:
                     self.counts.add(stats)
+                    self.notes.merge(notes)
                     return
                 error = None  # a torn read: read the partition again (logged by the attempt)
             except DatabaseUnavailable as exc:
@@ -144,6 +146,7 @@ class PartitionWork:
         pages: AsyncGenerator[Page, None],
         pid: int,
         stats: PartitionStats,
+        notes: RunNotes,
         attempt: int,
     ) -> bool:
         """Fetch, stage and merge one partition inside the caller's transaction; True when done.
@@ -160,7 +163,7 @@ class PartitionWork:
                 run_id=self.run_id, douyin_id=self.options.douyin_id,
             )  # fmt: skip
         async for page in pages:
-            await self._stage_page(page, writer, p, stats)
+            await self._stage_page(page, writer, p, stats, notes)
             del page  # copied: not held while the next page is awaited
         if writer.repeated:
             log.warning(
@@ -200,21 +203,30 @@ class PartitionWork:
         return True
 
     async def _stage_page(
-        self, page: Page, writer: PartitionWriter, p: Partition, stats: PartitionStats
+        self,
+        page: Page,
+        writer: PartitionWriter,
+        p: Partition,
+        stats: PartitionStats,
+        notes: RunNotes,
     ) -> None:
-        """Map a page and hand its records to the writer."""
+        """Map a page and hand its records to the writer. A page with rows rejected or values
+        dropped is logged; its notes (negative amounts, …) are only counted, for the summary."""
         mapped = map_page(page.items, p.billing_date)
         stats.rows_fetched += len(page.items)
         stats.rejected += mapped.rejected
         stats.sanitized += mapped.sanitized
-        if mapped.rejected or mapped.anomalies:
+        if mapped.warning_count:
             log.warning(
-                "%s page log_id=%s: %d rows rejected; %s",
+                "%s page log_id=%s: %d rows rejected, %d values stored as NULL: %s",
                 label(p),
                 page.log_id,
                 mapped.rejected,
-                "; ".join(mapped.anomalies[:3]),
+                mapped.warning_count - mapped.rejected,
+                "; ".join(mapped.warnings),
             )
+        if mapped.notes:
+            notes.add(mapped.notes, mapped.note_texts, page.log_id)
         await writer.add_page(mapped.records, answered_at=page.answered_at, log_id=page.log_id)
 
     def _on_page(self, stats: PartitionStats) -> Callable[[Page, int], None]:

@@ -1,4 +1,5 @@
-"""What a run is asked to do (`RunOptions`) and what it did (`RunResult`): plain values."""
+"""What a run is asked to do (`RunOptions`) and what it did (`RunResult`, with its `RunNotes`):
+plain values."""
 
 from __future__ import annotations
 
@@ -12,12 +13,9 @@ from sync.api.retry import RetryPolicy
 from sync.db.counts import RunCounts
 from sync.db.statuses import RunStatus
 from sync.errors import TaskboxError
+from sync.pipeline.defaults import DEFAULT_BUFFER_ROWS as DEFAULT_BUFFER_ROWS
+from sync.pipeline.defaults import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
 from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
-
-# Partitions in flight: enough requests to fill 10 QPS when answers take ~3 s.
-DEFAULT_CONCURRENCY = 32
-# Rows in memory at once (sync.pipeline.budget): 4 full pages, ~60 MB decoded.
-DEFAULT_BUFFER_ROWS = 40_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +64,39 @@ class FailedPartition:
     log_id: str | None
 
 
+NOTE_EXAMPLES = 3  # examples kept of each kind of note, for the summary
+
+
+@dataclasses.dataclass(slots=True)
+class RunNotes:
+    """What a run stored as sent and needs no one's attention (negative amounts, other dates:
+    `sync.records.mapper`'s notes): counted by kind, with a few examples and the log_id of the
+    answer each came in. Shown once, in the run's summary, never logged page by page."""
+
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    examples: dict[str, list[tuple[str, str | None]]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, counts: dict[str, int], texts: dict[str, list[str]], log_id: str | None) -> None:
+        """A page's notes (counts and texts by kind), from the answer `log_id`."""
+        for kind, n in counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        for kind, kind_texts in texts.items():
+            kept = self.examples.setdefault(kind, [])
+            kept.extend((text, log_id) for text in kind_texts[: NOTE_EXAMPLES - len(kept)])
+
+    def merge(self, other: RunNotes) -> None:
+        """Another's notes (a done partition's) join these."""
+        for kind, n in other.counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        for kind, found in other.examples.items():
+            kept = self.examples.setdefault(kind, [])
+            kept.extend(found[: NOTE_EXAMPLES - len(kept)])
+
+
 @dataclasses.dataclass(slots=True)
 class RunResult:
     run_id: int
@@ -76,3 +107,4 @@ class RunResult:
     error: str | None = None
     signal_number: int | None = None
     stop_error: TaskboxError | None = None  # why the run stopped short: outage, lock taken
+    notes: RunNotes = dataclasses.field(default_factory=RunNotes)  # of the done partitions

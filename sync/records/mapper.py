@@ -8,7 +8,10 @@ a Decimal.
 
 Rows whose video or task id is missing or not an exact 64-bit integer are rejected; a value the
 decode dropped is stored as NULL, a negative figure or profit as given, a data date other than
-the billing date as sent; each is noted as an anomaly.
+the billing date as sent; each is noted as an anomaly. Rejections and dropped values are
+`warnings` (the run logs the page); negative amounts and other dates are legitimate (refunds
+exceed a day's GMV) and only counted by kind as `notes`, with a few examples, for the run's
+summary.
 
 Speed matters (the product targets 100,000 rows/s end to end): an ordinary row (`Row.odd` is
 None) needs only its date and profit checked; any other row takes the careful way, which gives
@@ -30,6 +33,11 @@ from sync.db.schema import FIGURE_COLUMNS, RECORD_COLUMNS, TEXT_COLUMNS
 from sync.records.wire import Row
 
 MAX_ANOMALY_TEXTS = 20
+NOTE_EXAMPLES = 3  # texts kept of each kind of note, and of warnings, per page
+
+# The kinds of notes: what is stored as sent and needs no one's attention.
+NEGATIVE_AMOUNT = "negative amounts"
+OTHER_DATE = "dates other than the billing date"
 
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -47,17 +55,38 @@ class MappedPage:
     sanitized: int  # rows stored with at least one text repaired (NUL, lone surrogate)
     anomalies: list[str]  # short texts, the first MAX_ANOMALY_TEXTS of them
     anomaly_count: int = 0  # every anomaly, including those whose text was not kept
+    # The anomalies apart: warnings (rejections, values dropped) to log with the page, their
+    # first NOTE_EXAMPLES texts; notes (NEGATIVE_AMOUNT, OTHER_DATE) counted by kind, with the
+    # first NOTE_EXAMPLES texts of each kind.
+    warnings: list[str] = field(default_factory=list)
+    warning_count: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
+    note_texts: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class _Notes:
     texts: list[str] = field(default_factory=list)
     count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    warning_count: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    kind_texts: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, kind: str | None = None) -> None:
+        """An anomaly: a warning, or a note of `kind`."""
         self.count += 1
         if len(self.texts) < MAX_ANOMALY_TEXTS:
             self.texts.append(text)
+        if kind is None:
+            self.warning_count += 1
+            if len(self.warnings) < NOTE_EXAMPLES:
+                self.warnings.append(text)
+            return
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        kept = self.kind_texts.setdefault(kind, [])
+        if len(kept) < NOTE_EXAMPLES:
+            kept.append(text)
 
 
 def _show(value: object) -> str:
@@ -117,7 +146,7 @@ def _careful_record(
         if column in dropped:
             notes.add(f"{where}: {column} is not {what}: {_show(dropped[column])}")
         elif money and v[i] is not None and v[i] < 0:
-            notes.add(f"{where}: {column} is negative: {v[i]}")
+            notes.add(f"{where}: {column} is negative: {v[i]}", NEGATIVE_AMOUNT)
 
     for i, column in enumerate(TEXT_COLUMNS, 2):
         check(i, column, "text", False)
@@ -132,14 +161,14 @@ def _careful_record(
         elif type(sent) is str:
             dates[sent] = data_date
     if data_date is not None and data_date != billing_date:
-        notes.add(f"{where}: date {data_date} differs from billing date {billing_date}")
+        notes.add(f"{where}: date {data_date} differs from billing date {billing_date}", OTHER_DATE)
     for i, column in enumerate(FIGURE_COLUMNS, 11):
         check(i, column, "an int64", True)
     profit = _as_decimal(v[18])
     if profit is None and v[18] is not None:
         notes.add(f"{where}: expected_profit is not a number: {_show(v[18])}")
     elif profit is not None and profit < 0:
-        notes.add(f"{where}: expected_profit is negative: {profit}")
+        notes.add(f"{where}: expected_profit is negative: {profit}", NEGATIVE_AMOUNT)
     profit_text = None if profit is None else str(profit)
     return (billing_date, *v[:10], data_date, *v[11:18], profit_text, v[19])
 
@@ -174,4 +203,14 @@ def map_page(rows: Sequence[Row], billing_date: dt.date) -> MappedPage:
         append(record)
         if odd is not None and odd.repaired:
             sanitized += 1
-    return MappedPage(records, rejected, sanitized, notes.texts, notes.count)
+    return MappedPage(
+        records,
+        rejected,
+        sanitized,
+        notes.texts,
+        notes.count,
+        notes.warnings,
+        notes.warning_count,
+        notes.kinds,
+        notes.kind_texts,
+    )
