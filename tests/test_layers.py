@@ -16,7 +16,7 @@ import pytest
 SYNC = Path(__file__).resolve().parent.parent / "sync"
 
 # Earlier may import later, never the other way round.
-ORDER = ["cli", "pipeline", "api", "records", "db"]
+ORDER = ["cli", "queue", "pipeline", "api", "records", "db"]
 SHARED = {"errors", "settings", "apps", "planner", "logs", "talents", "__version__"}
 
 

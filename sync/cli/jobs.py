@@ -150,12 +150,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_backfill)
 
     from sync.cli import demo  # each command registers its own flags
+    from sync.cli import queue as queue_cmd
     from sync.cli import status as status_cmd
     from sync.cli import talents as talents_cmd
 
     status_cmd.register(sub)
     demo.register(sub)
     talents_cmd.register(sub)
+    queue_cmd.register(sub)  # worker, enqueue (#16)
 
 
 # How each command's flags name the bounds of its dates in the planner's messages.
@@ -167,29 +169,37 @@ _NIGHTLY_NAMES = {
 }
 
 
-def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
-    now = time.time()
-    today: dt.date = args.today or planner.shanghai_today(now)
+def nightly_dates(today: dt.date, lookback_days: int, now: float) -> list[dt.date]:
+    """The billing dates of a nightly (--today, --lookback-days), refused in the flags' words."""
     try:
-        first, last = planner.nightly_dates(today, args.lookback_days)
-        dates = planner.check_billing_dates(first, last, now)
+        first, last = planner.nightly_dates(today, lookback_days)
+        return planner.check_billing_dates(first, last, now)
     except DateRangeError as exc:
         # The dates come from two flags: say which produced the date refused.
         flags = {
-            DateBound.FIRST: f"--today {today} --lookback-days {args.lookback_days}: ",
+            DateBound.FIRST: f"--today {today} --lookback-days {lookback_days}: ",
             DateBound.LAST: f"--today {today}: ",
         }.get(exc.bound, "")
         raise SettingsError(flags + exc.worded(_NIGHTLY_NAMES)) from None
-    return _sync("nightly", args, settings, dates, now)
+
+
+def backfill_dates(first: dt.date, last: dt.date, now: float) -> list[dt.date]:
+    """The billing dates of a backfill (--from, --to), refused in the flags' words."""
+    try:
+        return planner.check_billing_dates(first, last, now)
+    except DateRangeError as exc:
+        raise SettingsError(exc.worded(_BACKFILL_NAMES)) from None
+
+
+def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
+    now = time.time()
+    today: dt.date = args.today or planner.shanghai_today(now)
+    return _sync("nightly", args, settings, nightly_dates(today, args.lookback_days, now), now)
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
-    try:
-        dates = planner.check_billing_dates(args.date_from, args.date_to, now)
-    except DateRangeError as exc:
-        raise SettingsError(exc.worded(_BACKFILL_NAMES)) from None
-    return _sync("backfill", args, settings, dates, now)
+    return _sync("backfill", args, settings, backfill_dates(args.date_from, args.date_to, now), now)
 
 
 def options_from(kind: str, args: argparse.Namespace) -> RunOptions:

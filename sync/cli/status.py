@@ -94,6 +94,9 @@ async def _status(
             return 0 if ok else 1
         report = await status.collect_status(conn, today, apps=apps, only=only)
         print(render_status(report))
+        from sync.cli.queue import queue_section  # the job queue (#16)
+
+        print(await queue_section(conn, only))
         return 0
 
 
