@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from procrastinate import App, JobContext
+from procrastinate.exceptions import ConnectorException
 
 from sync import planner
 from sync.api.http import new_session
@@ -84,10 +85,12 @@ class _Worker:
         self.config = config
         self.task: asyncio.Task[None] | None = None
         self.signal_number: int | None = None
+        self.worker_id: int | None = None  # procrastinate's id of this worker (from a job)
 
     async def sync_job(self, context: JobContext, /, **kwargs: Any) -> str:
         spec = JobSpec.from_kwargs(kwargs)
         job_id = int(context.job.id or 0)
+        self.worker_id = context.job.worker_id or self.worker_id
         await notes.taken(self.app, job_id, self.config.name)
         log.info(
             "job %d: %s: started (attempt %d)", job_id, spec.describe(), context.job.attempts + 1
@@ -128,6 +131,17 @@ class _Worker:
             self.sync_job
         )
         self.app.task(name=TICK_TASK, queue=SCHEDULE_QUEUE)(self.nightly_tick)
+
+    async def keep_heartbeat(self) -> None:
+        """Beat while runs are in progress, until cancelled. procrastinate's worker stops its
+        heartbeat as soon as it is asked to stop, before its jobs end; runs that finish their
+        partitions after SIGTERM must not look stalled meanwhile (another worker would take
+        their jobs while they still hold them)."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            if self.worker_id is not None and self.runner.running:
+                with contextlib.suppress(ConnectorException):  # the database away: next time
+                    await self.app.job_manager.update_heartbeat(self.worker_id)
 
     def stop(self, signum: int) -> None:
         """First signal: take no job any more, let the runs finish their partitions in flight;
@@ -173,7 +187,10 @@ async def _run(app: App, worker: _Worker, config: WorkerConfig) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, worker.stop, signum)
     queues = [SYNC_QUEUE] + ([SCHEDULE_QUEUE] if config.schedule else [])
-    side = [asyncio.create_task(keep_recovering(app, config.stall_timeout, config.heartbeat))]
+    side = [
+        asyncio.create_task(keep_recovering(app, config.stall_timeout, config.heartbeat)),
+        asyncio.create_task(worker.keep_heartbeat()),
+    ]
     if config.schedule:
         side.append(
             asyncio.create_task(keep_scheduling(app, config.schedule, config.lookback_days))
