@@ -32,7 +32,7 @@ from sync import planner
 from sync.api.http import new_session
 from sync.apps import load_apps_file
 from sync.db.connect import open_engine
-from sync.errors import TaskboxError
+from sync.errors import DatabaseUnavailable, TaskboxError
 from sync.pipeline.fleet import POOL_TIMEOUT, pool_size
 from sync.pipeline.runs import RunOptions
 from sync.queue import notes
@@ -217,11 +217,21 @@ async def _run(app: App, worker: _Worker, config: WorkerConfig) -> int:
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.task
+    except ConnectorException as exc:  # the queue's database went away under the worker
+        raise DatabaseUnavailable(f"the job queue: {_first_line(exc)}") from None
     finally:
         for task in side:
             task.cancel()
         await asyncio.gather(*side, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+    if worker.signal_number is None:  # procrastinate stopped it: its listener or heartbeat
+        raise DatabaseUnavailable("the job queue's worker stopped (see the lines above)")
     log.info("worker %s: stopped", config.name)
-    return 128 + (worker.signal_number or signal.SIGTERM)
+    return 128 + worker.signal_number
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
