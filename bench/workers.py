@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 WORKER_COUNTS = (1, 2, 4)
 JOBS_PER_WORKER = 8  # the worker's default --concurrency
+DB_CONNECTIONS = 12  # per worker (+4 overflow, +3 queue): 4 workers stay under max_connections 100
 LOCK_APPS = 8  # apps whose second job waits on the first's lock
 LOCK_START_LIMIT_S = 2.0
 PER_APP_LIMIT = 10
@@ -54,7 +55,14 @@ SELECT j.id, j.args->>'app' AS app, j.status::text AS status,
 
 
 async def _job_times(url: str) -> list[dict[str, Any]]:
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    for _ in range(20):  # the server shared with others may be out of connections a moment
+        try:
+            conn = await asyncpg.connect(_asyncpg_dsn(url))
+            break
+        except asyncpg.TooManyConnectionsError:
+            await asyncio.sleep(0.5)
+    else:
+        conn = await asyncpg.connect(_asyncpg_dsn(url))
     try:
         return [dict(r) for r in await conn.fetch(_JOB_TIMES)]
     finally:
@@ -102,7 +110,7 @@ async def _one(
         for i in range(n):
             command = [sys.executable, "-m", "bench.fleet_sync", str(tmp / f"trace{i}.json"), "--"]
             command += ["worker", "--name", f"w{i + 1}", "--concurrency", str(JOBS_PER_WORKER)]
-            command += ["--log-format", "json"]
+            command += ["--db-connections", str(DB_CONNECTIONS), "--log-format", "json"]
             err = (tmp / f"worker{i}.err").open("wb")
             procs.append(await asyncio.create_subprocess_exec(*command, env=env, stderr=err))
         try:
@@ -122,6 +130,7 @@ async def _one(
                     p.send_signal(signal.SIGTERM)
             exits = [await p.wait() for p in procs]
         stats_after = await asyncio.to_thread(sandbox.stats)
+        errors = [(tmp / f"worker{i}.err").read_text(errors="replace")[-1500:] for i in range(n)]
         requests = []
         for i in range(n):
             path = tmp / f"trace{i}.json"
@@ -148,6 +157,7 @@ async def _one(
     return {
         "workers": n,
         "exits": exits,
+        "stderr_tails": [e for e, x in zip(errors, exits, strict=True) if x != 143],
         "wall_s": wall,
         "queue_span_s": (max(ended) - min(started)).total_seconds() if ended and started else None,
         "jobs": len(nightly),

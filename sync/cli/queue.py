@@ -89,6 +89,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="a job whose worker sent no heartbeat this long goes back to the queue "
         f"(default {DEFAULT_STALL_TIMEOUT:g})",
     )
+    p.add_argument(
+        "--db-connections",
+        type=_int_in(2, 1000, "a number of connections"),
+        metavar="N",
+        help="database connections of the worker's runs (default: one per job + 16 writers; "
+        "at least one per job + 1); the pool may open 4 more, and the queue 3",
+    )
     p.add_argument("--name", help="the worker's name in status (default: host:pid)")
     add_outage_flag(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -119,6 +126,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         stall_timeout=args.stall_timeout,
         schedule=check_cron(args.schedule) if args.schedule else None,
         lookback_days=args.lookback_days,
+        db_connections=args.db_connections,
         options=RunOptions(kind="nightly", db_outage_timeout=args.db_outage_timeout),
         **({"name": args.name} if args.name else {}),
     )

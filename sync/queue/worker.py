@@ -48,6 +48,7 @@ from sync.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_STALL_TIMEOUT = 30.0
+QUEUE_POOL = 3  # procrastinate's connections: its listener, and short queries (fetch, finish, beat)
 POLL_INTERVAL = 1.0  # seconds between looks at the queue: a job whose app's lock was released
 # starts within it (procrastinate's notifications wake workers for new jobs only)
 
@@ -62,6 +63,7 @@ class WorkerConfig:
     name: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     schedule: str | None = None
     lookback_days: int = 7
+    db_connections: int | None = None  # the runs' pool (None: a lock connection a job + 16)
     options: RunOptions = dataclasses.field(default_factory=lambda: RunOptions(kind="nightly"))
 
     @property
@@ -167,11 +169,10 @@ async def serve(settings: Settings, config: WorkerConfig) -> int:
     """Run a worker until a signal; its exit status (128 + the signal)."""
     logging.getLogger("procrastinate.worker").addFilter(_JobErrorsOnce())
     options = config.options
-    pool = pool_size(config.concurrency, options.concurrency)
+    pool = config.db_connections or pool_size(config.concurrency, options.concurrency)
+    pool = max(pool, config.concurrency + 1)  # each job's lock connection, and a writer
     async with open_engine(settings, pool_size=pool, pool_timeout=POOL_TIMEOUT) as db:
-        app = queue_app(
-            db.url.render_as_string(hide_password=False), pool_size=config.concurrency + 4
-        )
+        app = queue_app(db.url.render_as_string(hide_password=False), pool_size=QUEUE_POOL)
         session = new_session(options.timeouts, max_connections=config.concurrency * 40)
         try:
             async with app.open_async():
