@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import experiments, fleet, pg, report
+from bench import experiments, fleet, pg, report, workers
 from bench.experiments import PATCHES
 from bench.profiles import FULL, QUICK, Profile
 from bench.run import Context, run_scenario, start
@@ -109,9 +109,16 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     measured: dict[str, dict[str, Any]] = {}
     derived: dict[str, dict[str, Any]] = {}
     fleets: dict[str, dict[str, Any]] = {}  # fleet scenarios: a table of their own
+    queued: dict[str, dict[str, Any]] = {}  # the workers scenario
     verdicts: list[report.Verdict] = []
     try:
         for sc in scenarios:
+            if sc.engine == "workers":  # issue #16: a table of its own
+                m = measured[sc.name] = await workers.run_workers_scenario(ctx, sc)
+                verdicts += workers.checks(sc, m)
+                queued[sc.name] = m
+                print(workers.summary(m), flush=True)
+                continue
             if sc.engine == "fleet":
                 m = await fleet.run_fleet_scenario(ctx, sc)
                 measured[sc.name] = m
@@ -149,6 +156,9 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
         print(fleet.table(fleets))
         print("\n".join(notes))
         print()
+    for m in queued.values():
+        print(workers.table(m))
+        print()
     print("\n".join(report.verdict_lines(verdicts, "checks (exactness, manners):")))
     if goals:
         print("\n".join(report.verdict_lines(goals, "targets:")))
@@ -159,7 +169,7 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
         "scenarios": {
             sc.name: {
                 "what": sc.what,
-                "derived": derived.get(sc.name) or fleets[sc.name],
+                "derived": derived.get(sc.name) or fleets.get(sc.name) or {},
                 "raw": measured[sc.name],
             }
             for sc in scenarios

@@ -30,6 +30,7 @@ class Scenario:
     days: int = 9  # the most recent N billing dates
     fresh: bool = False  # empty the table first
     engine: str = "sync"  # sync | baseline | fleet (the CLI over every app of the sandbox)
+    # | workers (the sandbox's apps as queued jobs, run by worker processes: bench.workers)
     kind: str = "backfill"
     change_fraction: float = 0.0  # late settlement first: this fraction of rows changed ...
     change_days: int = 0  # ... on the N oldest of the scenario's dates (0: all)
@@ -114,6 +115,16 @@ FULL = Profile(
             days=7,
             fresh=True,
             timeout=240.0,
+        ),
+        Scenario(
+            "workers",
+            "fleet-small's 200 nightlies as queued jobs, run by 1, 2 and 4 worker processes",
+            sandbox=FLEET_SMALL,
+            engine="workers",
+            kind="nightly",
+            days=7,
+            fresh=True,
+            timeout=400.0,
         ),
         Scenario(
             "fleet-big",

@@ -6,6 +6,7 @@
     │   ├── TransportError       (api) timeout, reset, HTTP 5xx, a broken body
     │   ├── ServerBusyError      (api) 28001005, 28001006, 4001010, apps -1: a passing fault
     │   ├── ContractError        (api) an answer that is not of the documented shape
+    │   ├── JobInterrupted       (queue) a signal stopped a job's run: another worker resumes it
     │   └── DatabaseError        a statement failed: the partition rolls back, is tried again
     │       ├── AppendConflict   a page could not be appended: again at once, full merge
     │       └── DatabaseUnavailable  the connection was lost or refused mid-command: wait it
@@ -16,7 +17,8 @@
     │   └── TokenRejectedError   (api) 28001008, 28001003, 5501, 5502
     ├── PermanentError           fail this unit of work with its data: trying again cannot help
     │   ├── RequestRefusedError  (api) a bad parameter, a task gone, a code not in the table
-    │   └── PagingError          (api) a window's pages do not add up
+    │   ├── PagingError          (api) a window's pages do not add up
+    │   └── JobFailed            (queue) a job's run failed or left partitions failed
     └── FatalError               stop the command: nothing else can succeed either
         ├── SettingsError        a setting or argument missing or malformed (exit 2)
         │   ├── DateRangeError   billing dates the API cannot serve (the CLI names the flag)
@@ -182,6 +184,16 @@ class CapabilityError(ApiError, FatalError):
 
 
 # -- our own and the database's ------------------------------------------------------------
+
+
+class JobInterrupted(RetryableError):
+    """A signal stopped a queued job's run (its worker is shutting down): the job goes back to
+    the queue at once, and the worker that takes it resumes the run."""
+
+
+class JobFailed(PermanentError):
+    """A queued job's run ended failed or partial: retrying the job cannot help; the message
+    is the run's error (its partitions' causes are in the ledger)."""
 
 
 class SettingsError(FatalError):

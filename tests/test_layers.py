@@ -17,7 +17,7 @@ import pytest
 SYNC = Path(__file__).resolve().parent.parent / "sync"
 
 # Earlier may import later, never the other way round.
-ORDER = ["cli", "metrics", "pipeline", "api", "records", "db"]
+ORDER = ["cli", "queue", "metrics", "pipeline", "api", "records", "db"]
 SHARED = {"errors", "settings", "apps", "planner", "lateness", "logs", "talents", "__version__"}
 
 

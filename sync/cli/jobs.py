@@ -212,6 +212,28 @@ _NIGHTLY_NAMES = {
 }
 
 
+def nightly_dates(today: dt.date, lookback_days: int, now: float) -> list[dt.date]:
+    """The billing dates of a nightly (--today, --lookback-days), refused in the flags' words."""
+    try:
+        first, last = planner.nightly_dates(today, lookback_days)
+        return planner.check_billing_dates(first, last, now)
+    except DateRangeError as exc:
+        # The dates come from two flags: say which produced the date refused.
+        flags = {
+            DateBound.FIRST: f"--today {today} --lookback-days {lookback_days}: ",
+            DateBound.LAST: f"--today {today}: ",
+        }.get(exc.bound, "")
+        raise SettingsError(flags + exc.worded(_NIGHTLY_NAMES)) from None
+
+
+def backfill_dates(first: dt.date, last: dt.date, now: float) -> list[dt.date]:
+    """The billing dates of a backfill (--from, --to), refused in the flags' words."""
+    try:
+        return planner.check_billing_dates(first, last, now)
+    except DateRangeError as exc:
+        raise SettingsError(exc.worded(_BACKFILL_NAMES)) from None
+
+
 def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
     today: dt.date = args.today or planner.shanghai_today(now)
@@ -219,17 +241,7 @@ def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
         import asyncio
 
         args.lookback_days, args.lookback_note = asyncio.run(_measured_lookback(args, settings))
-    try:
-        first, last = planner.nightly_dates(today, args.lookback_days)
-        dates = planner.check_billing_dates(first, last, now)
-    except DateRangeError as exc:
-        # The dates come from two flags: say which produced the date refused.
-        flags = {
-            DateBound.FIRST: f"--today {today} --lookback-days {args.lookback_days}: ",
-            DateBound.LAST: f"--today {today}: ",
-        }.get(exc.bound, "")
-        raise SettingsError(flags + exc.worded(_NIGHTLY_NAMES)) from None
-    return _sync("nightly", args, settings, dates, now)
+    return _sync("nightly", args, settings, nightly_dates(today, args.lookback_days, now), now)
 
 
 async def _measured_lookback(args: argparse.Namespace, settings: Settings) -> tuple[int, str]:
@@ -254,11 +266,7 @@ def _lookback_note(args: argparse.Namespace) -> None:
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
-    try:
-        dates = planner.check_billing_dates(args.date_from, args.date_to, now)
-    except DateRangeError as exc:
-        raise SettingsError(exc.worded(_BACKFILL_NAMES)) from None
-    return _sync("backfill", args, settings, dates, now)
+    return _sync("backfill", args, settings, backfill_dates(args.date_from, args.date_to, now), now)
 
 
 def options_from(kind: str, args: argparse.Namespace) -> RunOptions:

@@ -65,6 +65,8 @@ COMMANDS: dict[str, str] = {
     "demo": "backfill from the built-in sandbox into embedded Postgres",
     "talents": "add, cancel or list the creators of an exclusive task",
     "apps": "the apps of the apps file; provider authorizations",
+    "worker": "run sync jobs from the job queue (as many workers as you like)",
+    "enqueue": "put sync jobs on the job queue: one per app",
 }
 
 
@@ -115,6 +117,18 @@ def _register_apps(sub: argparse._SubParsersAction[Any]) -> None:
     apps.register(sub)
 
 
+def _register_worker(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import queue  # loads procrastinate: only for `worker`
+
+    queue.register_worker(sub)
+
+
+def _register_enqueue(sub: argparse._SubParsersAction[Any]) -> None:
+    from sync.cli import queue
+
+    queue.register_enqueue(sub)
+
+
 _REGISTER: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {
     "migrate": _register_migrate,
     "sandbox": _register_sandbox,
@@ -124,6 +138,8 @@ _REGISTER: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {
     "demo": _register_demo,
     "talents": _register_talents,
     "apps": _register_apps,
+    "worker": _register_worker,
+    "enqueue": _register_enqueue,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,8 +127,15 @@ async def _status(
                 print(lateness.render_lateness(measured), end="")
             return 0
         report = await status.collect_status(conn, today, apps=apps, only=only)
+        from sync.cli.queue import render_queue  # the job queue (#16)
+        from sync.queue.status import queue_status
+
+        queue = await queue_status(conn, dt.datetime.now(dt.UTC), only=only)
         if as_json:
-            print(status_json.dumps(status_json.status_document(report)))
+            document = status_json.status_document(report)
+            document["queue"] = status_json.queue_document(queue)
+            print(status_json.dumps(document))
         else:
             print(status_text.render_status(report))
+            print(render_queue(queue, dt.datetime.now(dt.UTC)))
         return 0

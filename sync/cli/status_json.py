@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import fields
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync import planner
 from sync.db.status_types import (
@@ -27,6 +27,9 @@ from sync.db.status_types import (
 )
 
 JSON_VERSION = 1
+
+if TYPE_CHECKING:  # the queue's types only: status --format json loads no procrastinate
+    from sync.queue.status import QueueReport
 
 
 def moment(value: dt.datetime | None) -> str | None:
@@ -138,3 +141,23 @@ def run_detail_document(run: RunInfo, partitions: Sequence[PartitionInfo]) -> di
 def dumps(document: dict[str, Any]) -> str:
     """The document as JSON text (UTF-8 text kept as is, two-space indent)."""
     return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def queue_document(report: QueueReport) -> dict[str, Any]:
+    """The job queue (#16): workers alive, and per app its waiting, running and failed jobs."""
+
+    def job(j: Any) -> dict[str, Any]:
+        return {f.name: _value(getattr(j, f.name)) for f in fields(j)}
+
+    return {
+        "workers_alive": report.workers_alive,
+        "apps": [
+            {
+                "app_id": a.app_id,
+                "waiting": [job(j) for j in a.waiting],
+                "running": [job(j) for j in a.running],
+                "failed": [job(j) for j in a.failed],
+            }
+            for a in report.apps
+        ],
+    }
