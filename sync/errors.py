@@ -364,11 +364,15 @@ def api_error(
     endpoint: str,
     log_id: str | None,
     http_status: int | None = None,
+    credentials: str | None = None,
 ) -> ApiError:
-    """The error for an answer carrying a platform error code: its class from the table."""
+    """The error for an answer carrying a platform error code: its class from the table. A
+    refused credential is named: `credentials` (an apps file's app), else the family's
+    environment variables."""
     cls = class_for(family, code)
     if cls is CredentialsError and family in CREDENTIAL_SETTINGS:
-        message = f"{CREDENTIAL_SETTINGS[family]} refused by the platform: {message}"
+        named = credentials or CREDENTIAL_SETTINGS[family]
+        message = f"{named} refused by the platform: {message}"
     return cls(message, endpoint=endpoint, err_no=code, log_id=log_id, http_status=http_status)
 
 

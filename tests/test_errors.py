@@ -232,6 +232,14 @@ def test_a_wrong_key_is_credentials_error_from_the_table(
     assert exc.message == f"{settings} refused by the platform: bad secret"
 
 
+def test_a_refused_credential_of_an_apps_file_names_that_app() -> None:
+    """An app of the apps file is not configured by DOUYIN_*: its refusal names the app."""
+    exc = api_error(
+        "oauth", 10013, "bad", endpoint="t", log_id=None, credentials="app tt_a's client_secret"
+    )
+    assert exc.message == "app tt_a's client_secret refused by the platform: bad"
+
+
 def test_an_app_id_not_matching_the_token_is_credentials_error() -> None:
     """5503 is a settings problem by the table (exit 2), with the caller's message as is."""
     exc = api_error("talents", 5503, "DOUYIN_APP_ID does not match", endpoint="u", log_id="L")

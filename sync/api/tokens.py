@@ -107,8 +107,10 @@ class ClientTokenProvider(CachedToken):
         client_secret: Secret,
         *,
         clock: Callable[[], float] = time.monotonic,
+        named: str | None = None,
     ) -> None:
         super().__init__(clock=clock)
+        self._named = named  # how a refusal names the credentials (default: DOUYIN_*)
         self._session = session
         self._url = base_url + "/oauth/client_token/"
         self._key = client_key
@@ -132,7 +134,14 @@ class ClientTokenProvider(CachedToken):
         log_id = str(extra.get("logid") or "") or None
         if code != 0:
             message = str(data.get("description") or doc.get("message") or "token refused")
-            raise api_error("oauth", code, message, endpoint=self.endpoint, log_id=log_id)
+            raise api_error(
+                "oauth",
+                code,
+                message,
+                endpoint=self.endpoint,
+                log_id=log_id,
+                credentials=self._named,
+            )
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise ContractError("token answer has no access_token", endpoint=self.endpoint)
@@ -259,8 +268,9 @@ def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenP
         return CommandTokenProvider(settings.token_command, timeout=settings.token_timeout)
     settings.require_daily_data_credentials()
     assert settings.client_key is not None and settings.client_secret is not None
+    named = f"app {settings.app}'s client_key/client_secret" if settings.app else None
     return ClientTokenProvider(
-        session, settings.open_base_url, settings.client_key, settings.client_secret
+        session, settings.open_base_url, settings.client_key, settings.client_secret, named=named
     )
 
 
