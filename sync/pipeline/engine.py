@@ -147,6 +147,7 @@ class SyncRun:
             status, error = await self._finish(status, error)
         finally:
             if watcher is not None:
+                self._lock.stop_watching()
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher

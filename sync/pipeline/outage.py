@@ -177,9 +177,9 @@ class DatabaseGate:
                 tries += 1
                 waited = self._clock() - started
                 try:
-                    await asyncio.wait_for(
-                        self._probe(), self.backoff.probe_timeout(waited, self.limit)
-                    )
+                    # asyncio.timeout, not wait_for: a cancellation is never swallowed
+                    async with asyncio.timeout(self.backoff.probe_timeout(waited, self.limit)):
+                        await self._probe()
                 except DatabaseUnavailable as exc:
                     self._reason = exc.reason
                 except TimeoutError:

@@ -27,6 +27,7 @@ class RunLock:
         self.app_id = app_id
         self.conn: AsyncConnection | None = None  # holds the lock (its session)
         self._session: locks.Session | None = None
+        self._watching = False
 
     @property
     def held(self) -> bool:
@@ -51,16 +52,29 @@ class RunLock:
     async def watch(
         self, lost: Callable[[], None], *, paused: Callable[[], bool], interval: float = 1.0
     ) -> None:
-        """Until cancelled: ping the lock's connection every `interval` seconds and call `lost()`
-        when it no longer answers (not while `paused()`: an outage is being waited out, and
-        `keep` looks at the connection then)."""
-        while True:
+        """Until `stop_watching` (or cancelled): ping the lock's connection every `interval`
+        seconds and call `lost()` when it no longer answers (not while `paused()`: an outage is
+        being waited out, and `keep` looks at the connection then).
+
+        The flag, not only the cancellation, ends the loop: a cancellation that lands just as a
+        ping answers can be lost (asyncio.wait_for in 3.11 returns the result instead), and a
+        loop that only stops when cancelled would then run forever, its run waiting on it."""
+        self._watching = True
+        while self._still_watching():
             await asyncio.sleep(interval)
+            if not self._still_watching():
+                return
             conn = self.conn
             if conn is None or paused():
                 continue
             if not await _alive(conn) and self.conn is conn and not paused():
                 lost()
+
+    def stop_watching(self) -> None:
+        self._watching = False
+
+    def _still_watching(self) -> bool:
+        return self._watching
 
     async def keep(self, run_id: int) -> None:
         """After an outage: keep the lock's connection if it lived through it, else take the
@@ -114,8 +128,9 @@ async def _alive(conn: AsyncConnection) -> bool:
     if conn.closed or conn.invalidated:
         return False
     try:
-        await asyncio.wait_for(conn.scalar(text("SELECT 1")), 2.0)
-        await conn.commit()
+        async with asyncio.timeout(2.0):  # unlike wait_for, never swallows a cancellation
+            await conn.scalar(text("SELECT 1"))
+            await conn.commit()
     except Exception:
         return False
     return True
