@@ -300,3 +300,43 @@ async def test_a_held_lock_is_retried_and_refused_credentials_fail_the_job(
     await assert_table_is_truth(
         engine, fleet, dates, clock(), app_id=one.app_id, app=one.client_key
     )
+
+
+async def test_a_workers_metrics_file_holds_every_apps_latest_job(
+    engine: AsyncEngine, database_url: str, fleet: SandboxServer, clock: Clock, tmp_path: Path
+) -> None:
+    """`worker --metrics-file`: after the jobs of three apps, the file (read back with the
+    client library's parser) holds each app's latest job: done, its rows and calls, and its
+    last success."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = _env(fleet, database_url, tmp_path)
+    dates = clock.recent_dates(2)
+    assert (await run_cli(*_backfill(dates), env=env)).status == 0
+    metrics = tmp_path / "taskbox_worker.prom"
+    async with _workers(env, 1, "--concurrency", "3", "--metrics-file", str(metrics)) as workers:
+        await _all_succeeded(engine, workers, 3)
+
+        async def written() -> bool:
+            text = metrics.read_text() if metrics.exists() else ""
+            return all(a.app_id in text for a in fleet.apps)
+
+        await wait_until(written, limit=30, what="the metrics file")
+        await _stop(workers)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    outcome = {
+        s.labels["app_id"]: s.labels["outcome"]
+        for s in families["taskbox_sync_run_outcome"].samples
+        if s.value == 1
+    }
+    assert outcome == {a.app_id: "done" for a in fleet.apps}
+    inserted = {
+        s.labels["app_id"]: s.value
+        for s in families["taskbox_sync_run_rows"].samples
+        if s.labels["change"] == "inserted"
+    }
+    by_app = {r.app_id: r.rows_inserted for r in await runs(engine)}
+    assert inserted == by_app and all(inserted.values())
+    successes = families["taskbox_sync_last_success_timestamp_seconds"].samples
+    assert {s.labels["app_id"] for s in successes} == set(by_app)
+    assert all(s.labels["kind"] == "backfill" and s.value > 0 for s in successes)

@@ -17,6 +17,7 @@ from sync.cli.jobs import (
     _int_in,
     add_outage_flag,
     backfill_dates,
+    metrics_path,
     nightly_dates,
     secrets_of,
 )
@@ -97,6 +98,13 @@ def register_worker(sub: argparse._SubParsersAction[Any]) -> None:
         "at least one per job + 1); the pool may open 4 more, and the queue 3",
     )
     p.add_argument("--name", help="the worker's name in status (default: host:pid)")
+    p.add_argument(
+        "--metrics-file",
+        type=metrics_path,
+        metavar="PATH",
+        help="Prometheus metrics of every app's latest job, written again after each job "
+        "(node_exporter's textfile collector: a *.prom file in a folder that exists)",
+    )
     add_outage_flag(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     _common(p)
@@ -129,6 +137,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         schedule=check_cron(args.schedule) if args.schedule else None,
         lookback_days=args.lookback_days,
         db_connections=args.db_connections,
+        metrics_file=args.metrics_file,
         options=RunOptions(kind="nightly", db_outage_timeout=args.db_outage_timeout),
         **({"name": args.name} if args.name else {}),
     )

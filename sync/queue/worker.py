@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from procrastinate import App, JobContext
@@ -37,11 +38,12 @@ from sync.apps import load_apps_file
 from sync.db.connect import open_engine
 from sync.db.vault import PostgresVault, Sealer
 from sync.errors import DatabaseUnavailable, TaskboxError
-from sync.pipeline.fleet import POOL_TIMEOUT, pool_size
+from sync.pipeline.fleet import POOL_TIMEOUT, AppOutcome, pool_size
 from sync.pipeline.runs import RunOptions
 from sync.queue import notes
 from sync.queue.connect import SCHEDULE_QUEUE, SYNC_QUEUE, SYNC_TASK, TICK_TASK, queue_app
 from sync.queue.enqueue import enqueue
+from sync.queue.job_metrics import JobMetrics
 from sync.queue.retry import SyncRetry, retry_delay, run_error
 from sync.queue.runner import JobRunner
 from sync.queue.schedule import keep_scheduling
@@ -69,6 +71,7 @@ class WorkerConfig:
     lookback_days: int = 7
     db_connections: int | None = None  # the runs' pool (None: a lock connection a job + 16)
     options: RunOptions = dataclasses.field(default_factory=lambda: RunOptions(kind="nightly"))
+    metrics_file: Path | None = None  # rewritten after every job (`job_metrics`)
 
     @property
     def heartbeat(self) -> float:
@@ -85,10 +88,13 @@ def app_ids(settings: Settings) -> list[str]:
 class _Worker:
     """The tasks (bound to this worker's runner and queue app) and the signal handling."""
 
-    def __init__(self, app: App, runner: JobRunner, config: WorkerConfig) -> None:
+    def __init__(
+        self, app: App, runner: JobRunner, config: WorkerConfig, metrics: JobMetrics | None = None
+    ) -> None:
         self.app = app
         self.runner = runner
         self.config = config
+        self.metrics = metrics
         self.task: asyncio.Task[None] | None = None
         self.signal_number: int | None = None
         self.worker_id: int | None = None  # procrastinate's id of this worker (from a job)
@@ -106,7 +112,9 @@ class _Worker:
             error = run_error(result)
         except TaskboxError as exc:
             error = exc
+            await self._metrics(spec, AppOutcome(spec.app_id, None, exc))
         else:
+            await self._metrics(spec, AppOutcome(spec.app_id, result, result.stop_error))
             if error is None:
                 counts = result.counts
                 line = (
@@ -120,6 +128,10 @@ class _Worker:
         then = "fails" if delay is None else f"runs again in {delay:g} s"
         log.warning("job %d: %s: %s; it %s", job_id, spec.describe(), error, then)
         raise error
+
+    async def _metrics(self, spec: JobSpec, outcome: AppOutcome) -> None:
+        if self.metrics is not None:
+            await self.metrics.record(spec.kind, outcome)
 
     async def nightly_tick(self, timestamp: int, lookback_days: int) -> str:
         today = planner.shanghai_today(timestamp)
@@ -181,7 +193,8 @@ async def serve(settings: Settings, config: WorkerConfig) -> int:
         try:
             async with app.open_async():
                 runner = JobRunner(db, settings, options, session, tokens=_tokens(settings, db))
-                worker = _Worker(app, runner, config)
+                metrics = JobMetrics(config.metrics_file, db) if config.metrics_file else None
+                worker = _Worker(app, runner, config, metrics)
                 worker.register()
                 return await _run(app, worker, config)
         finally:
