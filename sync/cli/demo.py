@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from sync.api.http import Timeouts, new_session
 from sync.apps import AppConfig, Auth, settings_for
 from sync.cli.apps import authorize_app, token_factory
 from sync.cli.exits import fleet_exit_status
+from sync.cli.jobs import terminal_progress
 from sync.cli.status_text import render_status
 from sync.cli.summary import render_fleet
 from sync.db import database
@@ -58,10 +60,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not 2 <= args.apps <= 64 or args.videos < 0:
         raise SettingsError("demo: --apps from 2 to 64 and --videos from 0, please")
     configure_logging(args.log_format)
-    return asyncio.run(run_demo(settings, videos=args.videos, seed=args.seed, apps=args.apps))
+    return asyncio.run(
+        run_demo(
+            settings, videos=args.videos, seed=args.seed, apps=args.apps, log_format=args.log_format
+        )
+    )
 
 
-async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DEMO_APPS) -> int:
+async def run_demo(
+    settings: Settings,
+    *,
+    videos: int,
+    seed: int,
+    apps: int = DEMO_APPS,
+    log_format: str = "text",
+) -> int:
     server_url, embedded = await resolve_database_url(settings)
     url = await ensure_database(server_url, DEMO_DATABASE) if embedded else server_url
     config = SandboxConfig(seed=seed, videos=videos, apps=apps)
@@ -107,9 +120,17 @@ async def run_demo(settings: Settings, *, videos: int, seed: int, apps: int = DE
                 f"provider: app {merchant.id} is a service provider's merchant: its refresh "
                 "token stored sealed, its tokens from the provider's component token"
             )
-            result = await run_fleet(
-                db, fleet, options, plan, apps_at_once=apps, tokens=token_factory(sealer, db)
-            )
+            bar = terminal_progress(log_format, apps=apps, plan=plan)
+            async with bar or contextlib.nullcontext():
+                result = await run_fleet(
+                    db,
+                    fleet,
+                    options,
+                    plan,
+                    apps_at_once=apps,
+                    tokens=token_factory(sealer, db),
+                    progress=bar,
+                )
             print(render_fleet(result))
             mismatches = 0
             for app in sandbox.apps:
