@@ -33,6 +33,7 @@ from sync.api.provider import (
 )
 from sync.api.tokens import TokenFactory, token_provider
 from sync.apps import AppConfig, Auth, load_apps_file
+from sync.cli.flags import add_apps_file_flag, add_database_flag
 from sync.cli.tables import table
 from sync.db.connect import open_engine
 from sync.db.vault import PostgresVault, Sealer, authorization_states, new_key
@@ -63,14 +64,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--apps",
-        dest="apps_file",
-        type=Path,
-        metavar="FILE",
-        help="the apps file (default: $TASKBOX_APPS_FILE)",
-    )
-    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    add_apps_file_flag(p, "the apps file")
+    add_database_flag(p)
 
 
 def _apps_file(settings: Settings) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync import planner
+from sync.cli.flags import add_apps_file_flag, add_database_flag
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.defaults import (
@@ -139,13 +140,7 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
         help="rows held in memory at once, fetched but not yet written (~1.5 KB each; default "
         f"{DEFAULT_BUFFER_ROWS}, with an apps file {FLEET_BUFFER_ROWS}, shared by its apps)",
     )
-    p.add_argument(
-        "--apps",
-        dest="apps_file",
-        type=Path,
-        metavar="FILE",
-        help="sync every app of this apps file (TOML; default: $TASKBOX_APPS_FILE)",
-    )
+    add_apps_file_flag(p, "sync every app of this apps file (TOML)")
     p.add_argument(
         "--app",
         action="append",
@@ -170,7 +165,7 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
         help="write Prometheus metrics there after the run (node_exporter's textfile collector "
         "reads *.prom)",
     )
-    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    add_database_flag(p)
 
 
 def register_nightly(sub: argparse._SubParsersAction[Any]) -> None:

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from sync import __version__
 from sync.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_status
+from sync.cli.flags import add_database_flag
 from sync.errors import TaskboxError
 from sync.logs import json_configured
 from sync.settings import Settings
@@ -34,10 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
-
-
-def _add_database_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,7 +69,7 @@ COMMANDS: dict[str, str] = {
 
 def _register_migrate(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("migrate", help=COMMANDS["migrate"])
-    _add_database_flag(p)
+    add_database_flag(p)
     p.set_defaults(handler=_cmd_migrate)
 
 

@@ -7,11 +7,11 @@ import argparse
 import asyncio
 import datetime as dt
 import time
-from pathlib import Path
 from typing import Any
 
 from sync import planner
 from sync.apps import load_apps_file, secrets_of_apps
+from sync.cli.flags import add_apps_file_flag, add_database_flag
 from sync.cli.jobs import (
     _date,
     _int_in,
@@ -36,14 +36,8 @@ DEFAULT_WORKER_JOBS = 8
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--apps",
-        dest="apps_file",
-        type=Path,
-        metavar="FILE",
-        help="the apps file (TOML; default: $TASKBOX_APPS_FILE; without one, the app of DOUYIN_*)",
-    )
-    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    add_apps_file_flag(p, "the apps file (TOML)", otherwise="without one, the app of DOUYIN_*")
+    add_database_flag(p)
 
 
 def _seconds(lo: float, hi: float) -> Any:

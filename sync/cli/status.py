@@ -15,11 +15,11 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from sync import planner
 from sync.apps import load_apps_file
+from sync.cli.flags import add_apps_file_flag, add_database_flag
 from sync.errors import SettingsError
 from sync.settings import Settings
 
@@ -53,14 +53,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="ID",
         help="only this app (as the runs record it; repeatable); an unknown app is exit 2",
     )
-    p.add_argument(
-        "--apps",
-        dest="apps_file",
-        type=Path,
-        metavar="FILE",
-        help="also list this apps file's apps that never ran (default: $TASKBOX_APPS_FILE)",
-    )
-    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    add_apps_file_flag(p, "also list this apps file's apps that never ran")
+    add_database_flag(p)
     p.set_defaults(handler=cmd_status)
 
 

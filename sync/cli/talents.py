@@ -37,6 +37,7 @@ from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
 from sync.apps import load_apps_file, settings_for
+from sync.cli.flags import add_apps_file_flag, add_database_flag
 from sync.cli.jobs import add_outage_flag
 from sync.cli.tables import table
 from sync.db import database
@@ -86,16 +87,10 @@ def _qps(value: str) -> float:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-id", required=True, help="the exclusive task's id (64-bit integer)")
-    p.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    add_database_flag(p)
     p.add_argument("--qps", type=_qps, help="requests per second (default: $TASKBOX_QPS, 10)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument(
-        "--apps",
-        dest="apps_file",
-        type=Path,
-        metavar="FILE",
-        help="an apps file (default: $TASKBOX_APPS_FILE)",
-    )
+    add_apps_file_flag(p, "an apps file")
     p.add_argument("--app", metavar="ID", help="the app of the apps file the task belongs to")
 
 

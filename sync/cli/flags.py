@@ -1,0 +1,22 @@
+"""Flags several commands share, declared once. Light: the parsers that use it load nothing of
+the database or HTTP stacks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DATABASE_HELP = "PostgreSQL URL (default: $DATABASE_URL, else embedded)"
+
+
+def add_database_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help=DATABASE_HELP)
+
+
+def add_apps_file_flag(p: argparse.ArgumentParser, what: str, *, otherwise: str = "") -> None:
+    """`--apps FILE` (into `apps_file`: `main.settings_from` lays it over TASKBOX_APPS_FILE);
+    `what` says what the command does with it, `otherwise` what it does without one."""
+    default = "default: $TASKBOX_APPS_FILE" + (f"; {otherwise}" if otherwise else "")
+    p.add_argument(
+        "--apps", dest="apps_file", type=Path, metavar="FILE", help=f"{what} ({default})"
+    )
