@@ -19,7 +19,6 @@ import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import ClientSession
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,39 +32,12 @@ from sync.api.provider import (
 )
 from sync.api.tokens import TokenFactory, token_provider
 from sync.apps import AppConfig, Auth, load_apps_file
-from sync.cli.flags import add_apps_file_flag, add_database_flag
 from sync.cli.tables import table
 from sync.db.connect import open_engine
 from sync.db.vault import PostgresVault, Sealer, authorization_states, new_key
 from sync.errors import AuthorizationError, SettingsError
 from sync.planner import SHANGHAI
 from sync.settings import Settings
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("apps", help="the apps of the apps file; provider authorizations")
-    asub = p.add_subparsers(dest="apps_command", required=True)
-    q = asub.add_parser("list", help="every app of the file: how it authenticates, token times")
-    _common(q)
-    q.set_defaults(handler=cmd_list)
-    q = asub.add_parser(
-        "authorize", help="store a provider merchant's refresh token, read from standard input"
-    )
-    q.add_argument("app_id", metavar="APP_ID", help="the merchant app's id in the apps file")
-    q.add_argument(
-        "--authorization-code",
-        action="store_true",
-        help="standard input holds the authorization code of a new grant, not a refresh token",
-    )
-    _common(q)
-    q.set_defaults(handler=cmd_authorize)
-    q = asub.add_parser("new-key", help="print a new random key for TASKBOX_SECRET_KEY")
-    q.set_defaults(handler=cmd_new_key)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    add_apps_file_flag(p, "the apps file")
-    add_database_flag(p)
 
 
 def _apps_file(settings: Settings) -> Path:

@@ -33,6 +33,7 @@ from sync.db.status import collect_status
 from sync.db.vault import Sealer, new_key
 from sync.errors import SettingsError
 from sync.logs import configure_logging
+from sync.pipeline.defaults import DEMO_APPS
 from sync.pipeline.fleet import POOL_TIMEOUT, FleetApp, pool_size, run_fleet
 from sync.pipeline.runs import RunOptions
 from sync.sandbox import SandboxConfig, SandboxServer
@@ -40,20 +41,6 @@ from sync.sandbox.credentials import AppCredentials
 from sync.settings import ProviderSettings, Secret, Settings
 
 DEMO_DATABASE = "taskbox_demo"
-DEMO_APPS = 3  # several apps in one database, each verified against its own truth; the last
-# is a service provider's merchant
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("demo", help="backfill from the built-in sandbox into embedded Postgres")
-    p.add_argument("--videos", type=int, default=2000, help="videos per app (default 2000)")
-    p.add_argument(
-        "--apps", type=int, default=DEMO_APPS, help=f"sandbox apps synced (default {DEMO_APPS})"
-    )
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.set_defaults(handler=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

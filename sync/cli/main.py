@@ -97,33 +97,33 @@ def _register_status(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_demo(sub: argparse._SubParsersAction[Any]) -> None:
-    from sync.cli import demo
+    from sync.cli import parsers  # light: the command's module loads when it runs
 
-    demo.register(sub)
+    parsers.register_demo(sub)
 
 
 def _register_talents(sub: argparse._SubParsersAction[Any]) -> None:
-    from sync.cli import talents
+    from sync.cli import parsers  # light: the command's module loads when it runs
 
-    talents.register(sub)
+    parsers.register_talents(sub)
 
 
 def _register_apps(sub: argparse._SubParsersAction[Any]) -> None:
-    from sync.cli import apps
+    from sync.cli import parsers  # light: the command's module loads when it runs
 
-    apps.register(sub)
+    parsers.register_apps(sub)
 
 
 def _register_worker(sub: argparse._SubParsersAction[Any]) -> None:
-    from sync.cli import queue  # loads procrastinate: only for `worker`
+    from sync.cli import parsers  # light: the command's module loads when it runs
 
-    queue.register_worker(sub)
+    parsers.register_worker(sub)
 
 
 def _register_enqueue(sub: argparse._SubParsersAction[Any]) -> None:
-    from sync.cli import queue
+    from sync.cli import parsers  # light: the command's module loads when it runs
 
-    queue.register_enqueue(sub)
+    parsers.register_enqueue(sub)
 
 
 _REGISTER: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {

@@ -37,8 +37,6 @@ from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
 from sync.apps import load_apps_file, settings_for
-from sync.cli.flags import add_apps_file_flag, add_database_flag
-from sync.cli.jobs import add_outage_flag
 from sync.cli.tables import table
 from sync.db import database
 from sync.db.connect import open_engine
@@ -47,7 +45,7 @@ from sync.db.vault import PostgresVault, Sealer
 from sync.errors import ApiError, DatabaseUnavailable, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.outage import DatabaseGate
-from sync.settings import Secret, Settings, parse_qps
+from sync.settings import Secret, Settings
 from sync.talents.roster import (
     Operation,
     Roster,
@@ -78,22 +76,6 @@ class Outcome:
     log_id: str | None = None
 
 
-def _qps(value: str) -> float:
-    try:
-        return parse_qps(value, "--qps")
-    except SettingsError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task-id", required=True, help="the exclusive task's id (64-bit integer)")
-    add_database_flag(p)
-    p.add_argument("--qps", type=_qps, help="requests per second (default: $TASKBOX_QPS, 10)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    add_apps_file_flag(p, "an apps file")
-    p.add_argument("--app", metavar="ID", help="the app of the apps file the task belongs to")
-
-
 def app_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """The settings of the app the command works for: with an apps file, the app `--app` names
     (it may be left out when the file holds one app); else the DOUYIN_* variables' app."""
@@ -112,24 +94,6 @@ def app_settings(args: argparse.Namespace, settings: Settings) -> Settings:
             f"--app: {path} holds {len(apps.apps)} apps; name the one the task belongs to"
         )
     return settings_for(settings, app)
-
-
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add `talents add|cancel|list` to the CLI's subparsers."""
-    p = sub.add_parser("talents", help="add, cancel or list the creators of an exclusive task")
-    tsub = p.add_subparsers(dest="talents_command", required=True)
-    for op, verb in ((Operation.ADD, "invite"), (Operation.CANCEL, "cancel the cooperation of")):
-        q = tsub.add_parser(op, help=f"{verb} creators (update_orient_talents)")
-        _common(q)
-        q.add_argument("douyin_ids", nargs="*", metavar="DOUYIN_ID")
-        q.add_argument("--from-file", metavar="FILE", help="one id per line, # comments")
-        q.add_argument("--dry-run", action="store_true", help="show the batches, change nothing")
-        q.add_argument("--third-appid", help="the mini-app a service provider acts for")
-        add_outage_flag(q)
-        q.set_defaults(handler=cmd_update)
-    q = tsub.add_parser("list", help="the task's roster beside our audit log")
-    _common(q)
-    q.set_defaults(handler=cmd_list)
 
 
 def _secrets(settings: Settings) -> list[str]:

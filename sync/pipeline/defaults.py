@@ -19,3 +19,11 @@ DEFAULT_APPS_AT_ONCE = 24
 # decoding and the database busy: 4 apps of 1 M rows made 93,700 rows/s at 40,000 and 102,800 at
 # 80,000 (bench fleet-big, peak RSS 194 -> 274 MB).
 FLEET_BUFFER_ROWS = 80_000
+
+# A worker's jobs at once (`worker --concurrency`), and the seconds without a heartbeat after
+# which its jobs go back to the queue (`--stall-timeout`; sync.queue).
+DEFAULT_WORKER_JOBS = 8
+MAX_WORKER_JOBS = 64
+DEFAULT_STALL_TIMEOUT = 30.0
+# The sandbox apps `demo` syncs, the last as a service provider's merchant.
+DEMO_APPS = 3

@@ -38,6 +38,7 @@ from sync.apps import load_apps_file
 from sync.db.connect import open_engine
 from sync.db.vault import PostgresVault, Sealer
 from sync.errors import DatabaseUnavailable, TaskboxError
+from sync.pipeline.defaults import DEFAULT_STALL_TIMEOUT
 from sync.pipeline.fleet import POOL_TIMEOUT, AppOutcome, pool_size
 from sync.pipeline.runs import RunOptions
 from sync.queue import notes
@@ -53,7 +54,6 @@ from sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STALL_TIMEOUT = 30.0
 QUEUE_POOL = 3  # procrastinate's connections: its listener, and short queries (fetch, finish, beat)
 POLL_INTERVAL = 1.0  # seconds between looks at the queue: a job whose app's lock was released
 # starts within it (procrastinate's notifications wake workers for new jobs only)
