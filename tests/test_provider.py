@@ -348,3 +348,31 @@ async def test_the_ticket_is_read_when_a_component_token_is_needed(
         assert not any(secret in message for secret in shops.issued_secrets())
         (tmp_path / "ticket").write_text(shops.component_ticket())
         assert await component.get(session) and component.fetches == 1
+
+
+@pytest.mark.wall_clock  # the CLI runs in subprocesses
+async def test_two_cli_processes_need_one_merchants_token_and_it_is_refreshed_once(
+    database_url: str, make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    """Two `talents list` processes of one provider merchant start together with its stored
+    access token expired: both succeed, the platform sees one refresh, and the refresh token
+    stored is the newest (the chain goes on from it)."""
+    sb: SandboxServer = await make_sandbox(seed=53, videos=30, tasks=3, creators=5, apps=2)
+    merchant = sb.apps[1]
+    path = _apps_file(sb, tmp_path, [merchant.app_id])
+    (app,) = load_apps_file(path, _env(sb)).apps
+    async with _vault(database_url) as (db, _):
+        await _authorize(sb, db, app, settings_for(sandbox_settings(sb, database_url), app))
+        await _expire_access_tokens(db)
+    before = _refreshes(sb, merchant.client_key)
+    env = cli_env(sb, database_url, TASKBOX_SECRET_KEY=KEY.reveal(), **_env(sb))
+    task = str(sb.exclusive_task_ids_of(merchant.client_key)[0])
+    args = ("talents", "list", "--task-id", task, "--apps", str(path))
+    first, second = await asyncio.gather(run_cli(*args, env=env), run_cli(*args, env=env))
+    assert first.status == 0 and second.status == 0, (first.stderr, second.stderr)
+    assert _refreshes(sb, merchant.client_key) == before + 1
+    async with _vault(database_url) as (db, vault), new_session(Timeouts()) as session:
+        await _expire_access_tokens(db)
+        settings = settings_for(sandbox_settings(sb, database_url), app)
+        assert await ProviderTokens(vault)(settings, session).get()  # the stored one works
+    assert _refreshes(sb, merchant.client_key) == before + 2
