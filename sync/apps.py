@@ -15,11 +15,11 @@ import enum
 import math
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sync import toml_values as tv
 from sync.errors import AppsFileError
 from sync.settings import MAX_QPS, ProviderSettings, Secret, Settings
 
@@ -60,7 +60,7 @@ AUTH_KEYS: Mapping[Auth, _AuthKeys] = {
     ),
     Auth.PROVIDER: _AuthKeys(),
 }
-MAX_TOKEN_TIMEOUT = 300.0  # seconds a token command may take (default: settings' 30)
+MAX_TOKEN_TIMEOUT = tv.MAX_SECONDS  # seconds a token command may take (default: settings' 30)
 SECRETS = ("client_secret", "access_token", "app_secret")  # the fields of AppConfig they fill
 TOP_LEVEL_KEYS = ("app", "provider")
 PROVIDER_KEYS = (
@@ -73,7 +73,6 @@ PROVIDER_KEYS = (
     "ticket_timeout",
 )
 _KNOWN_KEYS = frozenset().union(*(keys.allowed for keys in AUTH_KEYS.values()))
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ID = re.compile(r"[^\s\"\\\x00-\x1f\x7f]+")  # printable, no blanks or quotes
 
 
@@ -116,8 +115,8 @@ class AppsFile:
             if app_id not in known:
                 raise AppsFileError(
                     str(self.path),
-                    f"not in the file; its apps: {_brief(known)}",
-                    app=_shown(app_id),
+                    f"not in the file; its apps: {tv.brief(known)}",
+                    app=tv.shown(app_id),
                 )
         return tuple(app for app in self.apps if not wanted or app.id in wanted)
 
@@ -177,13 +176,13 @@ def load_apps_file(
     """
     where = str(path)
     env = os.environ if environ is None else environ
-    doc = _parse(Path(path), where)
+    doc = tv.parse_file(Path(path), where)
     unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise AppsFileError(
             where,
             "unknown top-level key; the file holds [[app]] tables only",
-            key=_shown(unknown[0]),
+            key=tv.shown(unknown[0]),
         )
     provider = _provider(doc.get("provider"), where, Path(path).expanduser().parent, env, secrets)
     tables = doc.get("app")
@@ -191,21 +190,23 @@ def load_apps_file(
         raise AppsFileError(where, "no [[app]] table; describe each mini-app in an [[app]] table")
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise AppsFileError(
-            where, f"expected an array of tables ([[app]]), got {_kind(tables)}", key="app"
+            where, f"expected an array of tables ([[app]]), got {tv.kind(tables)}", key="app"
         )
     base = Path(path).expanduser().parent
     apps: list[AppConfig] = []
     seen: dict[str, int] = {}
     for position, table in enumerate(tables, 1):
-        app = _app(table, _Where(where, position), base, env, secrets)
+        app = _app(table, tv.Where(where, position), base, env, secrets)
         if app.auth is Auth.PROVIDER:
             if provider is None:
-                raise _Where(where, position, app.id).error(
+                raise tv.Where(where, position, app.id).error(
                     "auth", 'auth "provider" needs the file\'s [provider] table'
                 )
             app = dataclasses.replace(app, provider=provider)
         if app.id in seen:
-            raise _Where(where, position, app.id).error("id", f"also the id of app #{seen[app.id]}")
+            raise tv.Where(where, position, app.id).error(
+                "id", f"also the id of app #{seen[app.id]}"
+            )
         seen[app.id] = position
         apps.append(app)
     return AppsFile(Path(path), tuple(apps), provider)
@@ -262,61 +263,35 @@ def secrets_of_apps(apps: Iterable[AppConfig]) -> list[str]:
 # -- reading one app ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(slots=True)
-class _Where:
-    """The file and the app a refusal is about (the id once it is known)."""
-
-    path: str
-    position: int
-    app: str | None = None
-
-    def error(self, key: str, problem: str) -> AppsFileError:
-        return AppsFileError(self.path, problem, app=self.app, position=self.position, key=key)
-
-
-class _ProviderWhere(_Where):
+class _ProviderWhere(tv.Where):
     """Refusals about the [provider] table name it in place of an app."""
 
     def error(self, key: str, problem: str) -> AppsFileError:
         return AppsFileError(self.path, problem, key=f"[provider] {key}")
 
 
-def _parse(path: Path, where: str) -> dict[str, Any]:
-    try:
-        raw = path.expanduser().read_bytes()
-    except OSError as exc:
-        raise AppsFileError(where, f"cannot read: {exc.strerror or type(exc).__name__}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise AppsFileError(where, f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        first = (str(exc).splitlines() or ["?"])[0]
-        raise AppsFileError(where, f"not valid TOML: {first}") from None
-
-
 def _app(
-    table: dict[str, Any], at: _Where, base: Path, env: Mapping[str, str], load: bool = True
+    table: dict[str, Any], at: tv.Where, base: Path, env: Mapping[str, str], load: bool = True
 ) -> AppConfig:
     app_id = table.get("id")
     if app_id is None:
         raise at.error("id", "missing; every app needs its mini-app id")
     if not isinstance(app_id, str):
-        raise at.error("id", f"expected a string, got {_kind(app_id)}")
+        raise at.error("id", f"expected a string, got {tv.kind(app_id)}")
     if not _ID.fullmatch(app_id):
         raise at.error("id", "expected the mini-app id: not blank, no spaces or quotes")
     at.app = app_id
     for key in table:
         if key in SECRETS:
             raise at.error(
-                _shown(key),
+                tv.shown(key),
                 f"secrets are not written in the apps file; use {key}_env or {key}_file",
             )
     unknown = sorted(set(table) - _KNOWN_KEYS)
     if unknown:
-        raise at.error(_shown(unknown[0]), f"unknown key; an app takes {_brief_keys(_KNOWN_KEYS)}")
+        raise at.error(
+            tv.shown(unknown[0]), f"unknown key; an app takes {_brief_keys(_KNOWN_KEYS)}"
+        )
     auth = _auth(table.get("auth", Auth.CLIENT_CREDENTIALS.value), at)
     keys = AUTH_KEYS[auth]
     wrong = sorted(set(table) - keys.allowed)
@@ -326,12 +301,14 @@ def _app(
         )
     secrets: dict[str, Secret | None] = dict.fromkeys(SECRETS)
     for name in (keys.required + keys.optional) if load else ():
-        secrets[name] = _secret(table, name, name in keys.required, auth, at, base, env)
-    client_key = _text(table, "client_key", at) or app_id  # the platform's key is the app id
-    command = _command(table, at) if auth is Auth.TOKEN_COMMAND else None
+        secrets[name] = tv.secret(
+            table, name, name in keys.required, f'auth "{auth}"', at, base, env
+        )
+    client_key = tv.text(table, "client_key", at) or app_id  # the platform's key is the app id
+    command = tv.command(table, at, "token_command") if auth is Auth.TOKEN_COMMAND else None
     return AppConfig(
         id=app_id,
-        name=_text(table, "name", at),
+        name=tv.text(table, "name", at),
         auth=auth,
         client_key=client_key,
         client_secret=secrets["client_secret"],
@@ -340,34 +317,9 @@ def _app(
         qps=_qps(table, at),
         talents_app_id=app_id,
         token_command=command,
-        token_timeout=_timeout(table, at),
-        agency_client_key=_text(table, "agency_client_key", at),
+        token_timeout=tv.seconds(table, at, "token_timeout"),
+        agency_client_key=tv.text(table, "agency_client_key", at),
     )
-
-
-def _command(table: dict[str, Any], at: _Where, key: str = "token_command") -> tuple[str, ...]:
-    """A program and its arguments, as a list (never a shell line)."""
-    value = table.get(key)
-    if value is None:
-        raise at.error(key, f'missing; auth "{key}" needs ["program", "arg", ...]')
-    if isinstance(value, str):
-        raise at.error(key, 'expected a list such as ["program", "arg"] (no shell is used)')
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise at.error(key, f"expected a non-empty list of strings, got {_kind(value)}")
-    if not value[0].strip():
-        raise at.error(key, "expected the program first, got an empty string")
-    return tuple(value)
-
-
-def _timeout(table: dict[str, Any], at: _Where, key: str = "token_timeout") -> float | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise at.error(key, f"expected seconds, got {_kind(value)}")
-    if not 0 < value <= MAX_TOKEN_TIMEOUT:
-        raise at.error(key, f"expected seconds above 0 and at most {MAX_TOKEN_TIMEOUT:g}")
-    return float(value)
 
 
 _TICKET_SOURCES = ("component_ticket_file", "component_ticket_command", "component_ticket_env")
@@ -381,16 +333,16 @@ def _provider(
         return None
     at = _ProviderWhere(where, 0)
     if not isinstance(table, dict):
-        raise AppsFileError(where, f"expected a table, got {_kind(table)}", key="provider")
+        raise AppsFileError(where, f"expected a table, got {tv.kind(table)}", key="provider")
     for key in ("component_secret", "component_ticket"):
         if key in table:
             raise at.error(key, f"secrets are not written in the apps file; use {key}_env/_file")
     unknown = sorted(set(table) - set(PROVIDER_KEYS))
     if unknown:
         raise at.error(
-            _shown(unknown[0]), f"unknown key; [provider] takes {', '.join(PROVIDER_KEYS)}"
+            tv.shown(unknown[0]), f"unknown key; [provider] takes {', '.join(PROVIDER_KEYS)}"
         )
-    appid = _text(table, "component_appid", at)
+    appid = tv.text(table, "component_appid", at)
     if appid is None:
         raise at.error("component_appid", "missing; the provider's component app id")
     sources = [key for key in _TICKET_SOURCES if key in table]
@@ -400,144 +352,49 @@ def _provider(
             "give exactly one of component_ticket_file, component_ticket_command, "
             "component_ticket_env" + (f" (got {', '.join(sources)})" if sources else ""),
         )
-    secret = _secret(table, "component_secret", load, Auth.PROVIDER, at, base, env)
+    secret = tv.secret(table, "component_secret", load, "[provider]", at, base, env)
     ticket_file = ticket_command = ticket = None
     if sources[0] == "component_ticket_file":
-        given = _text(table, "component_ticket_file", at)
+        given = tv.text(table, "component_ticket_file", at)
         if given is None:
             raise at.error("component_ticket_file", "expected the path of the ticket's file")
         ticket_file = base / Path(given).expanduser()
     elif sources[0] == "component_ticket_command":
-        ticket_command = _command(table, at, "component_ticket_command")
+        ticket_command = tv.command(table, at, "component_ticket_command")
     elif load:
-        ticket = _secret(table, "component_ticket", True, Auth.PROVIDER, at, base, env)
+        ticket = tv.secret(table, "component_ticket", True, "[provider]", at, base, env)
     return ProviderSettings(
         component_appid=appid,
         component_secret=secret or Secret(""),
         ticket_file=ticket_file,
         ticket_command=ticket_command,
         ticket=ticket,
-        ticket_timeout=_timeout(table, at, "ticket_timeout") or 30.0,
+        ticket_timeout=tv.seconds(table, at, "ticket_timeout") or 30.0,
     )
 
 
-def _auth(value: object, at: _Where) -> Auth:
+def _auth(value: object, at: tv.Where) -> Auth:
     if not isinstance(value, str):
-        raise at.error("auth", f"expected a string, got {_kind(value)}")
+        raise at.error("auth", f"expected a string, got {tv.kind(value)}")
     try:
         return Auth(value)
     except ValueError:
         choices = " or ".join(f'"{a}"' for a in Auth)
-        raise at.error("auth", f"unknown value {_quoted(value)}; expected {choices}") from None
+        raise at.error("auth", f"unknown value {tv.quoted(value)}; expected {choices}") from None
 
 
-def _text(table: dict[str, Any], key: str, at: _Where) -> str | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise at.error(key, f"expected a string, got {_kind(value)}")
-    return value.strip() or None
-
-
-def _qps(table: dict[str, Any], at: _Where) -> float | None:
+def _qps(table: dict[str, Any], at: tv.Where) -> float | None:
     value = table.get("qps")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise at.error("qps", f"expected a number, got {_kind(value)}")
+        raise at.error("qps", f"expected a number, got {tv.kind(value)}")
     if not math.isfinite(value) or value <= 0 or value > MAX_QPS:
         raise at.error("qps", f"expected a number above 0 and at most {MAX_QPS:g}, got {value}")
     return float(value)
 
 
-def _secret(
-    table: dict[str, Any],
-    name: str,
-    required: bool,
-    auth: Auth,
-    at: _Where,
-    base: Path,
-    env: Mapping[str, str],
-) -> Secret | None:
-    """The secret `name` from `<name>_env` or `<name>_file`, loaded; None if optional and absent."""
-    env_key, file_key = name + "_env", name + "_file"
-    if env_key in table and file_key in table:
-        raise at.error(file_key, f"{env_key} is given too; keep one of the two")
-    if env_key in table:
-        var = table[env_key]
-        if not isinstance(var, str):
-            raise at.error(env_key, f"expected a string, got {_kind(var)}")
-        if not _ENV_NAME.fullmatch(var):  # perhaps the secret itself: never echoed
-            raise at.error(
-                env_key, "expected the name of an environment variable (letters, digits, _)"
-            )
-        value = env.get(var)
-        if value is None:
-            raise at.error(env_key, f"environment variable {var} is not set")
-        return _checked(value.strip(), env_key, f"environment variable {var}", at)
-    if file_key in table:
-        given = table[file_key]
-        if not isinstance(given, str):
-            raise at.error(file_key, f"expected a string, got {_kind(given)}")
-        if not given.strip():
-            raise at.error(file_key, "expected the path of a file holding the secret")
-        file = base / Path(given).expanduser()
-        try:
-            text = file.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise at.error(
-                file_key, f"cannot read {_shown(str(file))}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        except UnicodeDecodeError:
-            raise at.error(file_key, f"{_shown(str(file))} is not UTF-8 text") from None
-        return _checked(text.strip(), file_key, _shown(str(file)), at)
-    if required:
-        raise at.error(
-            name,
-            f'missing; auth "{auth}" needs it from {env_key} (an environment variable\'s name) '
-            f"or {file_key} (a file's path)",
-        )
-    return None
-
-
-def _checked(value: str, key: str, source: str, at: _Where) -> Secret:
-    if not value:
-        raise at.error(key, f"{source} is empty")
-    if "\n" in value or "\r" in value:
-        raise at.error(key, f"{source} holds more than one line; expected the secret alone")
-    return Secret(value)
-
-
 # -- wording ------------------------------------------------------------------------------------
-
-
-def _kind(value: object) -> str:
-    """What a TOML value is, in words (the value itself is never shown: it may be a secret)."""
-    if isinstance(value, bool):
-        return "a boolean"
-    kinds = {
-        str: "a string",
-        int: "an integer",
-        float: "a float",
-        dict: "a table",
-        list: "an array",
-    }
-    return next((w for t, w in kinds.items() if isinstance(value, t)), "a date or time")
-
-
-def _shown(text: str) -> str:
-    """A name from the file as it can be printed on one line."""
-    return text if text.isprintable() else ascii(text)
-
-
-def _quoted(text: str) -> str:
-    return f'"{text}"' if text.isprintable() and '"' not in text else ascii(text)
-
-
-def _brief(names: Sequence[str], most: int = 6) -> str:
-    shown = ", ".join(_shown(n) for n in names[:most])
-    return shown + (f", … ({len(names)} in all)" if len(names) > most else "")
 
 
 def _brief_keys(keys: Iterable[str]) -> str:

@@ -18,7 +18,10 @@ SYNC = Path(__file__).resolve().parent.parent / "sync"
 
 # Earlier may import later, never the other way round.
 ORDER = ["cli", "queue", "metrics", "pipeline", "api", "records", "db"]
-SHARED = {"errors", "settings", "apps", "planner", "lateness", "logs", "talents", "__version__"}
+SHARED = {
+    "errors", "settings", "apps", "toml_values", "planner", "lateness", "logs", "talents",
+    "__version__",
+}  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:
@@ -69,6 +72,7 @@ def test_shared_modules_and_the_sandbox_import_no_layer() -> None:
             "errors",
             "settings",
             "apps",
+            "toml_values",
             "planner",
             "lateness",
             "logs",
