@@ -27,7 +27,15 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 
 from sync.api.http import get
-from sync.api.tokens import REFRESH_MARGIN, CachedToken, TokenProvider, lenient_int, token_provider
+from sync.api.tokens import (
+    REFRESH_MARGIN,
+    CachedToken,
+    ProgramError,
+    TokenProvider,
+    lenient_int,
+    program_output,
+    token_provider,
+)
 from sync.errors import (
     AuthorizationError,
     ContractError,
@@ -135,22 +143,9 @@ async def _ticket_from_command(argv: tuple[str, ...], seconds: float) -> str:
         )
 
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    except OSError as exc:
-        raise refused(f"cannot run it: {exc.strerror or type(exc).__name__}") from None
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), seconds)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise refused(f"no answer within {seconds:g} s") from None
-    if proc.returncode != 0:
-        raise refused(f"exited with status {proc.returncode}")
+        out = await program_output(argv, seconds)
+    except ProgramError as exc:
+        raise refused(str(exc)) from None
     ticket = out.decode("utf-8", "replace").strip()
     if not ticket or "\n" in ticket:
         raise refused("expected the ticket alone on its standard output")

@@ -220,22 +220,10 @@ class CommandTokenProvider(CachedToken):
 
     async def _fetch(self) -> tuple[str, int]:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,  # may hold what it used: never read
-            )
-        except OSError as exc:
-            raise self._refused(f"cannot run it: {exc.strerror or type(exc).__name__}") from None
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self._timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise self._refused(f"no answer within {self._timeout:g} s") from None
-        if proc.returncode != 0:
-            raise self._refused(f"exited with status {proc.returncode} (run it by hand to see why)")
+            out = await program_output(self._argv, self._timeout)
+        except ProgramError as exc:
+            hint = " (run it by hand to see why)" if exc.exited else ""
+            raise self._refused(f"{exc}{hint}") from None
         try:
             doc = json.loads(out)
         except ValueError:
@@ -252,6 +240,39 @@ class CommandTokenProvider(CachedToken):
 TokenFactory = Callable[[Settings, aiohttp.ClientSession], TokenProvider]
 """Builds an app's token source on a session: `token_provider`, or a run's provider-mode
 factory (`sync.api.provider.ProviderTokens`)."""
+
+
+class ProgramError(Exception):
+    """A program of the operator's could not give its output: why, in a few words; `exited`
+    when it ran and failed (its own message, unread, would say why)."""
+
+    def __init__(self, why: str, *, exited: bool = False) -> None:
+        super().__init__(why)
+        self.exited = exited
+
+
+async def program_output(argv: tuple[str, ...], seconds: float) -> bytes:
+    """The standard output of `argv`, run without a shell, with no input, within `seconds`;
+    its standard error is never read (it may hold what it used). ProgramError when it cannot
+    run, takes too long or exits non-zero."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        raise ProgramError(f"cannot run it: {exc.strerror or type(exc).__name__}") from None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), seconds)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ProgramError(f"no answer within {seconds:g} s") from None
+    if proc.returncode != 0:
+        raise ProgramError(f"exited with status {proc.returncode}", exited=True)
+    return out
 
 
 def token_provider(settings: Settings, session: aiohttp.ClientSession) -> TokenProvider:

@@ -283,6 +283,8 @@ def secrets_of(settings: Settings) -> list[str]:
     """Every secret value, for the log scrubber."""
     values = [settings.client_secret, settings.access_token, settings.app_secret]
     values.append(settings.secret_key)
+    if settings.provider is not None:
+        values += [settings.provider.component_secret, settings.provider.ticket]
     out = [v.reveal() for v in values if v]
     if settings.database_url is not None:
         from sqlalchemy.engine import make_url

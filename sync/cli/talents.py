@@ -37,6 +37,7 @@ from sync.api.retry import RetryPolicy
 from sync.api.talents import TalentsApi
 from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, TokenProvider
 from sync.apps import load_apps_file, settings_for
+from sync.cli.jobs import secrets_of
 from sync.cli.tables import table
 from sync.db import database
 from sync.db.connect import open_engine
@@ -94,13 +95,6 @@ def app_settings(args: argparse.Namespace, settings: Settings) -> Settings:
             f"--app: {path} holds {len(apps.apps)} apps; name the one the task belongs to"
         )
     return settings_for(settings, app)
-
-
-def _secrets(settings: Settings) -> list[str]:
-    values = [settings.app_secret, settings.client_secret, settings.access_token]
-    if settings.provider is not None:
-        values += [settings.provider.component_secret, settings.provider.ticket]
-    return [s.reveal() for s in values if s]
 
 
 def _read_file(path: str) -> str:
@@ -365,7 +359,7 @@ async def _dry_run(settings: Settings, task_id: int, op: Operation, ids: list[st
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     """`talents add|cancel`: 0 every creator succeeded, 1 some failed, 2 bad input."""
     settings = app_settings(args, settings)
-    configure_logging(args.log_format, secrets=_secrets(settings))
+    configure_logging(args.log_format, secrets=secrets_of(settings))
     op = Operation(args.talents_command)
     return asyncio.run(_update(args, settings, op))
 
@@ -416,5 +410,5 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     """`talents list`: the platform's roster beside talent_operations for the task."""
     settings = app_settings(args, settings)
-    configure_logging(args.log_format, secrets=_secrets(settings))
+    configure_logging(args.log_format, secrets=secrets_of(settings))
     return asyncio.run(_list(args, settings))

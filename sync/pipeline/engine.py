@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -395,8 +394,7 @@ async def run_app(
 ) -> RunResult:
     """One run for the app `settings` name, with a client of its own for the run's length;
     `progress` is told of its progress (default: log lines)."""
-    if settings.agency_client_key and not options.agency_client_key:
-        options = dataclasses.replace(options, agency_client_key=settings.agency_client_key)
+    options = options.for_app(settings.agency_client_key)
     async with open_daily_data(
         settings,
         timeouts=options.timeouts,

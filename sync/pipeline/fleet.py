@@ -116,14 +116,6 @@ class _Fleet:
             run.stop(signum)
 
 
-def _options_of(app: FleetApp, options: RunOptions) -> RunOptions:
-    """The run's options with the app's own agency filter (apps file), if it sets one."""
-    agency = app.settings.agency_client_key
-    if agency and not options.agency_client_key:
-        return dataclasses.replace(options, agency_client_key=agency)
-    return options
-
-
 async def run_fleet(
     db: AsyncEngine,
     apps: Sequence[FleetApp],
@@ -158,7 +150,7 @@ async def run_fleet(
                 run = SyncRun(
                     db,
                     client,
-                    _options_of(app, options),
+                    options.for_app(app.settings.agency_client_key),
                     plan,
                     app_id=app.app_id,
                     outage_backoff=outage_backoff,

@@ -35,6 +35,13 @@ class RunOptions:
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
 
+    def for_app(self, agency_client_key: str | None) -> RunOptions:
+        """These options for an app whose apps-file entry sets an agency filter (a flag given
+        on the command line wins)."""
+        if agency_client_key and not self.agency_client_key:
+            return dataclasses.replace(self, agency_client_key=agency_client_key)
+        return self
+
     @property
     def scope(self) -> str:
         """The API filters, as stored in the ledger ('' = everything)."""

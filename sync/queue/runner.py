@@ -76,8 +76,7 @@ class JobRunner:
         now = self.clock()
         dates = planner.check_billing_dates(spec.first, spec.last, now)
         options = dataclasses.replace(self.options, kind=spec.kind)
-        if settings.agency_client_key and not options.agency_client_key:
-            options = dataclasses.replace(options, agency_client_key=settings.agency_client_key)
+        options = options.for_app(settings.agency_client_key)
         client = daily_data_client(settings, self.session, retry=options.retry, tokens=self.tokens)
         run = SyncRun(
             self.db,
