@@ -53,7 +53,7 @@ async def test_check_schema_refuses_unmigrated_database(empty_database_url: str)
 
 def test_single_head() -> None:
     """The migration history has one head."""
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 async def test_a_schema_migrated_by_a_newer_version_is_refused_untouched(

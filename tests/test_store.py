@@ -555,7 +555,7 @@ async def test_append_is_declined_when_the_scope_holds_a_row(engine: AsyncEngine
 async def test_append_conflicts_on_a_key_repeated_across_pages(engine: AsyncEngine) -> None:
     """A key that comes again in a later page cannot be appended: AppendConflict, and the
     transaction (rolled back by the caller) leaves nothing."""
-    with pytest.raises(AppendConflict, match="came again"):
+    with pytest.raises(AppendConflict, match="by an earlier page"):
         await append(engine, [rec(VIDEO)], [rec(VIDEO, gmv_1d=5)])
     assert await rows(engine) == {}
 

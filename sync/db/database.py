@@ -18,10 +18,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, make_url, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from sync.db import codecs
 from sync.errors import (
     ApiError,
     DatabaseConnectError,
@@ -60,7 +61,7 @@ POOL_OVERFLOW = 4
 def create_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> AsyncEngine:
     """An asyncpg engine with at most `pool_size` + 4 connections. JIT is off: the bulk
     statements are short and JIT start-up dominates."""
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=POOL_OVERFLOW,
@@ -68,6 +69,14 @@ def create_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -
         pool_pre_ping=True,
         connect_args={"server_settings": {"jit": "off", "application_name": "taskbox-sync"}},
     )
+    event.listen(engine.sync_engine, "connect", _install_codecs)
+    return engine
+
+
+def _install_codecs(dbapi_connection: Any, _record: object) -> None:
+    """Every connection takes Unix seconds and decimal text for timestamptz and numeric (see
+    `sync.db.codecs`: the bulk path copies pages straight into the table with them)."""
+    dbapi_connection.run_async(codecs.install)
 
 
 def describe_connect_error(url: str, exc: BaseException) -> str:

@@ -31,8 +31,10 @@ metadata = MetaData(
 )
 
 
-def _tz(name: str, *, nullable: bool = True) -> Column[object]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+def _tz(name: str, *, nullable: bool = True, now: bool = False) -> Column[object]:
+    return Column(
+        name, DateTime(timezone=True), nullable=nullable, server_default=func.now() if now else None
+    )
 
 
 # The columns of the figures, in the order the bulk path copies them.
@@ -69,8 +71,9 @@ video_daily_earnings = Table(
     *(Column(name, BigInteger) for name in FIGURE_COLUMNS),
     Column("expected_profit", Numeric),
     Column("extra", JSONB),
-    _tz("first_synced_at", nullable=False),
-    _tz("last_synced_at", nullable=False),
+    # Default now(): a page copied straight into the table leaves them to the server.
+    _tz("first_synced_at", nullable=False, now=True),
+    _tz("last_synced_at", nullable=False, now=True),
     # When the platform answered with these values: of two partitions of one run that both saw a
     # row (its publish time moved between their windows), the later answer wins.
     _tz("answered_at"),

@@ -176,14 +176,7 @@ ORDER BY {_cols("s.", IDS)}
 """
 
 
-# Appending (see PartitionWriter.append_to): move the staged page into the table, one statement.
-# $1 billing date, $2 run id, $3 app, $4 the page's answer time (Unix seconds: a page is staged
-# without it, one value for all its rows).
-APPEND_PAGE = f"""
-WITH page AS (DELETE FROM {STAGE_TABLE} RETURNING *)
-INSERT INTO {_TARGET} ({_INSERTED}, last_run_id)
-SELECT $1, {", ".join(map(_stored_column, RECORD_COLUMNS[1:]))}, $3,
-       to_timestamp($4::float8), now(), now(), $2
-FROM page
-ORDER BY {_cols("", IDS)}
-"""
+# Appending (see PartitionWriter.append_to): a page is copied straight into the table, its records
+# followed by these (first_synced_at and last_synced_at take the server's default, now()).
+APPEND_COLUMNS = (*RECORD_COLUMNS, "app_id", "answered_at", "last_run_id")
+TARGET = _TARGET
