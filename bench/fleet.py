@@ -362,6 +362,12 @@ async def run_fleet_scenario(ctx: Context, sc: Scenario) -> dict[str, Any]:
         apps_file.write_text(render_apps_file(apps), encoding="utf-8")
         command = [sys.executable, "-m", "bench.fleet_sync", str(tmp / "trace.json"), "--"]
         command += _cli_args(sc, dates, apps_file, ctx)
+        # A folder: sample the CLI with py-spy.
+        profiles = os.environ.get("BENCH_PROFILE")
+        if profiles:
+            samples = Path(profiles) / f"{sc.name}.txt"
+            spy = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(samples), "--"]
+            command = [*spy, *command]
         if sc.latency:
             await asyncio.to_thread(sandbox.set_latency, sc.latency)
         try:

@@ -544,6 +544,28 @@ async def test_append_writes_each_page_into_an_empty_scope(engine: AsyncEngine) 
     assert again == counts(staged=4, repeated=1, unchanged=3)
 
 
+async def test_append_keeps_a_video_of_two_tasks_and_the_last_of_a_repeated_key(
+    engine: AsyncEngine,
+) -> None:
+    """A video listed with two tasks is two rows; the same video and task twice in a page is
+    one, the later (a key can only repeat where a video does)."""
+    page = [rec(VIDEO, TASK), rec(VIDEO, TASK + 1), rec(VIDEO, TASK, gmv_1d=9), rec(VIDEO + 1)]
+    appending, result = await append(engine, page)
+    assert appending
+    assert result == counts(staged=4, repeated=1, inserted=3)
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT video_id, task_id, gmv_1d FROM video_daily_earnings ORDER BY 1, 2")
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (VIDEO, TASK, 9),
+        (VIDEO, TASK + 1, page[1][RECORD_COLUMNS.index("gmv_1d")]),
+        (VIDEO + 1, TASK, page[3][RECORD_COLUMNS.index("gmv_1d")]),
+    ]
+
+
 async def test_append_is_declined_when_the_scope_holds_a_row(engine: AsyncEngine) -> None:
     """A scope with a stored row is merged as usual (the mirror can see what went away)."""
     await merge(engine, [rec(VIDEO), rec(VIDEO + 1)])

@@ -24,7 +24,7 @@ Choices, each measured (see `MergeCounts` for what is counted):
   platform's 0.5-3 s some 30 partitions are open at once, and a set of key tuples (~180 bytes a
   row, 7 MB for a 40,000-row partition) made that the largest part of the process. A hash seen
   before only names candidates: their exact keys are deleted from staging, and the DELETE's count
-  says how many were really repeated.
+  says how many were really repeated. (Appending, below, leaves repeats to the table's key.)
 * The merge is one statement (`sync.db.store_sql.merge_sql`): a FULL JOIN of the staging table
   with the partition's stored rows classifies each key as new, changed, gone or unchanged, keeps
   only the first three for the UPDATE, INSERT and DELETE that follow. A FULL JOIN can only be a hash
@@ -253,21 +253,24 @@ class PartitionWriter:
             return
         if self._append_scope is not None:
             await self._decide_appending()
-        keys: list[Key] = list(map(_key_of, records))
-        page_keys = set(keys)
         self._staged += len(records)
-        rows: Sequence[Record] = records
-        if len(page_keys) != len(keys):
-            last = {k: i for i, k in enumerate(keys)}
-            self._repeated += len(keys) - len(last)
-            rows = [records[i] for i in sorted(last.values())]
         stamp = time.time() if answered_at is None else answered_at
         dates = set(map(_date_of, records))
         if self._appending:
-            # Nothing to remember of the page: the table's key finds a key of an earlier page.
+            # Repeats within the page, last wins (a key can only repeat where a video does, and
+            # a set of ints costs a third of a set of keys); the table's key finds one from an
+            # earlier page: nothing of the page is remembered here.
+            rows = records
+            if len(set(map(_video_of, records))) != len(records):
+                rows = self._last_of_each_key(records)
             await self._append_page(rows, dates, stamp)
             self._dates.update(dates)
             return
+        keys: list[Key] = list(map(_key_of, records))
+        page_keys = set(keys)
+        rows = records
+        if len(page_keys) != len(keys):
+            rows = self._last_of_each_key(records, keys)
         page_hashes = {hash(k): k for k in page_keys}
         seen_before = page_hashes.keys() & self._seen if self._seen else ()
         earlier = [page_hashes[h] for h in seen_before]
@@ -283,6 +286,16 @@ class PartitionWriter:
         self._page_log_ids.append(log_id)
         self._seen.extend(page_hashes)
         self._dates.update(dates)
+
+    def _last_of_each_key(
+        self, records: Sequence[Record], keys: list[Key] | None = None
+    ) -> Sequence[Record]:
+        """The page without records a later one of the same key replaces (counted as repeated)."""
+        last = {k: i for i, k in enumerate(keys or map(_key_of, records))}
+        if len(last) == len(records):
+            return records
+        self._repeated += len(records) - len(last)
+        return [records[i] for i in sorted(last.values())]
 
     async def _append_page(
         self, rows: Sequence[Record], dates: set[dt.date], answered_at: float
