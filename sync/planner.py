@@ -89,6 +89,12 @@ def windows_for(billing_date: dt.date, now: float, margin: int = DEFAULT_MARGIN)
     return windows
 
 
+def window_rank(partition: Partition) -> int:
+    """Which window of its billing date `partition` is, 0 for the newest (see windows_for): the
+    windows of one rank on neighbouring dates cover nearly the same videos."""
+    return (day_end(partition.billing_date) - partition.window.end) // MAX_WINDOW_SPAN
+
+
 def earliest_billing_date(now: float, margin: int = DEFAULT_MARGIN) -> dt.date:
     """The oldest billing date with a non-empty publish range (the day holding earliest_start)."""
     return shanghai_today(earliest_start(now, margin))

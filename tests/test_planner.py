@@ -30,6 +30,7 @@ from sync.planner import (
     parse_date,
     plan,
     shanghai_today,
+    window_rank,
     windows_for,
 )
 
@@ -326,3 +327,10 @@ def test_cli_refuses_a_malformed_date_naming_the_flag(capsys: pytest.CaptureFixt
         "got '2024-13-01' (see --help)"
     )
     assert "argument --today: " in _refusal(capsys, "nightly", "--today", "20240101")
+
+
+def test_window_rank_counts_a_dates_windows_from_the_newest() -> None:
+    """Rank 0 is a date's newest window; neighbouring dates' windows of one rank nearly overlap."""
+    for billing_date in (D(2026, 11, 14), D(2026, 10, 1), D(2026, 8, 20)):
+        partitions = list(plan([billing_date], NOW).partitions)
+        assert [window_rank(p) for p in partitions] == list(range(len(partitions)))

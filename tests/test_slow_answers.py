@@ -29,7 +29,7 @@ from sync.api.limiter import RequestLimiter
 from sync.api.tokens import ClientTokenProvider
 from sync.errors import TransportError
 from sync.pipeline.budget import FirstPageGuess, RowBudget
-from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
+from sync.pipeline.fetcher import PageFlow, PageQuery, WindowPages, partition_pages
 from sync.pipeline.starts import Starts
 from sync.sandbox import Faults, SandboxConfig, SandboxServer
 from sync.settings import Secret
@@ -196,6 +196,55 @@ async def test_guessed_pages_under_a_budget_of_one_page_all_arrive(clock: Clock)
         assert budget.peak <= PAGE and budget.used == 0
         assert sandbox.stats()["endpoints"]["daily_data"]["calls"] > pages  # guesses went
         assert_no_rule_breaks(sandbox)
+
+
+async def test_no_page_is_guessed_past_what_windows_of_its_rank_needed(clock: Clock) -> None:
+    """Once a window of a rank has ended, a window of that rank asks for a page past that
+    length only when it is needed: read twice, one date's windows make guesses the first time
+    (some past a window's end) and not one wasted call the second."""
+    config = SandboxConfig(
+        seed=13, videos=1_200, tasks=6, creators=40, faults=slow(0.3, 0.6), clock=clock
+    )
+    async with SandboxServer(config) as sandbox, new_session(Timeouts()) as session:
+        fetching = _Fetching(sandbox, session, 10 * PAGE, guess=True)
+        partitions = _partitions(clock, 1)
+        assert [planner.window_rank(p) for p in partitions] == list(range(len(partitions)))
+
+        def calls() -> int:
+            return int(sandbox.stats()["endpoints"].get("daily_data", {}).get("calls", 0))
+
+        async def read_all() -> tuple[int, int]:
+            """(pages read, calls made)"""
+            before = calls()
+            counts = await asyncio.wait_for(
+                asyncio.gather(
+                    *(_count_pages(fetching.pages(p, i, [])) for i, p in enumerate(partitions))
+                ),
+                60,
+            )
+            return sum(counts), calls() - before
+
+        pages, made = await read_all()
+        assert made > pages  # guesses past a window's end: nothing known of the ranks yet
+        pages, made = await read_all()
+        assert made == pages
+        assert_no_rule_breaks(sandbox)
+
+
+async def _count_pages(pages: AsyncGenerator[Page, None]) -> int:
+    count = 0
+    async for _ in pages:
+        count += 1
+    return count
+
+
+def test_window_pages_remember_the_longest_window_of_each_rank() -> None:
+    pages = WindowPages()
+    assert pages.may_reach(0, 7)  # nothing known: any page may come
+    pages.ended(0, 3)
+    pages.ended(0, 2)
+    assert pages.may_reach(0, 3) and not pages.may_reach(0, 4)
+    assert pages.may_reach(1, 9)
 
 
 async def test_one_partition_at_a_time_asks_for_its_next_page_early(
