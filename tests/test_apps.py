@@ -3,6 +3,7 @@ fleet of apps synced in one process."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import signal
@@ -372,3 +373,33 @@ async def test_nightly_with_an_apps_file_syncs_each_app_it_picks(
     async with engine.connect() as conn:
         kinds = (await conn.execute(select(sync_runs.c.kind, sync_runs.c.app_id))).all()
     assert sorted(kinds) == [("nightly", first.app_id), ("nightly", second.app_id)]
+
+
+async def test_more_partitions_under_way_than_writers_never_wedge(
+    engine: AsyncEngine, database_url: str, make_sandbox: MakeSandbox, clock: Clock
+) -> None:
+    """Slow answers put every partition of two apps under way (16) for 4 writer connections
+    and a budget of two pages: first pages are read only by partitions that hold a connection,
+    so rows are never all leased to partitions waiting for one (the fleet wedged so once: every
+    connection's next page waiting for rows, every row held by a page waiting for a
+    connection)."""
+    slow = Faults(latency_min=0.3, latency_max=0.6)
+    shops = [
+        await make_sandbox(seed=31 + i, videos=400, tasks=4, creators=20, faults=slow)
+        for i in range(2)
+    ]
+    dates, now = clock.recent_dates(2), clock()
+    apps = [_app(shop, database_url, f"tt_{i}") for i, shop in enumerate(shops)]
+    db = create_engine(database_url, pool_size=2)  # 2 lock connections + 4 overflow writers
+    try:
+        options = dataclasses.replace(OPTIONS, concurrency=8, buffer_rows=2 * OPTIONS.page_size)
+        # A hang guard, not a timing: this takes ~4 s; wedged, it waited ~90 s for the HTTP
+        # timeouts of unread bodies to give leases back.
+        result = await asyncio.wait_for(
+            run_fleet(db, apps, options, planner.plan(dates, now)), timeout=60
+        )
+    finally:
+        await db.dispose()
+    assert [a.outcome for a in result.apps] == [Outcome.DONE, Outcome.DONE]
+    for i, shop in enumerate(shops):
+        await assert_table_is_truth(engine, shop, dates, now, app_id=f"tt_{i}")

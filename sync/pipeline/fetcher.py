@@ -92,6 +92,26 @@ class PageFlow:
     window_pages: WindowPages = dataclasses.field(default_factory=WindowPages)
 
 
+class WriterGate:
+    """A partition's first page is read only once the partition holds a connection to write it.
+
+    Partitions take a database connection only once their first answer is in (requests waiting
+    on the platform hold none), and rows are leased from the run's budget when a body is about
+    to be read. If a first page were read before its connection, a fleet (more partitions under
+    way than writer connections, one budget) could wedge: every connection held by a partition
+    whose next page waits for rows, every row leased to a first page whose partition waits for
+    a connection (seen: a fleet-big run after a busy start, no commit in 240 s). Leased only
+    after the connection, rows are held by partitions that are writing, and each of them gives
+    its rows back as its writer goes on.
+    """
+
+    __slots__ = ("answered", "open")
+
+    def __init__(self) -> None:
+        self.answered = asyncio.Event()  # the first page's answer is in (headers; body unread)
+        self.open = asyncio.Event()  # the partition holds its connection: read on
+
+
 class _PageLease:
     """The rows one page holds in the budget, leased when its body is about to be read.
 
@@ -103,15 +123,22 @@ class _PageLease:
     `Starts`, which learns the latency from them.
     """
 
-    __slots__ = ("_first", "_flow", "_needed", "_priority", "_ticket", "lease", "went")
+    __slots__ = ("_first", "_flow", "_gate", "_needed", "_priority", "_ticket", "lease", "went")
 
     def __init__(
-        self, flow: PageFlow, needed: asyncio.Event, *, first: bool, priority: int
+        self,
+        flow: PageFlow,
+        needed: asyncio.Event,
+        *,
+        first: bool,
+        priority: int,
+        gate: WriterGate | None = None,
     ) -> None:
         self._flow = flow
         self._needed = needed
         self._first = first
         self._priority = priority
+        self._gate = gate if first else None
         self._ticket: int | None = None
         self.lease: Lease | None = None
         self.went = asyncio.Event()
@@ -130,6 +157,9 @@ class _PageLease:
         await self._needed.wait()
         if self.lease is not None:
             return
+        if self._gate is not None:
+            self._gate.answered.set()
+            await self._gate.open.wait()
         guess = self._flow.first_page
         expected = guess.rows if self._first else (lambda: guess.page_size)
         self.lease = await self._flow.budget.lease(expected, priority=self._priority)
@@ -235,8 +265,10 @@ async def partition_pages(
     on_page: Callable[[Page, int], None],
     *,
     priority: int = 0,
+    gate: WriterGate | None = None,
 ) -> AsyncGenerator[Page, None]:
-    """Yield the partition's pages; `on_page(page, requests_sent)` sees each as it arrives."""
+    """Yield the partition's pages; `on_page(page, requests_sent)` sees each as it arrives.
+    With `gate`, the first page's body is read only once the gate is open (see WriterGate)."""
     queue: asyncio.Queue[tuple[Page, Lease] | TaskboxError | None] = asyncio.Queue(PAGE_QUEUE_DEPTH)
     rank = window_rank(partition)
     held: set[Lease] = set()
@@ -247,7 +279,7 @@ async def partition_pages(
         needed = asyncio.Event()
         if after is None:
             needed.set()
-        reserved = _PageLease(flow, needed, first=page_num == 1, priority=priority)
+        reserved = _PageLease(flow, needed, first=page_num == 1, priority=priority, gate=gate)
 
         async def fetch_one() -> Fetched:
             if after is not None:

@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -43,7 +43,7 @@ from sync.errors import (
     RunLockedError,
     TaskboxError,
 )
-from sync.pipeline.fetcher import PageFlow, PageQuery, partition_pages
+from sync.pipeline.fetcher import PageFlow, PageQuery, WriterGate, partition_pages
 from sync.pipeline.outage import DatabaseGate
 from sync.pipeline.runs import FailedPartition, RunNotes, RunOptions
 from sync.planner import Partition
@@ -81,28 +81,35 @@ class PartitionWork:
             since = await self.gate.ready()
             stats, notes = PartitionStats(), RunNotes()
             try:
+                gate = WriterGate()
                 pages = partition_pages(
-                    self.api, p, self.query, self.flow, self._on_page(stats), priority=place
-                )
-                async with contextlib.aclosing(pages):  # closed now: leases go back at once
-                    ahead = _after(await anext(pages, None), pages)
-                    # A connection per attempt from the pool: one the database dropped is
-                    # replaced.
-                    async with database.connection(self.db) as conn:
-                        async with conn.begin():
-                            entry = pid
-                            if entry is None and lost:
-                                entry = await ledger.running_partition(
-                                    conn, self.run_id, p.billing_date, p.window.start, p.window.end
-                                )
-                            if entry is None:
-                                lost = True  # until the commit returns, recorded or not: unknown
-                                entry = await self._start(conn, p)
-                            elif attempt > 1:
-                                await ledger.partition_retry(conn, entry)
-                        pid, lost = entry, False
-                        async with conn.begin():
-                            done = await self._attempt(conn, p, ahead, pid, stats, notes, attempt)
+                    self.api, p, self.query, self.flow, self._on_page(stats),
+                    priority=place, gate=gate,
+                )  # fmt: skip
+                # A connection per attempt from the pool (one the database dropped is replaced),
+                # taken once the first answer is in and before its rows are leased (WriterGate);
+                # the pages closed at the end: leases go back at once.
+                async with (
+                    contextlib.aclosing(pages),
+                    _first_answer(pages, gate) as first,
+                    database.connection(self.db) as conn,
+                ):
+                    gate.open.set()
+                    ahead = _after(await first, pages)
+                    async with conn.begin():
+                        entry = pid
+                        if entry is None and lost:
+                            entry = await ledger.running_partition(
+                                conn, self.run_id, p.billing_date, p.window.start, p.window.end
+                            )
+                        if entry is None:
+                            lost = True  # until the commit returns, recorded or not: unknown
+                            entry = await self._start(conn, p)
+                        elif attempt > 1:
+                            await ledger.partition_retry(conn, entry)
+                    pid, lost = entry, False
+                    async with conn.begin():
+                        done = await self._attempt(conn, p, ahead, pid, stats, notes, attempt)
                 if done:
                     self.counts.add(stats)
                     self.notes.merge(notes)
@@ -265,6 +272,28 @@ class PartitionWork:
                 raise
             # The next run marks the partition failed instead.
             log.error("%s: cannot record the failure: %s", label(p), first_line(exc))
+
+
+@contextlib.asynccontextmanager
+async def _first_answer(
+    pages: AsyncGenerator[Page, None], gate: WriterGate
+) -> AsyncIterator[asyncio.Task[Page | None]]:
+    """Start reading `pages`; enter once the first answer is in (its body waits for `gate.open`)
+    with the task that reads the first page. An error before any answer is raised here, before a
+    connection is taken; the task is finished on the way out, whatever happened."""
+    first = asyncio.ensure_future(anext(pages, None))
+    answered = asyncio.ensure_future(gate.answered.wait())
+    try:
+        await asyncio.wait({first, answered}, return_when=asyncio.FIRST_COMPLETED)
+        if first.done():
+            first.result()
+        yield first
+    finally:
+        answered.cancel()
+        first.cancel()
+        await asyncio.wait({first})  # not its cancellation: ours, if any, still propagates
+        if not first.cancelled():
+            first.exception()  # seen: never "exception was never retrieved"
 
 
 async def _after(
