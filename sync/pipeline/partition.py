@@ -95,7 +95,7 @@ class PartitionWork:
                     database.connection(self.db) as conn,
                 ):
                     gate.open.set()
-                    ahead = _after(await first, pages)
+                    ahead = _after(await first.page(), pages)
                     async with conn.begin():
                         entry = pid
                         if entry is None and lost:
@@ -274,26 +274,46 @@ class PartitionWork:
             log.error("%s: cannot record the failure: %s", label(p), first_line(exc))
 
 
+class _FirstPage:
+    """The reading of a partition's first page, started before its connection is taken."""
+
+    __slots__ = ("_held", "task")
+
+    def __init__(self, pages: AsyncGenerator[Page, None]) -> None:
+        self._held: list[Page | None] = []
+        self.task = asyncio.ensure_future(self._read(pages))
+
+    async def _read(self, pages: AsyncGenerator[Page, None]) -> None:
+        # Kept here, not as the task's result: a finished task keeps its result as long as the
+        # task lives, and a page held past its writer is outside the row budget.
+        self._held.append(await anext(pages, None))
+
+    async def page(self) -> Page | None:
+        """The first page (None if the window had none), handed over once."""
+        await self.task
+        return self._held.pop()
+
+
 @contextlib.asynccontextmanager
 async def _first_answer(
     pages: AsyncGenerator[Page, None], gate: WriterGate
-) -> AsyncIterator[asyncio.Task[Page | None]]:
-    """Start reading `pages`; enter once the first answer is in (its body waits for `gate.open`)
-    with the task that reads the first page. An error before any answer is raised here, before a
-    connection is taken; the task is finished on the way out, whatever happened."""
-    first = asyncio.ensure_future(anext(pages, None))
+) -> AsyncIterator[_FirstPage]:
+    """Start reading `pages`; enter once the first answer is in (its body waits for `gate.open`).
+    An error before any answer is raised here, before a connection is taken; the reading is
+    finished on the way out, whatever happened."""
+    first = _FirstPage(pages)
     answered = asyncio.ensure_future(gate.answered.wait())
     try:
-        await asyncio.wait({first, answered}, return_when=asyncio.FIRST_COMPLETED)
-        if first.done():
-            first.result()
+        await asyncio.wait({first.task, answered}, return_when=asyncio.FIRST_COMPLETED)
+        if first.task.done():
+            first.task.result()
         yield first
     finally:
         answered.cancel()
-        first.cancel()
-        await asyncio.wait({first})  # not its cancellation: ours, if any, still propagates
-        if not first.cancelled():
-            first.exception()  # seen: never "exception was never retrieved"
+        first.task.cancel()
+        await asyncio.wait({first.task})  # not its cancellation: ours, if any, still propagates
+        if not first.task.cancelled():
+            first.task.exception()  # seen: never "exception was never retrieved"
 
 
 async def _after(
