@@ -42,6 +42,7 @@ from bench import pg
 from bench.measure import _min_span
 from bench.report import Verdict, _num, grid
 from bench.sandbox import SandboxProcess, daily_calls, rejected_delta
+from bench.trace import profiled
 from sync import planner
 from sync.sandbox.apps_file import render_apps_file, secret_env
 from sync.sandbox.credentials import AppCredentials
@@ -361,13 +362,7 @@ async def run_fleet_scenario(ctx: Context, sc: Scenario) -> dict[str, Any]:
         apps_file = tmp / "apps.toml"
         apps_file.write_text(render_apps_file(apps), encoding="utf-8")
         command = [sys.executable, "-m", "bench.fleet_sync", str(tmp / "trace.json"), "--"]
-        command += _cli_args(sc, dates, apps_file, ctx)
-        # A folder: sample the CLI with py-spy.
-        profiles = os.environ.get("BENCH_PROFILE")
-        if profiles:
-            samples = Path(profiles) / f"{sc.name}.txt"
-            spy = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(samples), "--"]
-            command = [*spy, *command]
+        command = profiled(command + _cli_args(sc, dates, apps_file, ctx), sc.name)
         if sc.latency:
             await asyncio.to_thread(sandbox.set_latency, sc.latency)
         try:

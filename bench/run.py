@@ -6,17 +6,16 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
-import os
 import sys
 import time
 from bisect import bisect_left, bisect_right
-from pathlib import Path
 from typing import Any
 
 from bench import pg
 from bench.measure import NO_TIMELINE, ScenarioSpec
 from bench.profiles import Profile, Scenario
 from bench.sandbox import SandboxProcess, daily_calls, rejected_delta
+from bench.trace import profiled
 from sync import planner
 from sync.pipeline.runs import DEFAULT_CONCURRENCY
 
@@ -85,10 +84,7 @@ async def _prepare(ctx: Context, sc: Scenario, dates: list[dt.date]) -> int:
 async def _child(spec: ScenarioSpec, limit: float) -> dict[str, Any] | None:
     """The scenario process's measurements; None when it ran out of time (then killed)."""
     command = [sys.executable, "-m", "bench.scenario", json.dumps(dataclasses.asdict(spec))]
-    profiles = os.environ.get("BENCH_PROFILE")  # a folder: sample the scenario with py-spy
-    if profiles:
-        samples = Path(profiles) / f"{spec.name}.txt"
-        command = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(samples), "--", *command]
+    command = profiled(command, spec.name)
     proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), limit)

@@ -34,6 +34,19 @@ LAG_TICK = 0.002  # seconds between the loop monitor's wake-ups
 LAG_NOTE = 0.004  # a wake-up later than this is noted
 
 
+PROFILE_ENV = "BENCH_PROFILE"  # a folder: sample scenario processes with py-spy
+
+
+def profiled(command: list[str], name: str) -> list[str]:
+    """`command` under `py-spy record` into `$BENCH_PROFILE/<name>.txt` (raw collapsed stacks)
+    when BENCH_PROFILE is set; else `command` itself."""
+    where = os.environ.get(PROFILE_ENV)
+    if not where:
+        return command
+    samples = Path(where) / f"{name}.txt"
+    return ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(samples), "--", *command]
+
+
 def folder() -> Path | None:
     where = os.environ.get(ENV)
     return Path(where) if where else None

@@ -14,7 +14,6 @@ has them) and a Decimal with the value's scale. Pure functions; `install` is the
 from __future__ import annotations
 
 import datetime as dt
-import re
 import struct
 from decimal import Decimal
 from typing import Any
@@ -35,7 +34,6 @@ _ONE_DIGIT = struct.Struct(">hhHHH").pack
 _TWO_DIGITS = struct.Struct(">hhHHHH").pack
 _THREE_DIGITS = struct.Struct(">hhHHHHH").pack
 _FRACTION_SCALE = (1, 1000, 100, 10, 1)  # a fraction of n digits times this: one base-10^4 digit
-_PLAIN = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
 
 
 def encode_timestamptz(value: Any) -> tuple[int]:
@@ -149,9 +147,6 @@ def encode_numeric(value: Any) -> bytes:
         ):
             part = int(fraction) * _FRACTION_SCALE[scale] if scale else 0
             return _small_numeric(int(integer), part, scale)
-        plain = _PLAIN.fullmatch(value)
-        if plain is not None and plain[2].isascii() and (plain[3] or "").isascii():
-            return _numeric(plain[1] == "-", plain[2], plain[3] or "")
         return _numeric_of_decimal(Decimal(value))
     if type(value) is int:
         if 0 <= value < 100_000_000:

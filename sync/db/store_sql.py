@@ -13,7 +13,7 @@ from sync.db.schema import KEY_COLUMNS, RECORD_COLUMNS, video_daily_earnings
 
 STAGE_TABLE = "taskbox_stage"
 
-_TARGET = video_daily_earnings.name
+TARGET = video_daily_earnings.name
 _DATA_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in KEY_COLUMNS)
 IDS = tuple(c for c in KEY_COLUMNS if c != "billing_date")  # the date is the partition's
 
@@ -57,7 +57,7 @@ def _stored_column(c: str) -> str:
 # NULL casts, as WITH NO DATA reads no row.
 CREATE_STAGE = f"""
 CREATE TEMP TABLE {STAGE_TABLE} ON COMMIT DELETE ROWS
-AS SELECT {", ".join(map(_stage_column, STAGE_COLUMNS))} FROM {_TARGET} WITH NO DATA
+AS SELECT {", ".join(map(_stage_column, STAGE_COLUMNS))} FROM {TARGET} WITH NO DATA
 """
 # The staged rows with the target's types.
 STAGED_ROWS = f"SELECT {', '.join(map(_stored_column, STAGE_COLUMNS))} FROM {STAGE_TABLE}"
@@ -111,18 +111,18 @@ WITH work AS MATERIALIZED (
                END AS kind,
                {ids}, {_cols("s.", _DATA_COLUMNS)}, s.answered_at
         FROM ({STAGED_ROWS}) s
-        FULL JOIN (SELECT * FROM {_TARGET} v WHERE {scope}) v ON {_ids_equal("v", "s")}
+        FULL JOIN (SELECT * FROM {TARGET} v WHERE {scope}) v ON {_ids_equal("v", "s")}
     ) c
     WHERE kind IS NOT NULL
 ), updated AS (
-    UPDATE {_TARGET} t SET {_set_data("w")}, answered_at = w.answered_at,
+    UPDATE {TARGET} t SET {_set_data("w")}, answered_at = w.answered_at,
                            last_synced_at = now(), last_run_id = $2
     FROM work w
     WHERE w.kind = 'changed' AND t.billing_date = $1 AND {_ids_equal("t", "w")} AND t.app_id = $5
       AND {_data_differ("t", "w")} AND {_NOT_OLDER.format(t="t", w="w")}
     RETURNING 1
 ), inserted AS (
-    INSERT INTO {_TARGET} AS t ({_INSERTED}, last_run_id)
+    INSERT INTO {TARGET} AS t ({_INSERTED}, last_run_id)
     SELECT $1, {_cols("w.", RECORD_COLUMNS[1:])}, $5, w.answered_at, now(), now(), $2
     FROM work w WHERE w.kind = 'new'
     ORDER BY {_cols("w.", IDS)}
@@ -134,12 +134,12 @@ WITH work AS MATERIALIZED (
     RETURNING (t.xmax = 0) AS fresh
 ), foreign_keys AS MATERIALIZED (
     SELECT t.video_id, t.task_id, t.app_id
-    FROM work w JOIN {_TARGET} t ON t.billing_date = $1 AND {_ids_equal("t", "w")}
+    FROM work w JOIN {TARGET} t ON t.billing_date = $1 AND {_ids_equal("t", "w")}
     WHERE w.kind = 'new' AND t.app_id <> $5
 ), sample AS (
     SELECT * FROM foreign_keys ORDER BY video_id, task_id LIMIT {FOREIGN_SAMPLE}
 ), removed AS (
-    DELETE FROM {_TARGET} t USING work w
+    DELETE FROM {TARGET} t USING work w
     WHERE w.kind = 'gone' AND t.billing_date = $1 AND {_ids_equal("t", "w")}
       AND {still_in_scope}
     RETURNING 1
@@ -161,7 +161,7 @@ def anything_stored_sql(*, creator: bool) -> str:
     scope = "app_id = $4 AND billing_date = $1 AND publish_time BETWEEN $2 AND $3"
     if creator:
         scope += " AND douyin_id = $5"
-    return f"SELECT EXISTS (SELECT 1 FROM {_TARGET} WHERE {scope})"
+    return f"SELECT EXISTS (SELECT 1 FROM {TARGET} WHERE {scope})"
 
 
 # A partition with nothing stored in its scope (a backfill into an empty table, a new billing date)
@@ -169,7 +169,7 @@ def anything_stored_sql(*, creator: bool) -> str:
 # moved, or another app's) raises, and the full merge, which handles it, runs instead.
 # $1 billing date, $2 run id, $3 app.
 INSERT_ALL = f"""
-INSERT INTO {_TARGET} ({_INSERTED}, last_run_id)
+INSERT INTO {TARGET} ({_INSERTED}, last_run_id)
 SELECT $1, {_cols("s.", RECORD_COLUMNS[1:])}, $3, s.answered_at, now(), now(), $2
 FROM ({STAGED_ROWS}) s
 ORDER BY {_cols("s.", IDS)}
@@ -179,4 +179,3 @@ ORDER BY {_cols("s.", IDS)}
 # Appending (see PartitionWriter.append_to): a page is copied straight into the table, its records
 # followed by these (first_synced_at and last_synced_at take the server's default, now()).
 APPEND_COLUMNS = (*RECORD_COLUMNS, "app_id", "answered_at", "last_run_id")
-TARGET = _TARGET
