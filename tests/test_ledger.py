@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.db import ledger, locks
@@ -78,6 +78,22 @@ async def test_lock_is_released_when_the_session_ends(engine: AsyncEngine) -> No
         await holder.invalidate()  # closes the database session, as a crash would
         assert await locks.acquire_run_lock(other, "app")
         await locks.release_run_lock(other, "app")
+
+
+async def test_the_server_probes_every_session_so_a_vanished_machine_frees_its_lock(
+    engine: AsyncEngine,
+) -> None:
+    """A machine that vanishes sends no FIN: its session, and the lock, would live until the
+    server's kernel keepalive gave up (two hours). Our sessions set the server's side of the
+    socket to probe after 60 s, every 10 s, three times; over TCP, SHOW reads the socket's own
+    options. (Over the embedded server's Unix socket they mean nothing and read 0.)"""
+    async with engine.connect() as conn:
+        tcp = await conn.scalar(text("SELECT inet_client_addr() IS NOT NULL"))
+        shown = [
+            await conn.scalar(text(f"SHOW {name}"))
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        ]
+    assert shown == (["60", "10", "3"] if tcp else ["0", "0", "0"])
 
 
 async def test_run_is_started_and_finished_with_its_counters(engine: AsyncEngine) -> None:

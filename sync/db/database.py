@@ -57,17 +57,32 @@ def alembic_config(url: str | None = None) -> Config:
 
 POOL_OVERFLOW = 4
 
+# Every session's settings. The keepalives are the server's side of the socket: a run's advisory
+# lock lives as long as its session, and when a worker's machine vanishes (no FIN, no RST) the
+# server would keep the session, and the lock, until the kernel's keepalive gives up: two hours
+# by default. With these the server probes an idle client after 60 s and drops it after three
+# unanswered probes 10 s apart, so the app's next run, on another machine, gets the lock ~90 s
+# after the machine went. Any user may set them for its own session; over a Unix socket they
+# are ignored.
+SERVER_SETTINGS = {
+    "jit": "off",  # the bulk statements are short and JIT start-up dominates
+    "application_name": "taskbox-sync",
+    "tcp_keepalives_idle": "60",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
+
 
 def create_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> AsyncEngine:
-    """An asyncpg engine with at most `pool_size` + 4 connections. JIT is off: the bulk
-    statements are short and JIT start-up dominates."""
+    """An asyncpg engine with at most `pool_size` + 4 connections, each session with
+    SERVER_SETTINGS."""
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=POOL_OVERFLOW,
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"jit": "off", "application_name": "taskbox-sync"}},
+        connect_args={"server_settings": SERVER_SETTINGS},
     )
     event.listen(engine.sync_engine, "connect", _install_codecs)
     return engine

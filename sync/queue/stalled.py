@@ -6,8 +6,9 @@ was left by a worker that was killed or lost its machine; `recover_stalled` puts
 wait, at once, in one statement that locks the rows it changes (two workers recovering at the
 same moment never both take the same job). The worker that takes it resumes its run: the
 partitions the dead worker committed are skipped; the dead session's advisory lock went with
-its connection (a machine gone: when PostgreSQL's TCP keepalive gives up on the socket; until
-then the new run finds the lock held and the job waits and tries again).
+its connection (a machine gone: when PostgreSQL's TCP keepalive gives up on the socket, ~90 s
+with the keepalives every session sets, `sync.db.database.SERVER_SETTINGS`; until then the new
+run finds the lock held and the job waits and tries again).
 """
 
 from __future__ import annotations
