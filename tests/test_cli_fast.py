@@ -74,6 +74,22 @@ def test_help_and_usage_errors_load_no_heavy_stack(args: list[str], status: int)
     assert "Traceback" not in output, output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nightly", "--qps", "0"],
+        ["backfill", "--from", "2026-01-01", "--to", "2026-01-02", "--qps", "11"],
+        ["talents", "list", "--task-id", "1", "--qps", "0"],
+    ],
+)
+def test_every_commands_qps_refusal_names_the_flag_once(args: list[str]) -> None:
+    """The commands share one --qps type: argparse names the flag, the message does not again."""
+    got, _, output = _probe(*args)
+    assert got == 2, output
+    assert "argument --qps: expected a number above 0 and at most 10" in output, output
+    assert "--qps: --qps" not in output, output
+
+
 def test_the_light_listing_is_the_full_one() -> None:
     """`taskbox-sync --help` built from the light parser equals the full parser's help, so the
     commands' help lines kept for the listing never drift from their own parsers'."""

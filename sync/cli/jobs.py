@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync import planner
-from sync.cli.flags import add_apps_file_flag, add_database_flag
+from sync.cli import argtypes
+from sync.cli.flags import add_apps_file_flag, add_database_flag, add_outage_flag
 from sync.errors import DateBound, DateRangeError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.defaults import (
@@ -27,8 +28,7 @@ from sync.pipeline.defaults import (
     DEFAULT_CONCURRENCY,
     FLEET_BUFFER_ROWS,
 )
-from sync.pipeline.outage import DEFAULT_OUTAGE_TIMEOUT
-from sync.settings import MAX_QPS, Settings, parse_qps
+from sync.settings import MAX_QPS, Settings
 
 if TYPE_CHECKING:  # the parser is built from this module: the run's modules load in handlers
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,100 +43,21 @@ MAX_CONCURRENCY = 64
 log = logging.getLogger(__name__)
 
 
-def _int_in(lo: int, hi: int, what: str) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"expected {what} from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
-
-
-AUTO = "auto"
-
-
-def lookback_days(text: str) -> int | str:
-    """--lookback-days: a number of days from 1 to 89, or `auto` (measured from the ledger)."""
-    if text == AUTO:
-        return AUTO
-    top = planner.MAX_NIGHTLY_LOOKBACK
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= top:
-        raise argparse.ArgumentTypeError(f"expected days from 1 to {top} or 'auto', got {text!r}")
-    return value
-
-
-def outage_seconds(text: str) -> float:
-    """--db-outage-timeout: seconds, 0 (do not wait) to a day."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 86_400:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
-    return value
-
-
-def add_outage_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db-outage-timeout",
-        type=outage_seconds,
-        default=DEFAULT_OUTAGE_TIMEOUT,
-        metavar="SECONDS",
-        help="how long to wait for a lost database before stopping "
-        f"(default {DEFAULT_OUTAGE_TIMEOUT:g})",
-    )
-
-
-def _date(text: str) -> dt.date:
-    """--from, --to, --today: a strict YYYY-MM-DD date."""
-    try:
-        return planner.parse_date(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _qps(text: str) -> float:
-    try:
-        return parse_qps(text, "--qps")
-    except Exception as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--qps: ")) from None
-
-
-def metrics_path(text: str) -> Path:
-    """--metrics-file: a *.prom file in a folder that exists (checked before the run)."""
-    path = Path(text)
-    if path.suffix != ".prom":
-        raise argparse.ArgumentTypeError(
-            f"expected a file ending in .prom (node_exporter reads only those), got {text!r}"
-        )
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"no such folder: {str(path.parent)!r}")
-    return path
-
-
 def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--douyin-id", help="only this creator's videos (API filter)")
     p.add_argument("--agency-client-key", help="only this agency's videos (API filter)")
-    p.add_argument("--qps", type=_qps, help=f"requests per second, at most {MAX_QPS:g}")
-    p.add_argument("--page-size", type=_int_in(1, 10_000, "a page size"), default=10_000)
+    p.add_argument("--qps", type=argtypes.qps, help=f"requests per second, at most {MAX_QPS:g}")
+    p.add_argument("--page-size", type=argtypes.int_in(1, 10_000, "a page size"), default=10_000)
     p.add_argument(
         "--concurrency",
-        type=_int_in(1, MAX_CONCURRENCY, "a number of partitions in flight"),
+        type=argtypes.int_in(1, MAX_CONCURRENCY, "a number of partitions in flight"),
         default=DEFAULT_CONCURRENCY,
         help="partitions in flight (each holds a database connection once its first answer is "
         "in, until it commits)",
     )
     p.add_argument(
         "--buffer-rows",
-        type=_int_in(1_000, 10_000_000, "a number of rows"),
+        type=argtypes.int_in(1_000, 10_000_000, "a number of rows"),
         help="rows held in memory at once, fetched but not yet written (~1.5 KB each; default "
         f"{DEFAULT_BUFFER_ROWS}, with an apps file {FLEET_BUFFER_ROWS}, shared by its apps)",
     )
@@ -150,7 +71,7 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--apps-at-once",
-        type=_int_in(1, 256, "a number of apps"),
+        type=argtypes.int_in(1, 256, "a number of apps"),
         default=DEFAULT_APPS_AT_ONCE,
         help=f"apps synced at the same time (default {DEFAULT_APPS_AT_ONCE})",
     )
@@ -160,7 +81,7 @@ def _add_sync_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
         "--metrics-file",
-        type=metrics_path,
+        type=argtypes.metrics_path,
         metavar="PATH",
         help="write Prometheus metrics there after the run (node_exporter's textfile collector "
         "reads *.prom)",
@@ -173,7 +94,7 @@ def register_nightly(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("nightly", help="re-sync the last N billing dates (for cron)")
     p.add_argument(
         "--lookback-days",
-        type=lookback_days,
+        type=argtypes.lookback_days,
         default=7,
         metavar="N|auto",
         help="billing dates to re-sync (1-89, default 7); auto: the lookback the ledger's "
@@ -181,7 +102,7 @@ def register_nightly(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--today",
-        type=_date,
+        type=argtypes.date,
         metavar="YYYY-MM-DD",
         help="the day to count back from (default: today in China time)",
     )
@@ -192,8 +113,10 @@ def register_nightly(sub: argparse._SubParsersAction[Any]) -> None:
 def register_backfill(sub: argparse._SubParsersAction[Any]) -> None:
     """Add `backfill` to the CLI's subparsers."""
     p = sub.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
-    p.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
-    p.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
+    p.add_argument(
+        "--from", dest="date_from", type=argtypes.date, required=True, metavar="YYYY-MM-DD"
+    )
+    p.add_argument("--to", dest="date_to", type=argtypes.date, required=True, metavar="YYYY-MM-DD")
     _add_sync_flags(p)
     p.set_defaults(handler=cmd_backfill)
 
@@ -232,7 +155,8 @@ def backfill_dates(first: dt.date, last: dt.date, now: float) -> list[dt.date]:
 def cmd_nightly(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
     today: dt.date = args.today or planner.shanghai_today(now)
-    if args.lookback_days == AUTO:  # a number before anything is planned: the planner reads none
+    # a number before anything is planned: the planner reads none
+    if args.lookback_days == argtypes.AUTO:
         import asyncio
 
         args.lookback_days, args.lookback_note = asyncio.run(_measured_lookback(args, settings))

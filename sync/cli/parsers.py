@@ -8,16 +8,15 @@ import argparse
 import importlib
 from typing import Any
 
-from sync.cli.flags import add_apps_file_flag, add_database_flag
-from sync.cli.jobs import _date, _int_in, add_outage_flag, metrics_path
-from sync.errors import SettingsError
+from sync.cli import argtypes
+from sync.cli.flags import add_apps_file_flag, add_database_flag, add_outage_flag
 from sync.pipeline.defaults import (
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_WORKER_JOBS,
     DEMO_APPS,
     MAX_WORKER_JOBS,
 )
-from sync.settings import Settings, parse_qps
+from sync.settings import Settings
 from sync.talents.roster import Operation
 
 
@@ -35,17 +34,12 @@ def _lazy(module: str, name: str) -> Any:
 # -- talents ------------------------------------------------------------------------------------
 
 
-def _qps(value: str) -> float:
-    try:
-        return parse_qps(value, "--qps")
-    except SettingsError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _talents_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-id", required=True, help="the exclusive task's id (64-bit integer)")
     add_database_flag(p)
-    p.add_argument("--qps", type=_qps, help="requests per second (default: $TASKBOX_QPS, 10)")
+    p.add_argument(
+        "--qps", type=argtypes.qps, help="requests per second (default: $TASKBOX_QPS, 10)"
+    )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     add_apps_file_flag(p, "an apps file")
     p.add_argument("--app", metavar="ID", help="the app of the apps file the task belongs to")
@@ -119,28 +113,13 @@ def _queue_common(p: argparse.ArgumentParser) -> None:
     add_database_flag(p)
 
 
-def _seconds(lo: float, hi: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not lo <= value <= hi:  # also refuses nan
-            raise argparse.ArgumentTypeError(
-                f"expected seconds from {lo:g} to {hi:g}, got {text!r}"
-            )
-        return value
-
-    return parse
-
-
 def register_worker(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "worker", help="run sync jobs from the job queue (as many workers as you like)"
     )
     p.add_argument(
         "--concurrency",
-        type=_int_in(1, MAX_WORKER_JOBS, "a number of jobs"),
+        type=argtypes.int_in(1, MAX_WORKER_JOBS, "a number of jobs"),
         default=DEFAULT_WORKER_JOBS,
         help=f"jobs (apps) run at once by this worker (default {DEFAULT_WORKER_JOBS})",
     )
@@ -151,13 +130,13 @@ def register_worker(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--lookback-days",
-        type=_int_in(1, 89, "a number of days"),
+        type=argtypes.int_in(1, 89, "a number of days"),
         default=7,
         help="the nightly's lookback that --schedule enqueues (default 7)",
     )
     p.add_argument(
         "--stall-timeout",
-        type=_seconds(2, 3600),
+        type=argtypes.seconds_in(2, 3600),
         default=DEFAULT_STALL_TIMEOUT,
         metavar="SECONDS",
         help="a job whose worker sent no heartbeat this long goes back to the queue "
@@ -165,7 +144,7 @@ def register_worker(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--db-connections",
-        type=_int_in(2, 1000, "a number of connections"),
+        type=argtypes.int_in(2, 1000, "a number of connections"),
         metavar="N",
         help="database connections of the worker's runs (default: one per job + 16 writers; "
         "at least one per job + 1); the pool may open 4 more, and the queue 3",
@@ -173,7 +152,7 @@ def register_worker(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--name", help="the worker's name in status (default: host:pid)")
     p.add_argument(
         "--metrics-file",
-        type=metrics_path,
+        type=argtypes.metrics_path,
         metavar="PATH",
         help="Prometheus metrics of every app's latest job, written again after each job "
         "(node_exporter's textfile collector: a *.prom file in a folder that exists)",
@@ -188,11 +167,13 @@ def register_enqueue(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("enqueue", help="put sync jobs on the job queue: one per app")
     kinds = p.add_subparsers(dest="kind", required=True, parser_class=type(p))
     k = kinds.add_parser("nightly", help="re-sync the last N billing dates")
-    k.add_argument("--lookback-days", type=_int_in(1, 89, "a number of days"), default=7)
-    k.add_argument("--today", type=_date, metavar="YYYY-MM-DD")
+    k.add_argument("--lookback-days", type=argtypes.int_in(1, 89, "a number of days"), default=7)
+    k.add_argument("--today", type=argtypes.date, metavar="YYYY-MM-DD")
     k = kinds.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
-    k.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
-    k.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
+    k.add_argument(
+        "--from", dest="date_from", type=argtypes.date, required=True, metavar="YYYY-MM-DD"
+    )
+    k.add_argument("--to", dest="date_to", type=argtypes.date, required=True, metavar="YYYY-MM-DD")
     for k in kinds.choices.values():
         k.add_argument("--app", action="append", default=[], metavar="ID", help="only this app")
         _queue_common(k)
