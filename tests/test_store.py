@@ -493,6 +493,23 @@ async def test_staging_is_empty_in_every_new_transaction(engine: AsyncEngine) ->
     assert sorted(await rows(engine)) == [VIDEO, VIDEO + 2]
 
 
+async def test_a_writer_sets_its_transactions_planner_settings_and_no_more(
+    engine: AsyncEngine,
+) -> None:
+    """The merge's settings (work_mem, no nested loops) hold for the writer's transaction, on
+    the first writer of a connection (which creates the staging table) and the next, and end
+    with it."""
+    async with engine.connect() as conn:
+        for _ in range(2):
+            async with conn.begin():
+                await PartitionWriter.open(conn, APP)
+                assert await conn.scalar(text("SHOW work_mem")) == "64MB"
+                assert await conn.scalar(text("SHOW enable_nestloop")) == "off"
+            async with conn.begin():
+                assert await conn.scalar(text("SHOW enable_nestloop")) == "on"
+                assert await conn.scalar(text("SELECT count(*) FROM taskbox_stage")) == 0
+
+
 async def test_records_of_another_billing_date_are_refused(engine: AsyncEngine) -> None:
     """Merging records of another billing date into a partition is a programming error."""
     async with engine.connect() as conn, conn.begin():

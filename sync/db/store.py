@@ -177,17 +177,16 @@ class PartitionWriter:
             apg = raw.driver_connection
             if apg is None or not apg.is_in_transaction():
                 raise DatabaseError("PartitionWriter needs a connection inside a transaction")
-            if exists is None:
-                await apg.execute(sql.CREATE_STAGE)
-            else:
-                # Already empty unless an earlier writer used it in this same transaction: a
-                # DELETE of nothing is free, where TRUNCATE would rewrite catalog rows each time.
-                await apg.execute(f"DELETE FROM {STAGE_TABLE}")
-            await apg.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            # Already empty unless an earlier writer used it in this same transaction: a
+            # DELETE of nothing is free, where TRUNCATE would rewrite catalog rows each time.
+            stage = sql.CREATE_STAGE if exists is None else f"DELETE FROM {STAGE_TABLE}"
             # A billing date new since the last ANALYZE is estimated at one stored row, and the
             # planner then nests a rescan of the whole work set under every stored row: minutes
             # instead of a second. Hash and merge joins are always right for this statement.
-            await apg.execute("SET LOCAL enable_nestloop = off")
+            # One round trip for the three (a query without arguments may hold several).
+            await apg.execute(
+                f"{stage}; SET LOCAL work_mem = '{WORK_MEM}'; SET LOCAL enable_nestloop = off"
+            )
         return cls(apg, app_id)
 
     @property
