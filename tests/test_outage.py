@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.api.retry import RetryPolicy
+from sync.cli import talent_audit as talents_audit
 from sync.cli import talents as talents_cmd
 from sync.cli.exits import EXIT_LOCKED, EXIT_UNAVAILABLE, run_exit_status
 from sync.cli.main import main
@@ -528,7 +529,7 @@ def stop_at_accepted_audit(
     monkeypatch: pytest.MonkeyPatch, pg: ScratchCluster, back_after: float | None
 ) -> list[int]:
     """Stop the server just before the first audit rows of an answer are written."""
-    original = talents_cmd._insert
+    original = talents_audit.insert_rows
     seen = [0]
 
     async def wrapper(engine: AsyncEngine, values: list[dict[str, Any]], *, again: bool) -> None:
@@ -540,7 +541,7 @@ def stop_at_accepted_audit(
                     restart_later(pg, back_after)
         await original(engine, values, again=again)
 
-    monkeypatch.setattr(talents_cmd, "_insert", wrapper)
+    monkeypatch.setattr(talents_audit, "insert_rows", wrapper)
     return seen
 
 

@@ -1,8 +1,9 @@
-"""`taskbox-sync talents add|cancel|list`: the command line, the calls and the audit rows.
+"""`taskbox-sync talents add|cancel|list`: the command line and the calls.
 
-The decisions are in sync.talents.roster and the wire formats in sync.api.talents; this module reads
-the input, runs the requests in batches, writes one talent_operations row per creator outcome
-(pre-check refusals and unsent ids included) and prints the table.
+The decisions are in sync.talents.roster, the wire formats in sync.api.talents and the audit rows
+in sync.cli.talent_audit; this module reads the input, runs the requests in batches, has one
+talent_operations row written per creator outcome (pre-check refusals and unsent ids included)
+and prints the table.
 
 A change the platform accepted is never lost from the audit: each batch is recorded before the
 next is sent, through a database outage too (`pipeline.outage`, --db-outage-timeout); past the limit
@@ -15,18 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import datetime as dt
-import json
 import logging
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from aiohttp import ClientSession
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.api.client import ApiCaller, CallStats
@@ -39,11 +35,12 @@ from sync.api.tokens import AppTokenProvider, ClientTokenProvider, StaticToken, 
 from sync.apps import load_apps_file, settings_for
 from sync.cli.jobs import secrets_of
 from sync.cli.tables import table
+from sync.cli.talent_audit import Audit, Outcome
 from sync.db import database
 from sync.db.connect import open_engine
 from sync.db.schema import talent_operations
 from sync.db.vault import PostgresVault, Sealer
-from sync.errors import ApiError, DatabaseUnavailable, SettingsError
+from sync.errors import ApiError, SettingsError
 from sync.logs import configure_logging
 from sync.pipeline.outage import DatabaseGate
 from sync.settings import Secret, Settings
@@ -63,18 +60,6 @@ from sync.talents.roster import (
 log = logging.getLogger(__name__)
 
 RETRY_POLICY = RetryPolicy()  # the engine's default; tests shorten it
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one creator: one printed line and one talent_operations row."""
-
-    douyin_id: str
-    ok: bool
-    status: Verdict
-    reason: str
-    error_code: int | None = None
-    log_id: str | None = None
 
 
 def app_settings(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -175,91 +160,6 @@ def _refusals(
 ) -> tuple[list[str], list[Outcome]]:
     allowed, refused = precheck(op, ids, roster, task_type=task_type)
     return allowed, [Outcome(i, False, Verdict.REFUSED, reason) for i, reason in refused]
-
-
-@dataclasses.dataclass(slots=True)
-class Audit:
-    """Writes talent_operations rows, waiting through a database outage (`gate`); past the
-    limit the rows are printed instead and `lost` says why."""
-
-    engine: AsyncEngine
-    gate: DatabaseGate
-    task_id: int
-    op: Operation
-    third: str | None
-    app_id: str
-    lost: DatabaseUnavailable | None = None
-    printed: int = 0
-
-    def values(self, rows: list[Outcome]) -> list[dict[str, Any]]:
-        return [
-            {
-                "app_id": self.app_id,
-                "task_id": self.task_id,
-                "douyin_id": o.douyin_id,
-                "operation": self.op,
-                "ok": o.ok,
-                "outcome": o.reason,
-                "error_code": o.error_code,
-                "log_id": o.log_id,
-                "third_appid": self.third,
-            }
-            for o in rows
-        ]
-
-    async def record(self, rows: list[Outcome]) -> None:
-        if not rows:
-            return
-        values = self.values(rows)
-        if self.lost is None:
-            tries = 0
-
-            async def write() -> None:
-                nonlocal tries
-                tries += 1
-                await _insert(self.engine, values, again=tries > 1)
-
-            try:
-                await self.gate.run(write)
-                return
-            except DatabaseUnavailable as exc:
-                self.lost = exc
-        self.print(values)
-
-    def print(self, values: list[dict[str, Any]]) -> None:
-        """One JSON object per row on stderr, for an operator to add to talent_operations."""
-        at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        for v in values:
-            row = {"table": "talent_operations", "created_at": at, **v}
-            row["task_id"] = str(v["task_id"])  # a 64-bit id: exact in any JSON reader
-            print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
-            self.printed += 1
-
-
-async def _insert(engine: AsyncEngine, values: list[dict[str, Any]], *, again: bool) -> None:
-    """Insert audit rows; `again` after an outage hit the last try, whose commit may have
-    happened: rows of an answer (log_id) already there are not written twice."""
-    async with database.connection(engine) as conn, conn.begin():
-        if again:
-            t = talent_operations
-            keys = [v for v in values if v["log_id"] is not None]
-            if keys:
-                match = or_(
-                    *(
-                        and_(
-                            t.c.task_id == v["task_id"],
-                            t.c.douyin_id == v["douyin_id"],
-                            t.c.operation == v["operation"],
-                            t.c.log_id == v["log_id"],
-                        )
-                        for v in keys
-                    )
-                )
-                found = await conn.execute(select(t.c.douyin_id, t.c.log_id).where(match))
-                done = {(r.douyin_id, r.log_id) for r in found}
-                values = [v for v in values if (v["douyin_id"], v["log_id"]) not in done]
-        if values:
-            await conn.execute(insert(talent_operations), values)
 
 
 async def _send(
