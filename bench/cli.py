@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import experiments, fleet, pg, report, workers
+from bench import experiments, fleet, pg, report, workers, yardstick
 from bench.experiments import PATCHES
 from bench.profiles import FULL, QUICK, Profile
 from bench.run import Context, run_scenario, start
@@ -99,6 +99,10 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown patches {unknown}; known: {', '.join(PATCHES)}", file=sys.stderr)
         return 2
+    # Before anything of the run is up, and again after: how fast this machine is (a VM's
+    # speed drifts by the hour), so that figures from different runs can be compared.
+    stick = {"before": yardstick.measure()}
+    print(f"bench: {yardstick.line(stick['before'])}", flush=True)
     ctx, where = await start(profile, scenarios, args.database_url, args.database_name)
     ctx.patches = patches
     ctx.concurrency = args.concurrency
@@ -146,6 +150,8 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     finally:
         for sandbox in ctx.sandboxes.values():
             sandbox.stop()
+    stick["after"] = yardstick.measure()
+    print(f"bench: after the run, {yardstick.line(stick['after'])}", flush=True)
     goals = report.targets(derived) + fleet.targets(fleets) if profile.check_targets else []
     notes = _notes(profile, ctx, measured)
     print()
@@ -163,7 +169,7 @@ async def _run(profile: Profile, args: argparse.Namespace) -> int:
     if goals:
         print("\n".join(report.verdict_lines(goals, "targets:")))
     doc = {
-        "machine": {**_machine(), "database": where},
+        "machine": {**_machine(), "database": where, "yardstick": stick},
         "profile": profile.name,
         "patches": list(ctx.patches),
         "scenarios": {

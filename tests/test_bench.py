@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import fleet, pg, report
+from bench import fleet, pg, report, yardstick
 from bench.instrument import Probe
 from bench.measure import timeline
 from bench.profiles import FULL, QUICK, Scenario
@@ -195,3 +195,13 @@ def test_quick_mode_passes(admin_url: str, tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["checks"] and all(c["ok"] for c in doc["checks"])
     assert set(doc["scenarios"]) == {s.name for s in QUICK.scenarios}
+
+
+def test_the_yardstick_measures_three_positive_figures_and_says_them() -> None:
+    """The machine's yardstick: the loop in seconds, decode + map a row and a page fault in us,
+    each positive and finite; the line names all three."""
+    figures = yardstick.measure()
+    assert set(figures) == {"loop_s", "page_us_per_row", "fault_us"}
+    assert all(0 < value < 1_000 for value in figures.values()), figures
+    text = yardstick.line(figures)
+    assert f"{figures['loop_s']:.2f} s" in text and f"{figures['page_us_per_row']:.2f} us" in text
