@@ -38,7 +38,11 @@ def test_sealing_round_trips_and_a_new_key_first_still_opens_the_old() -> None:
     assert "Secret" not in repr(Sealer(Secret(old))) and old not in repr(Sealer(Secret(old)))
 
 
-@pytest.mark.parametrize("keys", ["not-a-key", "", " , ", new_key()[:-2]])
+@pytest.mark.parametrize(
+    "keys",
+    ["not-a-key", "", " , ", new_key()[:-2]],
+    ids=["not-a-key", "empty", "commas", "cut-short"],  # the same in every process
+)
 def test_a_malformed_or_missing_key_is_one_line(keys: str) -> None:
     """TASKBOX_SECRET_KEY malformed or unset: one SettingsError line saying how to make one,
     never echoing the value."""
