@@ -148,6 +148,6 @@ def install(probe: Probe) -> None:
     _patch(client, "parse_daily_data", lambda fn: probe.timed("decode", fn))
     _patch(client, "post", probe.requests)
     _patch(partition, "map_page", lambda fn: probe.timed("map", fn))
-    _patch(store.PartitionWriter, "add_page", lambda fn: probe.timed_async("write", fn))
+    _patch(store.PartitionWriter, "add_written", lambda fn: probe.timed_async("write", fn))
     _patch(store.PartitionWriter, "merge", lambda fn: probe.timed_async("merge", fn))
     _patch(partition.PartitionWork, "sync", probe.partitions)

@@ -315,6 +315,12 @@ def test_quick_ways_agree_with_careful_ways(changes: dict[str, Any]) -> None:
     fast = map_page([quick], BILLING)
     assert fast.records and fast.anomaly_count == 0
     assert map_page([msgspec.structs.replace(quick, odd=Odd())], BILLING) == fast
+    # With the writer's tail (app, answer time, run), both ways put it after the same record.
+    tail = ("app", 1692878100.25, 7)
+    (record,) = fast.records
+    assert map_page([quick], BILLING, tail).records == [(*record, *tail)]
+    odd = msgspec.structs.replace(quick, odd=Odd())
+    assert map_page([odd], BILLING, tail).records == [(*record, *tail)]
 
 
 def test_anomalies_of_a_row_in_column_order() -> None:

@@ -561,6 +561,35 @@ async def test_append_writes_each_page_into_an_empty_scope(engine: AsyncEngine) 
     assert again == counts(staged=4, repeated=1, unchanged=3)
 
 
+async def test_written_records_carry_their_app_answer_and_run_and_no_other_run_appends(
+    engine: AsyncEngine,
+) -> None:
+    """`add_written` takes the mapper's records with the app, the answer's time and the run
+    after them, as `add_page` makes them: both ways store the same rows, and the answer's time
+    (a later answer wins) is the record's. Appending, a record of another run or app is a
+    programming error, refused before anything is copied."""
+    answered = float(START + 5_000)
+    async with engine.connect() as conn, conn.begin():
+        writer = await PartitionWriter.open(conn, APP)
+        writer.append_to(DAY, START, END, run_id=3)
+        await writer.add_written([(*rec(VIDEO), APP, answered, 3)])
+        await writer.add_page([rec(VIDEO + 1)], answered_at=answered)
+        with pytest.raises(ValueError, match="run 4 in 3"):
+            await writer.add_written([(*rec(VIDEO + 2), APP, answered, 4)])
+        with pytest.raises(ValueError, match="app other"):
+            await writer.add_written([(*rec(VIDEO + 2), "other", answered, 3)])
+        assert await writer.merge(DAY, START, END, run_id=3) == counts(staged=2, inserted=2)
+    stored = await rows(engine)
+    assert sorted(stored) == [VIDEO, VIDEO + 1]
+    assert [stored_record(stored[v]) for v in (VIDEO, VIDEO + 1)] == [
+        as_stored(rec(VIDEO)),
+        as_stored(rec(VIDEO + 1)),
+    ]
+    assert {r["answered_at"] for r in stored.values()} == {at(START + 5_000)}
+    assert {r["last_run_id"] for r in stored.values()} == {3}
+    assert {r["app_id"] for r in stored.values()} == {APP}
+
+
 async def test_append_keeps_a_video_of_two_tasks_and_the_last_of_a_repeated_key(
     engine: AsyncEngine,
 ) -> None:

@@ -5,7 +5,7 @@ directly (COPY); its errors go through the database edge's one translation.
 How a partition flows (every step on one connection, in one transaction the caller owns):
 
     writer = await PartitionWriter.open(conn, app_id)  # empty staging table, bigger work_mem
-    await writer.add_page(records, answered_at=t)      # dedupe in Python, COPY (binary)
+    await writer.add_written(records)                  # dedupe in Python, COPY (binary)
     ...
     counts = await writer.merge(day, start, end, run_id=run_id)
     # the caller records the partition in the ledger, then commits both together
@@ -77,11 +77,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sync.db import database
 from sync.db import store_sql as sql
 from sync.db.schema import RECORD_COLUMNS
-from sync.db.store_sql import STAGE_COLUMNS, STAGE_TABLE
+from sync.db.store_sql import STAGE_COLUMNS, STAGE_TABLE, WRITTEN_COLUMNS
 from sync.errors import AppendConflict, DatabaseError, DatabaseUnavailable
 
 Record = Sequence[Any]
-"""One mapped row: values in sync.db.schema.RECORD_COLUMNS order."""
+"""One mapped row: values in sync.db.schema.RECORD_COLUMNS order (`add_page`), or followed by
+its app, answer time and run (WRITTEN_COLUMNS, `add_written`)."""
 Key = tuple[int, int]
 """(video_id, task_id): the billing date is the partition's (merge refuses strays)."""
 
@@ -90,6 +91,8 @@ WORK_MEM = "64MB"
 _key_of = itemgetter(*(RECORD_COLUMNS.index(c) for c in sql.IDS))
 _date_of = itemgetter(RECORD_COLUMNS.index("billing_date"))
 _video_of = itemgetter(RECORD_COLUMNS.index("video_id"))
+_APP = WRITTEN_COLUMNS.index("app_id")
+_RUN = WRITTEN_COLUMNS.index("last_run_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ class ForeignKey:
 class MergeCounts:
     """What one partition's merge did.
 
-    staged: records handed to add_page; repeated: of those, how many a later record with the same
+    staged: records handed to add_written; repeated: of those, how many a later record with the same
     key replaced (so staged - repeated distinct rows were merged, and
     inserted + updated + unchanged + foreign == staged - repeated); removed: rows deleted by the
     mirror; foreign: keys another app's rows hold (never moved), a few of them in foreign_keys.
@@ -240,10 +243,21 @@ class PartitionWriter:
         answered_at: float | None = None,
         log_id: str | None = None,
     ) -> None:
-        """Stage a page of records (tuples in RECORD_COLUMNS order); a later record wins a key.
+        """`add_written` for records in RECORD_COLUMNS order: each is copied with this writer's
+        app, `answered_at` (Unix seconds, default now) and the run `append_to` named (a staged
+        row takes the merge's) after it. The engine's mapper adds those itself (`map_page`'s
+        `tail`), which spares a page this copy."""
+        run_id = self._append_scope[3] if self._append_scope is not None else None
+        if self._appending is not None:
+            run_id = self._appending[1]
+        tail = (self.app_id, time.time() if answered_at is None else answered_at, run_id)
+        await self.add_written([tuple(r) + tail for r in records], log_id=log_id)
 
-        `answered_at` (Unix seconds, default now) is when the platform answered with the page:
-        of two answers listing one row, the later one's values stand. `log_id` names the page
+    async def add_written(self, records: Sequence[Record], *, log_id: str | None = None) -> None:
+        """Stage a page of records in WRITTEN_COLUMNS order (the mapped row, then the app, when
+        the platform answered with it, the run); a later record wins a key.
+
+        Of two answers listing one row, the later one's values stand. `log_id` names the page
         in what the merge reports of it.
         """
         if self._merged:
@@ -252,8 +266,11 @@ class PartitionWriter:
             return
         if self._append_scope is not None:
             await self._decide_appending()
+        if self._appending is not None:  # copied as they are: they must be of this partition
+            app_id, run_id = records[0][_APP], records[0][_RUN]
+            if (app_id, run_id) != (self.app_id, self._appending[1]):
+                raise ValueError(f"records of app {app_id} run {run_id} in {self._appending[1]}")
         self._staged += len(records)
-        stamp = time.time() if answered_at is None else answered_at
         dates = set(map(_date_of, records))
         if self._appending:
             # Repeats within the page, last wins (a key can only repeat where a video does, and
@@ -262,7 +279,7 @@ class PartitionWriter:
             rows = records
             if len(set(map(_video_of, records))) != len(records):
                 rows = self._last_of_each_key(records)
-            await self._append_page(rows, dates, stamp)
+            await self._append_page(rows, dates)
             self._dates.update(dates)
             return
         keys: list[Key] = list(map(_key_of, records))
@@ -278,9 +295,7 @@ class PartitionWriter:
                 videos, tasks = zip(*earlier, strict=True)
                 status = await self._apg.execute(sql.DROP_STAGED, list(videos), list(tasks))
                 self._repeated += _row_count(status)
-            await self._apg.copy_records_to_table(
-                STAGE_TABLE, records=[(*r, stamp) for r in rows], columns=STAGE_COLUMNS
-            )
+            await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=STAGE_COLUMNS)
         self._page_starts.append(len(self._seen))
         self._page_log_ids.append(log_id)
         self._seen.extend(page_hashes)
@@ -296,16 +311,13 @@ class PartitionWriter:
         self._repeated += len(records) - len(last)
         return [records[i] for i in sorted(last.values())]
 
-    async def _append_page(
-        self, rows: Sequence[Record], dates: set[dt.date], answered_at: float
-    ) -> None:
+    async def _append_page(self, rows: Sequence[Record], dates: set[dt.date]) -> None:
         """COPY the page straight into the table, in key order (see the module docstring)."""
         assert self._appending is not None
-        billing_date, run_id = self._appending
+        billing_date = self._appending[0]
         if dates - {billing_date}:
             raise ValueError(f"records of {sorted(dates - {billing_date})} in {billing_date}")
-        tail = (self.app_id, answered_at, run_id)
-        page = [tuple(r) + tail for r in sorted(rows, key=_video_of)]  # tuple(): no copy
+        page = sorted(rows, key=_video_of)
         try:
             with _translated("cannot append a page"):
                 status = await self._apg.copy_records_to_table(

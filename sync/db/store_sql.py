@@ -35,14 +35,17 @@ def _set_data(source: str) -> str:
 
 
 # Staged as the mapper hands them over (Unix seconds, decimal text), converted by the merge;
-# the answer's time (Unix seconds, float) is added by the writer to each record of a page.
+# the answer's time (Unix seconds, float) follows each record, with its app and run.
 _STAGED_AS = {
     "publish_time": ("bigint", "to_timestamp({c})"),
     "expected_profit": ("text", "{c}::numeric"),
     "answered_at": ("float8", "to_timestamp({c})"),
 }
-STAGE_COLUMNS = (*RECORD_COLUMNS, "answered_at")
-"""A staged row: the record, then when the platform answered with it."""
+WRITTEN_COLUMNS = (*RECORD_COLUMNS, "app_id", "answered_at", "last_run_id")
+"""A record as the writer takes it: the mapped row, then its app, when the platform answered with
+it and the run (the mapper adds the three, so no page is copied into new tuples again)."""
+STAGE_COLUMNS = WRITTEN_COLUMNS
+"""A staged row is a written record (the merge takes the app and the run from its arguments)."""
 
 
 def _stage_column(c: str) -> str:
@@ -176,6 +179,6 @@ ORDER BY {_cols("s.", IDS)}
 """
 
 
-# Appending (see PartitionWriter.append_to): a page is copied straight into the table, its records
-# followed by these (first_synced_at and last_synced_at take the server's default, now()).
-APPEND_COLUMNS = (*RECORD_COLUMNS, "app_id", "answered_at", "last_run_id")
+# Appending (see PartitionWriter.append_to): a page's written records are copied straight into
+# the table (first_synced_at and last_synced_at take the server's default, now()).
+APPEND_COLUMNS = WRITTEN_COLUMNS

@@ -219,7 +219,7 @@ class PartitionWork:
     ) -> None:
         """Map a page and hand its records to the writer. A page with rows rejected or values
         dropped is logged; its notes (negative amounts, …) are only counted, for the summary."""
-        mapped = map_page(page.items, p.billing_date)
+        mapped = map_page(page.items, p.billing_date, (self.app_id, page.answered_at, self.run_id))
         stats.rows_fetched += len(page.items)
         stats.rejected += mapped.rejected
         stats.sanitized += mapped.sanitized
@@ -234,7 +234,7 @@ class PartitionWork:
             )
         if mapped.notes:
             notes.add(mapped.notes, mapped.note_texts, page.log_id)
-        await writer.add_page(mapped.records, answered_at=page.answered_at, log_id=page.log_id)
+        await writer.add_written(mapped.records, log_id=page.log_id)
 
     def _on_page(self, stats: PartitionStats) -> Callable[[Page, int], None]:
         def seen(page: Page, sent: int) -> None:
