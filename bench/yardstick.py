@@ -1,9 +1,9 @@
 """The machine's yardstick: three fixed workloads timed at a run's start, so that figures from
 different machines (or one VM on a good and a bad day) can be compared.
 
-The same code ran 20-30 % slower on one day than the next on "the same" 2-core VM, and 2.5 times
-slower on another VM whose plain Python loop was faster: the difference was memory (page faults
-~5 us each, against ~0.5 on the first). One number does not tell those apart, so three:
+The same code ran 20-30 % slower on one day than the next on "the same" 2-core VM, and 1.4-2.5
+times slower on another VM whose plain Python loop was faster, where a page fault cost ~3-5 us
+(~0.5 is usual). One number does not tell those apart, so three:
 
 - `loop_s`: a 10 M-step Python loop (the interpreter alone);
 - `page_us_per_row`: the engine's decode and mapping of one reference page, 10,000 rows of the
