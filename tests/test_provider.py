@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -305,12 +306,14 @@ async def test_a_revoked_authorizer_token_is_renewed_mid_run(
     async with _vault(database_url) as (db, vault):
         await _authorize(shops, db, app, settings)
         before = _refreshes(shops, merchant.client_key)
-        shops.sandbox.set_faults(Faults(latency_min=0.05, latency_max=0.1))
+        # Slow answers and small pages: many requests remain once the first partition is done
+        # (with 0.05-0.1 s answers a busy machine could see the run end before the revocation).
+        shops.sandbox.set_faults(Faults(latency_min=0.2, latency_max=0.3))
         run = asyncio.create_task(
             run_fleet(
                 db,
                 [FleetApp(app.id, settings)],
-                OPTIONS,
+                dataclasses.replace(OPTIONS, page_size=10),
                 planner.plan(dates, now),
                 tokens=ProviderTokens(vault),
             )

@@ -132,11 +132,12 @@ async def test_an_app_of_the_file_syncs_with_a_token_command(
                                     app=second.client_key)  # fmt: skip
 
         # The platform refuses the token mid-run: the command runs once more, the run goes on.
-        fleet.sandbox.set_faults(Faults(latency_min=0.05, latency_max=0.1))
+        # Slow answers and small pages: many requests remain once the first partition is done
+        # (with 0.05-0.1 s answers a busy machine could see the run end before the revocation).
+        fleet.sandbox.set_faults(Faults(latency_min=0.2, latency_max=0.3))
         counter.write_text("")
-        run = asyncio.create_task(
-            run_fleet(db, fleet_apps[:1], dataclasses.replace(options, restart=True), plan)
-        )
+        slower = dataclasses.replace(options, restart=True, page_size=10)
+        run = asyncio.create_task(run_fleet(db, fleet_apps[:1], slower, plan))
 
         async def first_token_used() -> bool:
             return counter.read_text() == "x" and await done_partitions(engine) > 0

@@ -177,8 +177,9 @@ def map_page(
     rows: Sequence[Row], billing_date: dt.date, tail: tuple[object, ...] = ()
 ) -> MappedPage:
     """Map the rows of one page (`video_daily_data_list`) for `billing_date` to records, each
-    followed by `tail` (the writer's app, answer time and run: built here, once, a page's
-    records are never copied into longer tuples, ~1.5 us a row with the collector's share)."""
+    followed by `tail` (the writer's app, answer time and run). Built here, once, the records
+    need no copy into longer tuples before their COPY: 0.7-2 us a row less on a slow VM, the
+    cyclic collector's share included."""
     records: list[tuple[object, ...]] = []
     append = records.append
     astuple = msgspec.structs.astuple
