@@ -193,6 +193,32 @@ async def test_a_probe_that_finds_the_lock_taken_ends_the_wait() -> None:
     await gate.close()
 
 
+async def test_the_runs_one_reason_is_the_first_failure() -> None:
+    """The probe finds the lock taken (the watcher's RunLockedError); a partition's commit then
+    finds its run taken too (another RunLockedError): `fail` keeps and returns the first, which
+    the partition raises, so the engine sees the gate's own failure and stops the run quietly
+    (a second error object once made the run raise it instead of ending 'interrupted')."""
+    t = FakeTime()
+    first = RunLockedError("another run took the lock")
+
+    async def probe() -> None:
+        raise first
+
+    gate = DatabaseGate(probe, limit=60.0, clock=t.clock, sleep=t.sleep)
+    gate.report(DatabaseUnavailable("connection reset"))
+    with pytest.raises(RunLockedError):
+        await gate.ready()
+    second = RunLockedError("run 1 was marked 'interrupted' by another run")
+    assert gate.fail(second) is first and gate.failure is first
+    await gate.close()
+    fresh = DatabaseGate(probe, limit=60.0, clock=t.clock, sleep=t.sleep)
+    assert fresh.fail(second) is second and fresh.failure is second
+    with pytest.raises(RunLockedError) as raised:
+        await fresh.ready()
+    assert raised.value is second
+    await fresh.close()
+
+
 # -- which errors are an outage (sync.db.database.outage_reason) ---------------------------------
 
 

@@ -123,11 +123,13 @@ class DatabaseGate:
         )
         self._prober = asyncio.get_running_loop().create_task(self._wait_out())
 
-    def fail(self, exc: BaseException) -> None:
-        """The run cannot go on (its run was taken over): waiters and the next steps raise `exc`."""
+    def fail(self, exc: BaseException) -> BaseException:
+        """The run cannot go on (its run was taken over): waiters and the next steps raise `exc`,
+        or the failure that came first, which is returned."""
         if self.failure is None:
             self.failure = exc
         self._open.set()
+        return self.failure
 
     async def ready(self) -> int:
         """Wait while the database is away; the generation to pass to `report`."""

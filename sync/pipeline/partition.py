@@ -119,8 +119,9 @@ class PartitionWork:
                 self.gate.report(exc, since)
                 continue  # not an attempt of the partition's own
             except RunLockedError as exc:  # the run was taken over: it stops, rolled back
-                self.gate.fail(exc)
-                raise
+                # The run's one reason, the gate's: the lock's watcher may have failed it first
+                # with an error of its own, and the engine stops quietly only on the gate's.
+                raise self.gate.fail(exc) from None
             except ApiError as exc:
                 error = exc
                 if isinstance(exc, FatalError):
