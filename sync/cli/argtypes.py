@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sync import planner
+from sync.errors import SettingsError
 from sync.settings import parse_qps
 
 AUTO = "auto"
@@ -72,7 +73,7 @@ def qps(text: str) -> float:
     """--qps: requests per second, above 0 and at most the platform's 10."""
     try:
         return parse_qps(text, "--qps")
-    except Exception as exc:
+    except SettingsError as exc:
         # argparse names the flag itself: "argument --qps: expected ..."
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--qps: ")) from None
 

@@ -42,7 +42,7 @@ from sync.settings import ProviderSettings, Secret, Settings
 
 DEMO_DATABASE = "taskbox_demo"
 
-WARM_DATES = 90  # the API's reach
+WARM_DATES = planner.MAX_LOOKBACK // planner.DAY  # the API's reach, the dates the demo syncs
 WARM_ROWS = 1_000_000  # at most ~600 MB of rendered rows
 
 

@@ -8,6 +8,7 @@ import argparse
 import importlib
 from typing import Any
 
+from sync import planner
 from sync.cli import argtypes
 from sync.cli.flags import add_apps_file_flag, add_database_flag, add_outage_flag
 from sync.pipeline.defaults import (
@@ -130,7 +131,7 @@ def register_worker(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--lookback-days",
-        type=argtypes.int_in(1, 89, "a number of days"),
+        type=argtypes.int_in(1, planner.MAX_NIGHTLY_LOOKBACK, "a number of days"),
         default=7,
         help="the nightly's lookback that --schedule enqueues (default 7)",
     )
@@ -167,7 +168,11 @@ def register_enqueue(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("enqueue", help="put sync jobs on the job queue: one per app")
     kinds = p.add_subparsers(dest="kind", required=True, parser_class=type(p))
     k = kinds.add_parser("nightly", help="re-sync the last N billing dates")
-    k.add_argument("--lookback-days", type=argtypes.int_in(1, 89, "a number of days"), default=7)
+    k.add_argument(
+        "--lookback-days",
+        type=argtypes.int_in(1, planner.MAX_NIGHTLY_LOOKBACK, "a number of days"),
+        default=7,
+    )
     k.add_argument("--today", type=argtypes.date, metavar="YYYY-MM-DD")
     k = kinds.add_parser("backfill", help="sync billing dates FROM..TO inclusive")
     k.add_argument(

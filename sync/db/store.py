@@ -77,7 +77,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sync.db import database
 from sync.db import store_sql as sql
 from sync.db.schema import RECORD_COLUMNS
-from sync.db.store_sql import STAGE_COLUMNS, STAGE_TABLE, WRITTEN_COLUMNS
+from sync.db.store_sql import STAGE_TABLE, WRITTEN_COLUMNS
 from sync.errors import AppendConflict, DatabaseError, DatabaseUnavailable
 
 Record = Sequence[Any]
@@ -164,8 +164,9 @@ class PartitionWriter:
         self._staged = 0
         self._repeated = 0
         self._merged = False
-        self._append_scope: tuple[dt.date, int, int, int, str | None] | None = None
-        self._appending: tuple[dt.date, int] | None = None  # (billing date, run id)
+        self._append_scope: tuple[dt.date, int, int, str | None] | None = None
+        self._append_run: int | None = None  # the run `append_to` named
+        self._appending: dt.date | None = None  # the billing date, once appending
         self._appended = 0
 
     @classmethod
@@ -222,7 +223,8 @@ class PartitionWriter:
         """
         if self._staged or self._merged:
             raise RuntimeError("append_to must come before the first page")
-        self._append_scope = (billing_date, window_start, window_end, run_id, douyin_id)
+        self._append_scope = (billing_date, window_start, window_end, douyin_id)
+        self._append_run = run_id
 
     @property
     def appending(self) -> bool:
@@ -231,10 +233,10 @@ class PartitionWriter:
 
     async def _decide_appending(self) -> None:
         assert self._append_scope is not None
-        billing_date, window_start, window_end, run_id, douyin_id = self._append_scope
+        billing_date, window_start, window_end, douyin_id = self._append_scope
         self._append_scope = None
         if await self._scope_is_empty(billing_date, window_start, window_end, douyin_id):
-            self._appending = (billing_date, run_id)
+            self._appending = billing_date
 
     async def add_page(
         self,
@@ -247,10 +249,7 @@ class PartitionWriter:
         app, `answered_at` (Unix seconds, default now) and the run `append_to` named (a staged
         row takes the merge's) after it. The engine's mapper adds those itself (`map_page`'s
         `tail`), which spares a page this copy."""
-        run_id = self._append_scope[3] if self._append_scope is not None else None
-        if self._appending is not None:
-            run_id = self._appending[1]
-        tail = (self.app_id, time.time() if answered_at is None else answered_at, run_id)
+        tail = (self.app_id, time.time() if answered_at is None else answered_at, self._append_run)
         await self.add_written([tuple(r) + tail for r in records], log_id=log_id)
 
     async def add_written(self, records: Sequence[Record], *, log_id: str | None = None) -> None:
@@ -268,11 +267,11 @@ class PartitionWriter:
             await self._decide_appending()
         if self._appending is not None:  # copied as they are: they must be of this partition
             app_id, run_id = records[0][_APP], records[0][_RUN]
-            if (app_id, run_id) != (self.app_id, self._appending[1]):
-                raise ValueError(f"records of app {app_id} run {run_id} in {self._appending[1]}")
+            if (app_id, run_id) != (self.app_id, self._append_run):
+                raise ValueError(f"records of app {app_id} run {run_id} in {self._append_run}")
         self._staged += len(records)
         dates = set(map(_date_of, records))
-        if self._appending:
+        if self._appending is not None:
             # Repeats within the page, last wins (a key can only repeat where a video does, and
             # a set of ints costs a third of a set of keys); the table's key finds one from an
             # earlier page: nothing of the page is remembered here.
@@ -295,7 +294,9 @@ class PartitionWriter:
                 videos, tasks = zip(*earlier, strict=True)
                 status = await self._apg.execute(sql.DROP_STAGED, list(videos), list(tasks))
                 self._repeated += _row_count(status)
-            await self._apg.copy_records_to_table(STAGE_TABLE, records=rows, columns=STAGE_COLUMNS)
+            await self._apg.copy_records_to_table(
+                STAGE_TABLE, records=rows, columns=WRITTEN_COLUMNS
+            )
         self._page_starts.append(len(self._seen))
         self._page_log_ids.append(log_id)
         self._seen.extend(page_hashes)
@@ -314,14 +315,14 @@ class PartitionWriter:
     async def _append_page(self, rows: Sequence[Record], dates: set[dt.date]) -> None:
         """COPY the page straight into the table, in key order (see the module docstring)."""
         assert self._appending is not None
-        billing_date = self._appending[0]
+        billing_date = self._appending
         if dates - {billing_date}:
             raise ValueError(f"records of {sorted(dates - {billing_date})} in {billing_date}")
         page = sorted(rows, key=_video_of)
         try:
             with _translated("cannot append a page"):
                 status = await self._apg.copy_records_to_table(
-                    sql.TARGET, records=page, columns=sql.APPEND_COLUMNS
+                    sql.TARGET, records=page, columns=WRITTEN_COLUMNS
                 )
         except DatabaseError as exc:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
@@ -357,9 +358,9 @@ class PartitionWriter:
         start, end = _utc(window_start), _utc(window_end)
         creator = [douyin_id] if douyin_id is not None else []
         distinct = self._staged - self._repeated
-        if self._appending:  # every page is in the table already
-            if self._appending[0] != billing_date:
-                raise ValueError(f"appending to {self._appending[0]}, merging {billing_date}")
+        if self._appending is not None:  # every page is in the table already
+            if self._appending != billing_date:
+                raise ValueError(f"appending to {self._appending}, merging {billing_date}")
             return MergeCounts(self._staged, self._repeated, self._appended, 0, 0, 0)
         if distinct and await self._scope_is_empty(
             billing_date, window_start, window_end, douyin_id

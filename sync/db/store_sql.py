@@ -43,9 +43,10 @@ _STAGED_AS = {
 }
 WRITTEN_COLUMNS = (*RECORD_COLUMNS, "app_id", "answered_at", "last_run_id")
 """A record as the writer takes it: the mapped row, then its app, when the platform answered with
-it and the run (the mapper adds the three, so no page is copied into new tuples again)."""
-STAGE_COLUMNS = WRITTEN_COLUMNS
-"""A staged row is a written record (the merge takes the app and the run from its arguments)."""
+it and the run (the mapper adds the three, so no page is copied into new tuples again). Staged
+rows have these columns too (the merge takes the app and the run from its arguments); a page
+appended straight into the table fills these of its columns (first_synced_at and last_synced_at
+take the server's default, now())."""
 
 
 def _stage_column(c: str) -> str:
@@ -60,10 +61,10 @@ def _stored_column(c: str) -> str:
 # NULL casts, as WITH NO DATA reads no row.
 CREATE_STAGE = f"""
 CREATE TEMP TABLE {STAGE_TABLE} ON COMMIT DELETE ROWS
-AS SELECT {", ".join(map(_stage_column, STAGE_COLUMNS))} FROM {TARGET} WITH NO DATA
+AS SELECT {", ".join(map(_stage_column, WRITTEN_COLUMNS))} FROM {TARGET} WITH NO DATA
 """
 # The staged rows with the target's types.
-STAGED_ROWS = f"SELECT {', '.join(map(_stored_column, STAGE_COLUMNS))} FROM {STAGE_TABLE}"
+STAGED_ROWS = f"SELECT {', '.join(map(_stored_column, WRITTEN_COLUMNS))} FROM {STAGE_TABLE}"
 
 # Rows staged by an earlier page whose key comes again: the later occurrence wins.
 DROP_STAGED = f"""
@@ -177,8 +178,3 @@ SELECT $1, {_cols("s.", RECORD_COLUMNS[1:])}, $3, s.answered_at, now(), now(), $
 FROM ({STAGED_ROWS}) s
 ORDER BY {_cols("s.", IDS)}
 """
-
-
-# Appending (see PartitionWriter.append_to): a page's written records are copied straight into
-# the table (first_synced_at and last_synced_at take the server's default, now()).
-APPEND_COLUMNS = WRITTEN_COLUMNS
