@@ -13,6 +13,8 @@ the merge) measured well and is now the engine's own code; what is left here:
   (sync.pipeline.fetcher.GUESS_AHEAD off).
 * lull-none: CPU-bound work on a page does not wait for a request due to go
   (sync.pipeline.fetcher.LULL off).
+* heap-returned: freed C memory goes back to the kernel as glibc's defaults have it, instead of
+  being kept for the next page (sync.heap.keep_freed_memory not applied).
 * start-all: every partition the concurrency allows is under way from the start, whatever the
   latency (sync.pipeline.starts.LEAST raised to the concurrency).
 """
@@ -30,6 +32,7 @@ PATCHES = (
     "guess-none",
     "start-all",
     "lull-none",
+    "heap-returned",
 )
 _BUDGET = re.compile(r"budget-([0-9]+)k")
 _ASKS = re.compile(r"asks-([0-9]+)")
@@ -46,7 +49,11 @@ def install(names: Sequence[str]) -> None:
     """Apply the named patches (see PATCHES) in this process."""
     if unknown(names):
         raise ValueError(f"unknown patches {unknown(names)}; known: {', '.join(PATCHES)}")
+    from sync import heap
     from sync.pipeline import budget, fetcher, runs, starts
+
+    if "heap-returned" in names:
+        heap.keep_freed_memory = lambda: False
 
     for depth in (1, 4):
         if f"queue-{depth}" in names:

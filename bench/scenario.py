@@ -15,7 +15,7 @@ from sqlalchemy import text
 from bench import experiments, trace
 from bench.instrument import Probe, install
 from bench.measure import ScenarioSpec, Snapshot, timeline
-from sync import planner
+from sync import heap, planner
 from sync.db.database import create_engine
 from sync.pipeline import runs
 from sync.pipeline.engine import run_app
@@ -61,6 +61,7 @@ def finish_order(partitions: list[dict[str, int]]) -> float | None:
 async def run_engine(spec: ScenarioSpec) -> dict[str, Any]:
     """The engine as `taskbox-sync sync` runs it, with the probes installed."""
     experiments.install(spec.patches)
+    heap.keep_freed_memory()  # as the CLI does
     probe = Probe()
     install(probe)
     trace.install_client(spec.name)

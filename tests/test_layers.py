@@ -2,8 +2,8 @@
 store.
 
 A sub-package imports only those after it in that order, plus the shared modules (errors,
-settings, the apps file, the pure planner and lateness measure, logging set-up and the pure
-talents rules). The sandbox stands apart: it imports nothing of the client, and only the demo
+settings, the apps file, the pure planner and lateness measure, logging set-up, the heap's
+settings and the pure talents rules). The sandbox stands apart: it imports nothing of the client, and only the demo
 command and the tests start it.
 """
 
@@ -20,7 +20,7 @@ SYNC = Path(__file__).resolve().parent.parent / "sync"
 ORDER = ["cli", "queue", "metrics", "pipeline", "api", "records", "db"]
 SHARED = {
     "errors", "settings", "apps", "toml_values", "planner", "lateness", "logs", "talents",
-    "__version__",
+    "heap", "__version__",
 }  # fmt: skip
 
 
@@ -77,6 +77,7 @@ def test_shared_modules_and_the_sandbox_import_no_layer() -> None:
             "lateness",
             "logs",
             "talents",
+            "heap",
             "sandbox",
         ]
         for path in _modules(part)

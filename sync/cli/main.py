@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from sync import __version__
+from sync import __version__, heap
 from sync.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_status
 from sync.cli.flags import add_database_flag
 from sync.errors import TaskboxError
@@ -188,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
     handler: Handler = args.handler
+    heap.keep_freed_memory()  # pages' buffers reused, not faulted in afresh (sync.heap)
     try:
         return handler(args, settings_from(args))
     except KeyboardInterrupt:
