@@ -3,8 +3,8 @@ store.
 
 A sub-package imports only those after it in that order, plus the shared modules (errors,
 settings, the apps file, the pure planner and lateness measure, logging set-up, the heap's
-settings and the pure talents rules). The sandbox stands apart: it imports nothing of the client, and only the demo
-command and the tests start it.
+settings and the pure talents rules). The sandbox stands apart: it imports nothing of the
+client, and only the demo command and the tests start it.
 """
 
 from __future__ import annotations

@@ -39,6 +39,31 @@ async def test_downgrade_to_base_then_upgrade(engine: AsyncEngine) -> None:
     await check_schema(engine)
 
 
+async def test_the_earnings_indexes_deduplicate_and_0006_had_them_not(engine: AsyncEngine) -> None:
+    """Revision 0007 gives the app and task indexes PostgreSQL's default deduplication back;
+    down to 0006 they opt out again."""
+    query = text(
+        "SELECT relname, coalesce(array_to_string(reloptions, ','), '') FROM pg_class"
+        " WHERE relname LIKE 'ix_video_daily_earnings_%' ORDER BY relname"
+    )
+
+    async def options() -> dict[str, str]:
+        async with engine.connect() as conn:
+            return {name: opts for name, opts in (await conn.execute(query)).all()}
+
+    indexes = (
+        "ix_video_daily_earnings_app_id_billing_date",
+        "ix_video_daily_earnings_task_id_billing_date",
+    )
+    assert {name: (await options())[name] for name in indexes} == dict.fromkeys(indexes, "")
+    await downgrade(engine, "0006")
+    assert {name: (await options())[name] for name in indexes} == dict.fromkeys(
+        indexes, "deduplicate_items=off"
+    )
+    await migrate(engine)
+    assert {name: (await options())[name] for name in indexes} == dict.fromkeys(indexes, "")
+
+
 async def test_check_schema_refuses_unmigrated_database(empty_database_url: str) -> None:
     """A database behind head is refused with a message that says to run migrate."""
     eng = create_engine(empty_database_url)
@@ -53,7 +78,7 @@ async def test_check_schema_refuses_unmigrated_database(empty_database_url: str)
 
 def test_single_head() -> None:
     """The migration history has one head."""
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
 
 
 async def test_a_schema_migrated_by_a_newer_version_is_refused_untouched(
