@@ -140,3 +140,64 @@ def test_the_queues_conninfo_keeps_the_database_and_sets_the_schema() -> None:
     assert info["options"] == f"-c search_path={SCHEMA}"
     local = conninfo_to_dict(conninfo("postgresql+asyncpg://postgres@/tb?host=/tmp/pg"))
     assert local["host"] == "/tmp/pg" and "password" not in local
+
+
+async def test_a_task_that_loses_its_cancellation_is_cancelled_again() -> None:
+    """cancel_all cancels again each round: a side task that swallowed one cancellation (as
+    asyncio.wait_for can on Python 3.11) and went to sleep for an hour still ends, and the
+    others with it."""
+    import asyncio
+
+    from sync.queue.worker import cancel_all
+
+    swallowed = asyncio.Event()
+
+    async def loses_one() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()
+        await asyncio.sleep(3600)
+
+    async def plain() -> None:
+        await asyncio.sleep(3600)
+
+    async def fails() -> None:
+        raise RuntimeError("told to stop anyway")
+
+    tasks = [asyncio.create_task(loses_one()), asyncio.create_task(plain())]
+    tasks.append(asyncio.create_task(fails()))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all(tasks, wait=0.05), timeout=5)
+    assert swallowed.is_set()
+    assert all(task.done() for task in tasks)
+    assert tasks[0].cancelled() and tasks[1].cancelled()
+
+
+async def test_a_task_that_never_stops_is_left_behind_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task that ignores every cancellation does not hold the worker's exit for ever."""
+    import asyncio
+
+    from sync.queue.worker import cancel_all
+
+    released = False
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if released:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all([task], rounds=3, wait=0.05), timeout=5)
+    assert not task.done()
+    assert "1 tasks did not stop when cancelled" in caplog.text
+    released = True  # the test's own clean-up: now it stops
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -247,15 +247,44 @@ async def _run(app: App, worker: _Worker, config: WorkerConfig) -> int:
     except ConnectorException as exc:  # the queue's database went away under the worker
         raise DatabaseUnavailable(f"the job queue: {_first_line(exc)}") from None
     finally:
-        for task in side:
-            task.cancel()
-        await asyncio.gather(*side, return_exceptions=True)
+        await cancel_all(side)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     if worker.signal_number is None:  # procrastinate stopped it: its listener or heartbeat
         raise DatabaseUnavailable("the job queue's worker stopped (see the lines above)")
     log.info("worker %s: stopped", config.name)
     return 128 + worker.signal_number
+
+
+CANCEL_ROUNDS = 5
+CANCEL_WAIT = 1.0  # seconds each round waits for the tasks to end
+
+
+async def cancel_all(
+    tasks: list[asyncio.Task[Any]], *, rounds: int = CANCEL_ROUNDS, wait: float = CANCEL_WAIT
+) -> None:
+    """Cancel `tasks` and wait for them to end, cancelling again each round.
+
+    On Python 3.11 a cancellation that lands as the call a task awaits completes can be lost
+    (asyncio.wait_for's race, in psycopg's pool among others): the scheduler then went on to
+    sleep until its next tick and a SIGTERMed worker waited for it, up to a cron period (seen
+    once in CI: a worker stopped as it started). Tasks still running after the last round are
+    left, with a warning, so that the worker exits.
+    """
+    if not tasks:
+        return
+    pending = set(tasks)
+    for _ in range(rounds):
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=wait)
+        if not pending:
+            break
+    else:
+        log.warning("worker: %d tasks did not stop when cancelled; left behind", len(pending))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: nothing to report from a task told to stop
 
 
 def _first_line(exc: BaseException) -> str:
