@@ -174,6 +174,24 @@ async def test_a_lull_lets_a_request_due_soon_go_first() -> None:
     later.cancel()
 
 
+async def test_a_lull_lets_a_request_whose_turn_came_leave_first() -> None:
+    """A request past its turn whose bytes have not left (aiohttp writes them in a task of its
+    own) holds CPU-bound work back until they do, at most the span."""
+    limiter = RequestLimiter(10.0)
+    slot = await limiter.acquire()  # its turn came; nothing written yet
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.02, slot.went, time.monotonic() + 0.02)
+    began = time.monotonic()
+    await limiter.lull(0.5)
+    assert slot.left and 0.015 <= time.monotonic() - began < 0.4
+    stuck = await limiter.acquire()  # never written: the lull ends at its span anyway
+    began = time.monotonic()
+    await limiter.lull(0.05)
+    assert 0.045 <= time.monotonic() - began < 0.3
+    limiter.done(stuck)
+    await asyncio.wait_for(limiter.lull(0.05), 0.01)  # all left: no lull
+
+
 async def test_a_spare_slot_never_goes_before_a_waiting_request() -> None:
     """`spare` (a guess's wait) returns only for a slot nobody waiting in `acquire` takes."""
     limiter = RequestLimiter(10.0)
