@@ -239,11 +239,17 @@ async def _count_pages(pages: AsyncGenerator[Page, None]) -> int:
 
 
 def test_window_pages_remember_the_longest_window_of_each_rank() -> None:
+    """The most pages known of a rank: its windows' last pages, then any page one of its windows
+    is known to need; a rank none of whose windows ended may reach any page."""
     pages = WindowPages()
     assert pages.may_reach(0, 7)  # nothing known: any page may come
+    pages.needed(0, 2)  # a window's own needed page does not make its rank known
+    assert pages.may_reach(0, 7)
     pages.ended(0, 3)
     pages.ended(0, 2)
     assert pages.may_reach(0, 3) and not pages.may_reach(0, 4)
+    pages.needed(0, 4)  # a window of the known rank needs its 4th page, still running
+    assert pages.may_reach(0, 4) and not pages.may_reach(0, 5)
     assert pages.may_reach(1, 9)
 
 

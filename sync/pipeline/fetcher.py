@@ -47,14 +47,24 @@ class PageQuery:
 
 
 class WindowPages:
-    """The most pages a window of each rank (`planner.window_rank`) has needed so far in the run.
+    """The most pages a window of each rank (`planner.window_rank`) is known to need so far in
+    the run.
 
     A guess past them is likely a wasted call: windows of one rank on neighbouring dates cover
     nearly the same videos, and a window's last page is short. In the bench's *ceiling-slow*
     (27 windows, 0.5-3 s answers) guesses past a window's end went from 12-17 of ~118 calls to
     3-6 of ~110, for the same wall (14.9 s): they had taken slots no needed request wanted, but
     each is a call the platform answers for nothing. A window that turns out longer than its
-    rank's so far asks for its extra page once it is known to be needed. Pure: no I/O.
+    rank's so far asks for its extra page once it is known to be needed.
+
+    A rank is known once one of its windows ended; from then on a page of any of its windows
+    counts as soon as it is known to be needed (the page before came back full), not only when
+    its window ends: the windows of a rank run side by side, and the oldest rank's grow date by
+    date. Counted at windows' ends only, the newest date's window of *ceiling-slow*'s oldest
+    rank guessed no 4th page although four windows of that rank had asked for theirs 3 s
+    before: its 4th page left 2 s after the run's last other request. (An unknown rank may
+    reach any page: a window's own needed pages do not make its rank known, or its first
+    window would never guess.) Pure: no I/O.
     """
 
     __slots__ = ("_most",)
@@ -65,6 +75,12 @@ class WindowPages:
     def ended(self, rank: int, pages: int) -> None:
         """A window of `rank` ended with its page `pages`."""
         self._most[rank] = max(pages, self._most.get(rank, 0))
+
+    def needed(self, rank: int, page_num: int) -> None:
+        """A window of `rank` needs its page `page_num`: a known rank reaches it."""
+        most = self._most.get(rank)
+        if most is not None and page_num > most:
+            self._most[rank] = page_num
 
     def may_reach(self, rank: int, page_num: int) -> bool:
         """Whether a window of `rank` may have page `page_num` (unknown ranks may)."""
@@ -352,11 +368,13 @@ async def partition_pages(
                     await _drop(ahead)  # the window ended: the page after it is not needed
                     ahead = None
                     start.done()  # no more requests: let another partition be under way
-                elif ahead is not None and ahead.page_num == cursor.next_page:
-                    current, ahead = ahead, None
-                    current.needed.set()
                 else:
-                    current = launch(cursor.next_page)
+                    flow.window_pages.needed(rank, cursor.next_page)
+                    if ahead is not None and ahead.page_num == cursor.next_page:
+                        current, ahead = ahead, None
+                        current.needed.set()
+                    else:
+                        current = launch(cursor.next_page)
                 await queue.put((page, lease))
                 del page  # the writer's now: not held while the next request waits
             await queue.put(None)
