@@ -17,9 +17,9 @@ the operator's own (GLIBC_TUNABLES or MALLOC_*_ in the environment) are left as 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
+from collections.abc import Mapping
 
 # mallopt's parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -35,7 +35,7 @@ TRIM_THRESHOLD = 512 * 2**20
 TOP_PAD = 64 * 2**20
 
 
-def _operator_chose(environ: dict[str, str] | os._Environ[str]) -> bool:
+def _operator_chose(environ: Mapping[str, str]) -> bool:
     """Whether the environment already tunes glibc's malloc."""
     return "glibc.malloc." in environ.get("GLIBC_TUNABLES", "") or any(
         name.startswith("MALLOC_") and name.endswith("_") for name in environ
@@ -46,6 +46,8 @@ def keep_freed_memory() -> bool:
     """Keep freed C memory for reuse (see the module docstring); True when glibc took it."""
     if not sys.platform.startswith("linux") or _operator_chose(os.environ):
         return False
+    import ctypes  # here, not at the top: every command's start-up imports this module
+
     try:
         libc = ctypes.CDLL(None)  # the process's own symbols: the C library it runs on
         libc.gnu_get_libc_version  # noqa: B018 (glibc only: musl's mallopt is a stub)
