@@ -79,6 +79,13 @@ async def _jobs(engine: AsyncEngine) -> list[Any]:
         return list(result.all())
 
 
+async def _registered_workers(engine: AsyncEngine, count: int) -> bool:
+    """Whether at least `count` workers are registered with the queue (procrastinate's table)."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(text("SELECT count(*) FROM procrastinate.procrastinate_workers"))
+    return int(found or 0) >= count
+
+
 async def _all_succeeded(engine: AsyncEngine, workers: list[Cli], count: int) -> None:
     async def done() -> bool:
         for w in workers:
@@ -216,6 +223,12 @@ async def test_three_scheduling_workers_enqueue_the_cron_tick_once(
     minute = dt.datetime.fromtimestamp(time.time() - 120, planner.SHANGHAI).minute
     flags = ("--schedule", f"{minute} * * * *", "--lookback-days", "1")
     async with _workers(env, 3, *flags) as workers:
+        # All three up (registered with the queue, their signal handlers in place) before any
+        # is stopped: on a busy machine two can finish the jobs while the third still imports,
+        # and a SIGTERM then ends that one by the signal's default action, not with its 143.
+        await wait_until(
+            lambda: _registered_workers(engine, 3), limit=60, interval=0.2, what="3 workers up"
+        )
         await _all_succeeded(engine, workers, 3)
         await _stop(workers)
     async with engine.connect() as conn:
