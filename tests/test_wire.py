@@ -14,10 +14,11 @@ import pytest
 from sync.api.client import parse_daily_data
 from sync.db.schema import RECORD_COLUMNS
 from sync.errors import ContractError, PermanentError, ThrottledError
+from sync.records import decode
 from sync.records.careful import rows_from_items
 from sync.records.decode import decode_daily_data, decode_json
 from sync.records.mapper import MappedPage, map_page
-from sync.records.wire import Row, decode_typed
+from sync.records.wire import MAX_PLACED_NULS, Row, decode_typed, nul_escapes
 
 BILLING = dt.date(2023, 8, 25)
 VIDEO = 7270855478333246754  # above 2**53: a float would round it to ...246000
@@ -152,7 +153,7 @@ def test_typed_page_maps_like_the_careful_path(casing: str, compact: bool) -> No
     body = page([cased(item, casing) for item in VARIETY], compact=compact)
     decoded = decode_typed(body)
     assert decoded is not None
-    assert len(decoded.rows) == len(VARIETY) and decoded.log_id == "L1" and not decoded.has_nul
+    assert len(decoded.rows) == len(VARIETY) and decoded.log_id == "L1" and decoded.nuls == ()
     assert all(isinstance(r, Row) and r.odd is None and r.extra is None for r in decoded.rows)
     typed = map_page(decoded.rows, BILLING)
     assert typed == careful_path(body)
@@ -298,6 +299,91 @@ def test_lone_surrogate_in_raw_utf8_page_still_maps() -> None:
     assert mapped == careful_path(body)
     record = dict(zip(RECORD_COLUMNS, mapped.records[0], strict=True))
     assert (record["author"], record["video_title"], mapped.sanitized) == ("达人😀", "x\ufffd", 1)
+
+
+def raw_utf8(body: bytes) -> bytes:
+    """`body` as the platform sends it: text as UTF-8, not \\uXXXX escapes (NUL stays escaped)."""
+    return json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "offsets"),
+    [
+        (b'{"a":"plain"}', ()),
+        (b'{"a":"\\u0000"}', (6,)),  # a NUL
+        (b'{"a":"\\\\u0000"}', ()),  # an escaped backslash, then the text u0000
+        (b'{"a":"\\\\\\u0000"}', (8,)),  # an escaped backslash, then a NUL
+        (b'{"a":"\\"\\u0000"}', (8,)),  # an escaped quote, then a NUL
+        (b'{"a":"\\u00001"}', (6,)),
+        (b'{"a":"\\u0001"}', ()),
+    ],
+)
+def test_nul_escapes_are_found_between_the_other_escapes(
+    body: bytes, offsets: tuple[int, ...]
+) -> None:
+    assert nul_escapes(body) == offsets
+
+
+def test_nul_escapes_give_up_where_placing_them_would_cost_more_than_searching() -> None:
+    """Past MAX_PLACED_NULS escapes, or in a body dense with escapes, the places are unknown:
+    None (the page's rows are then all looked into)."""
+    many = b'{"a":"' + b"\\u0000" * (MAX_PLACED_NULS + 1) + b'"}'
+    assert nul_escapes(many) is None
+    assert nul_escapes(b'{"a":"' + b"\\u0000" * MAX_PLACED_NULS + b'"}') is not None
+    dense = json.dumps({"a": "达" * 5_000}).encode()  # every character escaped
+    assert dense.count(b"\\") == 5_000 and nul_escapes(dense) is None
+    page_ = decode_typed(page([row(video_title="达" * 5_000 + "\x00")]))
+    assert page_ is not None and page_.nuls is None  # unknown: every row is looked into
+
+
+def _titles(count: int, nul_rows: dict[int, str]) -> list[dict[str, Any]]:
+    """`count` rows with titles of very unequal lengths; the rows of `nul_rows` get that title."""
+    return [
+        row(VIDEO + i, video_title=nul_rows.get(i, "标题" * (1 + (i * 37) % 200)))
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "nul_rows",
+    [
+        {0: "a\x00"},
+        {399: "\x00"},
+        {5: "\x00", 6: "\x00", 7: "b\x00", 300: "\x00"},  # a cluster, and one far off
+        {200: "\x00\x00 two in one text"},
+        {17: "\x00" + "长" * 3_000},  # a row far longer than the rest throws the guess off
+        {i: "\x00" for i in range(0, 400, 7)},
+    ],
+    ids=["first", "last", "cluster", "two-in-one", "long-row", "many"],
+)
+@pytest.mark.parametrize("casing", CASINGS)
+def test_the_rows_holding_nuls_are_found_wherever_they_sit(
+    nul_rows: dict[int, str], casing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a page sent as raw UTF-8, the rows whose texts hold a NUL are found from where the
+    escapes lie, and every one of them is repaired as the careful path repairs it."""
+    looked: list[int] = []
+    counted = decode._nuls_in
+    monkeypatch.setattr(decode, "_nuls_in", lambda r: looked.append(1) or counted(r))
+    body = raw_utf8(page([cased(item, casing) for item in _titles(400, nul_rows)]))
+    expected = careful_path(body)
+    assert expected.sanitized == len(nul_rows)
+    assert typed_path(body) == expected
+    if len(nul_rows) == 1:
+        assert 0 < len(looked) < 400 // 2  # found near the guess, not by looking everywhere
+
+
+def test_a_nul_outside_the_texts_has_every_row_looked_into(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NUL escape that no text holds (here in the log_id) cannot be placed in a row: every row
+    is looked into, and none is repaired."""
+    looked: list[int] = []
+    counted = decode._nuls_in
+    monkeypatch.setattr(decode, "_nuls_in", lambda r: looked.append(1) or counted(r))
+    body = raw_utf8(page(_titles(50, {}), log_id="L\x001"))
+    decoded = decode_typed(body)
+    assert decoded is not None and decoded.nuls and len(decoded.nuls) == 1
+    assert typed_path(body).sanitized == 0
+    assert len(looked) >= 50
 
 
 # ExpectedProfit values that are not a non-negative JSON number, with the careful path's
