@@ -134,3 +134,21 @@ async def test_unix_seconds_encode_as_to_timestamp_reads_them(
 def test_a_value_of_another_type_is_refused() -> None:
     with pytest.raises(TypeError, match="Unix seconds or a datetime"):
         codecs.encode_timestamptz("2026-11-30")
+
+
+def test_a_page_s_answer_time_is_encoded_once_and_never_mistaken_for_another() -> None:
+    """The float every row of a page shares is encoded once; another float, even the next one
+    and even one equal to it, is encoded for itself."""
+    answered = 1_764_518_400.25
+    first = codecs.encode_timestamptz(answered)
+    assert codecs.encode_timestamptz(answered) is first
+    later = answered + 0.5
+    assert codecs.encode_timestamptz(later) == ((1_764_518_400.75 - 946_684_800) * 1_000_000,)
+    equal = float(str(answered))
+    assert equal is not answered and codecs.encode_timestamptz(equal) == first
+    assert codecs.encode_timestamptz(answered) == first
+
+
+def test_a_profit_text_that_is_no_number_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'lots' is not a number"):
+        codecs.encode_numeric("lots")

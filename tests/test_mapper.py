@@ -159,15 +159,16 @@ def test_odd_text_noted() -> None:
 
 
 def test_expected_profit_exact() -> None:
-    """ExpectedProfit becomes its exact decimal text: 1.3 is "1.3", ints and numeric strings too."""
+    """ExpectedProfit becomes its exact decimal text (1.3 is "1.3", numeric strings too); an int
+    stays the int it was sent as."""
     assert _one(SNAKE)["expected_profit"] == "1.3"
     assert _one(dict(SNAKE, expected_profit=Decimal("1.30")))["expected_profit"] == "1.30"
-    assert _one(dict(SNAKE, expected_profit=5))["expected_profit"] == "5"
-    assert _one(dict(SNAKE, expected_profit=0))["expected_profit"] == "0"
+    assert _one(dict(SNAKE, expected_profit=5))["expected_profit"] == 5
+    assert _one(dict(SNAKE, expected_profit=0))["expected_profit"] == 0
     assert _one(dict(SNAKE, expected_profit="2.50"))["expected_profit"] == "2.50"
     big = "12345678901234567890.123456789"
     assert _one(dict(SNAKE, expected_profit=Decimal(big)))["expected_profit"] == big
-    assert _one(dict(SNAKE, expected_profit=10**30))["expected_profit"] == str(10**30)
+    assert _one(dict(SNAKE, expected_profit=10**30))["expected_profit"] == 10**30
     page = mapped([dict(SNAKE, expected_profit="lots")], BILLING)
     assert page.records[0][19] is None and page.anomaly_count == 1
 

@@ -163,13 +163,13 @@ def test_typed_page_maps_like_the_careful_path(casing: str, compact: bool) -> No
     assert by_video[VIDEO]["publish_time"] == 1692878009
     assert by_video[VIDEO]["expected_profit"] == "1.3"
     assert by_video[VIDEO + 1]["expected_profit"] == "1.30"
-    assert by_video[VIDEO + 4]["expected_profit"] == "5"
-    assert by_video[VIDEO + 5]["expected_profit"] == "0"
+    assert by_video[VIDEO + 4]["expected_profit"] == 5  # an int stays an int
+    assert by_video[VIDEO + 5]["expected_profit"] == 0
     assert by_video[VIDEO + 8]["expected_profit"] == "12345678901234567890.123456789"
     assert by_video[VIDEO + 3]["client_name"] is None and by_video[VIDEO + 2]["author"] is None
     assert by_video[I64_MAX]["task_id"] == I64_MAX and by_video[I64_MAX]["gmv_1d"] == I64_MAX
     for record in typed.records:
-        assert type(record[PUBLISHED]) is int and type(record[PROFIT]) is str
+        assert type(record[PUBLISHED]) is int and type(record[PROFIT]) in (int, str)
 
 
 @pytest.mark.parametrize("casing", CASINGS)
@@ -492,7 +492,7 @@ def test_odd_rows_of_a_typed_page_go_the_slow_way_in_order(casing: str) -> None:
     assert by_video[VIDEO + 1]["billing_date"] == BILLING
     assert by_video[VIDEO + 3]["expected_profit"] == "-1.5"
     assert by_video[VIDEO + 4]["expected_profit"] == "-0.0"
-    assert by_video[VIDEO + 5]["expected_profit"] == "-2"
+    assert by_video[VIDEO + 5]["expected_profit"] == -2
 
 
 @pytest.mark.parametrize("casing", CASINGS)

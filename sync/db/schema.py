@@ -209,8 +209,8 @@ provider_authorizations = Table(
 # The order of the values in a mapped record (`records.mapper`) and of the bulk COPY (`db.store`):
 #   billing_date: date, video_id: int, task_id: int, the TEXT_COLUMNS: str | None,
 #   publish_time: int (Unix seconds) | None, data_date: date | None, the FIGURE_COLUMNS:
-#   int | None, expected_profit: str (exact decimal text) | None, extra: str (JSON text) | None
-# publish_time and expected_profit are staged raw and converted by the merge (sync.db.store).
+#   int | None, expected_profit: int | str (exact decimal text) | None, extra: str (JSON text)
+#   | None. publish_time is staged raw and converted by the merge (sync.db.store).
 RECORD_COLUMNS = (
     "billing_date",
     "video_id",

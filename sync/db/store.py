@@ -33,10 +33,13 @@ Choices, each measured (see `MergeCounts` for what is counted):
   Unchanged rows are never touched: INSERT … ON CONFLICT DO UPDATE WHERE … would still *lock*
   them (writing xmax, dirtying and WAL-logging the page); the full-join form re-syncs an
   unchanged 100k-row partition in ~0.25 s where the three statements took ~0.8-1.0 s.
-* Staged raw: publish_time as Unix seconds (bigint) and expected_profit as its decimal text;
-  the merge converts them (to_timestamp, ::numeric). asyncpg's binary COPY spends ~1 us a row
-  on an aware datetime and ~1.4 us on a Decimal, so the COPY of a 10,000-row page went from
-  ~55-65 ms to ~18-25 ms of client CPU.
+* Staged raw: publish_time as Unix seconds (bigint), which the merge converts (to_timestamp);
+  expected_profit as numeric, from the mapper's int or decimal text through the connection's
+  codec (`sync.db.codecs`). asyncpg's binary COPY spends ~1 us a row on an aware datetime and
+  ~1.4 us on a Decimal, so the COPY of a 10,000-row page went from ~55-65 ms to ~18-25 ms of
+  client CPU. (Until revision 0007's time the profit was staged as text: ~0.15 us a row less
+  in the process for staged pages, but every row of an appended page paid ~0.25 us more, its
+  int written out as text and read back.)
 * A partition with nothing stored in its scope (a backfill into an empty table, a new billing
   date) needs no join: one EXISTS probe, then a plain INSERT … SELECT in a savepoint, ~7-8 us a
   row of server CPU against ~10-12 for the full merge. A unique violation (a staged key stored

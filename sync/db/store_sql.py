@@ -1,7 +1,8 @@
 """The statements of the bulk path (sync.db.store), written once from the schema: pure text.
 
-Staging holds the records as the mapper makes them (publish time as Unix seconds, the profit as
-decimal text); every statement that reads it converts to the table's types.
+Staging holds the records as the mapper makes them (publish time as Unix seconds); every
+statement that reads it converts to the table's types. The profit is staged as numeric: the
+connection's codec takes the mapper's int or decimal text.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ def _set_data(source: str) -> str:
     return ", ".join(f"{c} = {source}.{c}" for c in _DATA_COLUMNS)
 
 
-# Staged as the mapper hands them over (Unix seconds, decimal text), converted by the merge;
-# the answer's time (Unix seconds, float) follows each record, with its app and run.
+# Staged as the mapper hands them over (Unix seconds), converted by the merge; the answer's
+# time (Unix seconds, float) follows each record, with its app and run.
 _STAGED_AS = {
     "publish_time": ("bigint", "to_timestamp({c})"),
-    "expected_profit": ("text", "{c}::numeric"),
     "answered_at": ("float8", "to_timestamp({c})"),
 }
 WRITTEN_COLUMNS = (*RECORD_COLUMNS, "app_id", "answered_at", "last_run_id")
