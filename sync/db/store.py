@@ -37,9 +37,9 @@ Choices, each measured (see `MergeCounts` for what is counted):
   expected_profit as numeric, from the mapper's int or decimal text through the connection's
   codec (`sync.db.codecs`). asyncpg's binary COPY spends ~1 us a row on an aware datetime and
   ~1.4 us on a Decimal, so the COPY of a 10,000-row page went from ~55-65 ms to ~18-25 ms of
-  client CPU. (Until revision 0007's time the profit was staged as text: ~0.15 us a row less
-  in the process for staged pages, but every row of an appended page paid ~0.25 us more, its
-  int written out as text and read back.)
+  client CPU. (The profit used to be staged as text: ~0.15 us a row less in the process for a
+  staged page, but every row of an appended page paid ~0.25 us more, its int written out as
+  text and read back by the codec.)
 * A partition with nothing stored in its scope (a backfill into an empty table, a new billing
   date) needs no join: one EXISTS probe, then a plain INSERT … SELECT in a savepoint, ~7-8 us a
   row of server CPU against ~10-12 for the full merge. A unique violation (a staged key stored
