@@ -23,8 +23,8 @@ from sync.sandbox import Faults, SandboxServer
 from tests.helpers import (
     Clock,
     MakeSandbox,
+    api_calls,
     assert_table_is_truth,
-    done_partitions,
     sandbox_settings,
     wait_until,
 )
@@ -137,12 +137,19 @@ async def test_an_app_of_the_file_syncs_with_a_token_command(
         fleet.sandbox.set_faults(Faults(latency_min=0.2, latency_max=0.3))
         counter.write_text("")
         slower = dataclasses.replace(options, restart=True, page_size=10)
+        answered = api_calls(fleet.sandbox, "daily_data")
         run = asyncio.create_task(run_fleet(db, fleet_apps[:1], slower, plan))
 
+        # Revoked only once the sandbox has answered requests made with the run's first token:
+        # the command writes its mark before it asks for the token, and a token issued after
+        # the revocation would be good (CI once saw 'x' == 'xx' that way: the previous run's
+        # done partitions made the old check true at once).
         async def first_token_used() -> bool:
-            return counter.read_text() == "x" and await done_partitions(engine) > 0
+            assert not run.done(), "the run ended before its token was revoked"
+            return api_calls(fleet.sandbox, "daily_data") >= answered + 2
 
-        await wait_until(first_token_used, what="the run to use its first token")
+        await wait_until(first_token_used, interval=0.01, what="the run to use its token")
+        assert counter.read_text() == "x"
         fleet.sandbox.revoke_tokens()
         again = await asyncio.wait_for(run, 60)
         assert [a.outcome for a in again.apps] == [Outcome.DONE]
