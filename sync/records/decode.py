@@ -78,7 +78,7 @@ def _rows_holding(page: TypedPage) -> Iterable[int]:
     everyone = range(len(rows))
     if nuls is None or not rows:
         return everyone
-    taken: set[int] = set()
+    taken: dict[int, int] = {}  # row index: the NULs its texts hold
     looks = len(rows)  # rows looked into before giving up on the guess
     for at in nuls:
         guess = min(at * len(rows) // page.size, len(rows) - 1)
@@ -86,12 +86,15 @@ def _rows_holding(page: TypedPage) -> Iterable[int]:
             looks -= 1
             if looks < 0:
                 return everyone
-            if index in taken or _nuls_in(rows[index]):
-                taken.add(index)
+            if index in taken:
                 break
-    if sum(_nuls_in(rows[i]) for i in taken) != len(nuls):
+            held = _nuls_in(rows[index])
+            if held:
+                taken[index] = held
+                break
+    if sum(taken.values()) != len(nuls):
         return everyone
-    return sorted(taken)
+    return taken.keys()
 
 
 def _outwards(start: int, count: int) -> Iterator[int]:
@@ -110,9 +113,8 @@ def _repair_nul(page: TypedPage) -> list[Row]:
     """The page's rows with NUL in texts made U+FFFD, those rows marked repaired."""
     for index in _rows_holding(page):
         row = page.rows[index]
-        texts = _texts(row)
-        if "\x00" in "".join(filter(None, texts)):
-            for name, text in zip(TEXT_COLUMNS, texts, strict=True):
+        if _nuls_in(row):
+            for name, text in zip(TEXT_COLUMNS, _texts(row), strict=True):
                 if text is not None:
                     setattr(row, name, clean(text))
             row.odd = Odd(repaired=True)

@@ -161,7 +161,10 @@ def _careful_record(
     elif profit is not None and profit < 0:
         notes.add(f"{where}: expected_profit is negative: {profit}", NEGATIVE_AMOUNT)
     # An int stays an int (the codec's quickest way), any other number its exact text.
-    stored = v[18] if type(v[18]) is int else None if profit is None else str(profit)
+    if type(v[18]) is int:
+        stored: int | str | None = v[18]
+    else:
+        stored = None if profit is None else str(profit)
     return (billing_date, *v[:10], data_date, *v[11:18], stored, v[19])
 
 
