@@ -172,13 +172,18 @@ def _visible_dates(now: float) -> list[dt.date]:
 async def _verify(
     db: Any, sandbox: SandboxServer, app: AppCredentials, plan: planner.Plan, now: float
 ) -> int:
-    """Billing dates whose row count for the app differs from what the sandbox would return."""
+    """Billing dates whose row count for the app differs from what the sandbox would return.
+
+    Only rows published within the API's reach count: an earlier demo's rows whose publish time
+    has since passed the 90-day edge stay in the table (no window covers them, so the mirror
+    never removes them), and the platform no longer reports them."""
     start = planner.earliest_start(now)
     v = video_daily_earnings
     async with database.connection(db) as conn:
         rows = await conn.execute(
             select(v.c.billing_date, func.count())
             .where(v.c.app_id == app.app_id)
+            .where(v.c.publish_time >= dt.datetime.fromtimestamp(start, dt.UTC))
             .group_by(v.c.billing_date)
         )
         counts = {d: n for d, n in rows}
